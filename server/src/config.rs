@@ -1,0 +1,305 @@
+//! Configuration: every setting is a flag and an environment variable with a documented default.
+//!
+//! Names follow the original (`APP_RATE_LIMIT_*`, `APP_IDEMPOTENCY_CACHE_TTL_SECONDS`, the breaker's
+//! Resilience4j settings) so an operator of the old system finds the same knobs; unlike the original, the
+//! breaker's are actually read.
+
+use clap::{Args, Parser, ValueEnum};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "pay-server",
+    version,
+    about = "payctl ingest service: the payment API"
+)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "APP_LISTEN", default_value = "127.0.0.1:8081")]
+    pub listen: SocketAddr,
+
+    /// MariaDB URL, e.g. mysql://user:password@127.0.0.1:13306/payments
+    #[arg(long, env = "APP_DATABASE_URL")]
+    pub database_url: String,
+
+    /// Largest number of open database connections.
+    #[arg(long, env = "APP_DATABASE_POOL_SIZE", default_value_t = 32)]
+    pub database_pool_size: u32,
+
+    /// How long a request waits for a database connection before it answers 503.
+    #[arg(long, env = "APP_DATABASE_ACQUIRE_TIMEOUT_MS", default_value_t = 2000)]
+    pub database_acquire_timeout_ms: u64,
+
+    /// How long a request waits on another request's row lock (e.g. the same idempotency key) before 409.
+    #[arg(
+        long,
+        env = "APP_DATABASE_LOCK_WAIT_TIMEOUT_SECONDS",
+        default_value_t = 5
+    )]
+    pub database_lock_wait_timeout_seconds: u32,
+
+    /// Redis URL (idempotency cache and rate limits).
+    #[arg(
+        long,
+        env = "APP_REDIS_URL",
+        default_value = "redis://127.0.0.1:16379/"
+    )]
+    pub redis_url: String,
+
+    /// Prefix of every Redis key, so several stacks can share one Redis.
+    #[arg(long, env = "APP_REDIS_KEY_PREFIX", default_value = "payctl:")]
+    pub redis_key_prefix: String,
+
+    /// Redis command timeout; past it the rate limiter fails open and the cache is skipped.
+    #[arg(long, env = "APP_REDIS_TIMEOUT_MS", default_value_t = 50)]
+    pub redis_timeout_ms: u64,
+
+    #[command(flatten)]
+    pub kafka: KafkaConfig,
+
+    #[command(flatten)]
+    pub rate_limit: RateLimitConfig,
+
+    #[command(flatten)]
+    pub idempotency: IdempotencyConfig,
+
+    #[command(flatten)]
+    pub breaker: BreakerConfig,
+
+    #[command(flatten)]
+    pub relay: RelayConfig,
+
+    /// Log format: `text` for people, `json` for containers.
+    #[arg(long, env = "APP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct KafkaConfig {
+    /// Kafka bootstrap servers.
+    #[arg(
+        long = "kafka-bootstrap",
+        env = "KAFKA_BOOTSTRAP_SERVERS",
+        default_value = "127.0.0.1:19092"
+    )]
+    pub bootstrap: String,
+
+    /// Prefix put in front of every topic name (e.g. `staging.`); empty in a normal deployment.
+    #[arg(
+        long = "kafka-topic-prefix",
+        env = "APP_KAFKA_TOPIC_PREFIX",
+        default_value = ""
+    )]
+    pub topic_prefix: String,
+
+    /// Partitions of each topic when the service creates it.
+    #[arg(
+        long = "kafka-partitions",
+        env = "APP_KAFKA_PARTITIONS",
+        default_value_t = 3
+    )]
+    pub partitions: i32,
+
+    /// How long the producer keeps trying one message before it reports failure (message.timeout.ms).
+    #[arg(
+        long = "kafka-delivery-timeout-ms",
+        env = "APP_KAFKA_DELIVERY_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub delivery_timeout_ms: u64,
+}
+
+impl KafkaConfig {
+    pub fn topic(&self, base: &str) -> String {
+        format!("{}{}", self.topic_prefix, base)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Args)]
+pub struct RateLimitConfig {
+    /// Authorize requests a merchant may make per window (0 disables the limit).
+    #[arg(
+        long,
+        env = "APP_RATE_LIMIT_AUTHORIZE_CAPACITY",
+        default_value_t = 60_000
+    )]
+    pub authorize_capacity: u32,
+    #[arg(
+        long,
+        env = "APP_RATE_LIMIT_AUTHORIZE_WINDOW_SECONDS",
+        default_value_t = 60
+    )]
+    pub authorize_window_seconds: u32,
+    #[arg(
+        long,
+        env = "APP_RATE_LIMIT_CAPTURE_CAPACITY",
+        default_value_t = 60_000
+    )]
+    pub capture_capacity: u32,
+    #[arg(
+        long,
+        env = "APP_RATE_LIMIT_CAPTURE_WINDOW_SECONDS",
+        default_value_t = 60
+    )]
+    pub capture_window_seconds: u32,
+    #[arg(long, env = "APP_RATE_LIMIT_REFUND_CAPACITY", default_value_t = 30_000)]
+    pub refund_capacity: u32,
+    #[arg(
+        long,
+        env = "APP_RATE_LIMIT_REFUND_WINDOW_SECONDS",
+        default_value_t = 60
+    )]
+    pub refund_window_seconds: u32,
+    #[arg(long, env = "APP_RATE_LIMIT_VOID_CAPACITY", default_value_t = 30_000)]
+    pub void_capacity: u32,
+    #[arg(long, env = "APP_RATE_LIMIT_VOID_WINDOW_SECONDS", default_value_t = 60)]
+    pub void_window_seconds: u32,
+}
+
+#[derive(Debug, Clone, Copy, Args)]
+pub struct IdempotencyConfig {
+    /// How long Redis keeps a completed response for fast replays (0 disables the cache).
+    #[arg(
+        long = "idempotency-cache-ttl-seconds",
+        env = "APP_IDEMPOTENCY_CACHE_TTL_SECONDS",
+        default_value_t = 600
+    )]
+    pub cache_ttl_seconds: u64,
+
+    /// How long the database keeps an idempotency record; after that the key may be reused.
+    #[arg(
+        long = "idempotency-retention-hours",
+        env = "APP_IDEMPOTENCY_RETENTION_HOURS",
+        default_value_t = 24
+    )]
+    pub retention_hours: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InitialBreakerState {
+    Closed,
+    Disabled,
+    ForcedOpen,
+    MetricsOnly,
+}
+
+/// The Kafka publisher's circuit breaker: Resilience4j's settings with the original's values as defaults.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct BreakerConfig {
+    /// Calls in the count-based sliding window.
+    #[arg(
+        long = "cb-sliding-window-size",
+        env = "APP_CB_KAFKA_SLIDING_WINDOW_SIZE",
+        default_value_t = 100
+    )]
+    pub sliding_window_size: u32,
+    /// Calls needed in the window before rates are computed.
+    #[arg(
+        long = "cb-minimum-calls",
+        env = "APP_CB_KAFKA_MIN_CALLS",
+        default_value_t = 5
+    )]
+    pub minimum_calls: u32,
+    /// Failure rate (%) at or above which the breaker opens.
+    #[arg(
+        long = "cb-failure-threshold",
+        env = "APP_CB_KAFKA_FAILURE_THRESHOLD",
+        default_value_t = 50.0
+    )]
+    pub failure_rate_threshold: f64,
+    /// Slow-call rate (%) at or above which the breaker opens.
+    #[arg(
+        long = "cb-slow-call-rate",
+        env = "APP_CB_KAFKA_SLOW_CALL_RATE",
+        default_value_t = 50.0
+    )]
+    pub slow_call_rate_threshold: f64,
+    /// A call lasting at least this long is slow.
+    #[arg(
+        long = "cb-slow-call-threshold-ms",
+        env = "APP_CB_KAFKA_SLOW_CALL_THRESHOLD",
+        default_value_t = 5000
+    )]
+    pub slow_call_duration_ms: u64,
+    /// Time in OPEN before probing (HALF_OPEN).
+    #[arg(
+        long = "cb-wait-duration-ms",
+        env = "APP_CB_KAFKA_WAIT_DURATION",
+        default_value_t = 30_000
+    )]
+    pub wait_in_open_ms: u64,
+    /// Probe calls permitted in HALF_OPEN.
+    #[arg(
+        long = "cb-half-open-calls",
+        env = "APP_CB_KAFKA_HALF_OPEN_CALLS",
+        default_value_t = 3
+    )]
+    pub permitted_in_half_open: u32,
+    /// State at start-up.
+    #[arg(long = "cb-initial-state", env = "APP_CB_KAFKA_INITIAL_STATE", value_enum, default_value_t = InitialBreakerState::Closed)]
+    pub initial_state: InitialBreakerState,
+}
+
+impl BreakerConfig {
+    pub fn slow_call_duration(&self) -> Duration {
+        Duration::from_millis(self.slow_call_duration_ms)
+    }
+    pub fn wait_in_open(&self) -> Duration {
+        Duration::from_millis(self.wait_in_open_ms)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Args)]
+pub struct RelayConfig {
+    /// Outbox rows one relay claims and publishes at a time.
+    #[arg(
+        long = "relay-batch-size",
+        env = "APP_RELAY_BATCH_SIZE",
+        default_value_t = 500
+    )]
+    pub batch_size: u32,
+    /// How often the relay looks for rows even when not woken (other instances' rows, retries).
+    #[arg(
+        long = "relay-poll-interval-ms",
+        env = "APP_RELAY_POLL_INTERVAL_MS",
+        default_value_t = 1000
+    )]
+    pub poll_interval_ms: u64,
+    /// Disable the relay in this instance (another instance or process publishes).
+    #[arg(
+        long = "relay-disabled",
+        env = "APP_RELAY_DISABLED",
+        default_value_t = false
+    )]
+    pub disabled: bool,
+}
+
+impl Config {
+    /// A configuration for tests: every setting at its default except the connections given.
+    pub fn for_tests(database_url: &str, redis_url: &str, kafka_bootstrap: &str) -> Self {
+        let mut config = Config::parse_from([
+            "pay-server",
+            "--database-url",
+            database_url,
+            "--redis-url",
+            redis_url,
+            "--kafka-bootstrap",
+            kafka_bootstrap,
+            "--listen",
+            "127.0.0.1:0",
+        ]);
+        config.log_format = LogFormat::Text;
+        config
+    }
+
+    pub fn redis_timeout(&self) -> Duration {
+        Duration::from_millis(self.redis_timeout_ms)
+    }
+}

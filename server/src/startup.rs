@@ -1,0 +1,196 @@
+//! Assembling the application: one place that wires configuration to pools, clients, background tasks
+//! and routes, used by `main` and by the integration tests alike.
+
+use crate::auth::KeyCache;
+use crate::breaker::CircuitBreaker;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::outbox::Relay;
+use crate::ratelimit::RateLimiter;
+use crate::redis_client::RedisClient;
+use crate::{idempotency, kafka, routes, storage};
+use rdkafka::producer::FutureProducer;
+use sqlx::MySqlPool;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Everything a request handler may need. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: MySqlPool,
+    pub redis: RedisClient,
+    pub limiter: Arc<RateLimiter>,
+    pub keys: Arc<KeyCache>,
+    pub metrics: Arc<Metrics>,
+    pub breaker: Arc<CircuitBreaker>,
+    pub producer: FutureProducer,
+    pub relay_wake: Arc<Notify>,
+    pub topics_ready: Arc<AtomicBool>,
+}
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+}
+
+impl Application {
+    /// Connects to everything, applies migrations and binds the listener; does not serve yet.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let db = storage::pool(
+            &config.database_url,
+            config.database_pool_size,
+            Duration::from_millis(config.database_acquire_timeout_ms),
+            config.database_lock_wait_timeout_seconds,
+        )?;
+        migrate_when_available(&db).await?;
+
+        let redis = RedisClient::new(
+            &config.redis_url,
+            &config.redis_key_prefix,
+            config.redis_timeout(),
+        )?;
+        if !redis.connect(Duration::from_secs(2)).await {
+            tracing::warn!("Redis is not reachable; rate limits fail open and replays use the database until it is");
+        }
+        let metrics = Metrics::new();
+        let breaker = Arc::new(CircuitBreaker::new(config.breaker));
+        let producer = kafka::producer(&config.kafka)?;
+        let listener = TcpListener::bind(config.listen).await?;
+        let state = AppState {
+            limiter: Arc::new(RateLimiter::new(redis.clone(), config.rate_limit)),
+            config: Arc::new(config),
+            db,
+            redis,
+            keys: Arc::new(KeyCache::default()),
+            metrics,
+            breaker,
+            producer,
+            relay_wake: Arc::new(Notify::new()),
+            topics_ready: Arc::new(AtomicBool::new(false)),
+        };
+        Ok(Self {
+            listener,
+            state,
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// A token that stops the server gracefully when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled: stops accepting, lets in-flight requests finish,
+    /// then stops the relay (which flushes the producer).
+    pub async fn run(self) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            state,
+            shutdown,
+        } = self;
+        let background = spawn_background(&state, shutdown.clone());
+        let app = routes::router(state);
+        let stop = shutdown.clone();
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await?;
+        shutdown.cancel();
+        for task in background {
+            let _ = task.await;
+        }
+        Ok(())
+    }
+}
+
+async fn migrate_when_available(db: &MySqlPool) -> anyhow::Result<()> {
+    let mut delay = Duration::from_millis(200);
+    for attempt in 0.. {
+        match storage::MIGRATOR.run(db).await {
+            Ok(()) => return Ok(()),
+            Err(sqlx::migrate::MigrateError::Execute(e))
+                if storage::is_unavailable(&e) && attempt < 30 =>
+            {
+                tracing::warn!(error = %e, "database not reachable yet; retrying");
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+    Ok(())
+}
+
+fn spawn_background(state: &AppState, shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
+    let mut tasks = Vec::new();
+
+    // Topics: created once Kafka answers; the relay waits for them.
+    let kafka_config = state.config.kafka.clone();
+    let topics_ready = state.topics_ready.clone();
+    let wake = state.relay_wake.clone();
+    let stop = shutdown.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut delay = Duration::from_millis(200);
+        loop {
+            match kafka::ensure_topics(&kafka_config).await {
+                Ok(()) => {
+                    topics_ready.store(true, Ordering::Release);
+                    wake.notify_one();
+                    return;
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot create Kafka topics yet; retrying"),
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }));
+
+    if !state.config.relay.disabled {
+        let relay = Relay {
+            db: state.db.clone(),
+            producer: None,
+            breaker: state.breaker.clone(),
+            metrics: state.metrics.clone(),
+            wake: state.relay_wake.clone(),
+            topics_ready: state.topics_ready.clone(),
+            kafka: state.config.kafka.clone(),
+            config: state.config.relay,
+        };
+        tasks.push(tokio::spawn(relay.run(shutdown.clone())));
+    }
+
+    // Expired idempotency records.
+    let db = state.db.clone();
+    tasks.push(tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            }
+            if let Err(e) = idempotency::purge_expired(&db).await {
+                tracing::debug!(error = %e, "purging idempotency records failed");
+            }
+        }
+    }));
+    tasks
+}

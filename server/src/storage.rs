@@ -1,0 +1,303 @@
+//! MariaDB access: the pool, the migrations, and the queries on payments and their ledger.
+//!
+//! Queries are plain `sqlx::query` (no compile-time checking), so the workspace builds without a
+//! database; the integration tests are what check them.
+
+use payctl_domain::payment::Balances;
+use payctl_domain::{MerchantId, PaymentId, PaymentStatus};
+use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPoolOptions};
+use sqlx::{MySql, MySqlPool, Row, Transaction};
+use std::str::FromStr;
+use std::time::Duration;
+use time::{OffsetDateTime, PrimitiveDateTime};
+use uuid::Uuid;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../domain/migrations");
+
+pub type Tx = Transaction<'static, MySql>;
+
+/// Opens the pool. Every connection uses READ COMMITTED (no gap locks; a statement sees what others
+/// committed before it) and a bounded lock wait, so a request never queues for long behind another.
+pub fn pool(
+    url: &str,
+    size: u32,
+    acquire_timeout: Duration,
+    lock_wait_secs: u32,
+) -> anyhow::Result<MySqlPool> {
+    let options = MySqlConnectOptions::from_str(url)?
+        .charset("utf8mb4")
+        .timezone(Some(String::from("+00:00")))
+        .statement_cache_capacity(256);
+    let pool = MySqlPoolOptions::new()
+        .max_connections(size)
+        .min_connections(0)
+        .acquire_timeout(acquire_timeout)
+        .test_before_acquire(false)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                sqlx::query("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query(&format!(
+                    "SET SESSION innodb_lock_wait_timeout = {lock_wait_secs}"
+                ))
+                .execute(&mut *conn)
+                .await?;
+                Ok(())
+            })
+        })
+        .connect_lazy_with(options);
+    Ok(pool)
+}
+
+fn mysql_error_number(e: &sqlx::Error) -> Option<u16> {
+    e.as_database_error()
+        .and_then(|d| d.try_downcast_ref::<MySqlDatabaseError>())
+        .map(|m| m.number())
+}
+
+/// The database cannot be reached (down, restarting, pool exhausted): the client should retry later.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Tls(_) => true,
+        // 1053 server shutdown, 1927 connection killed, 2002/2003/2006/2013 connection lost or refused.
+        _ => matches!(
+            mysql_error_number(e),
+            Some(1053 | 1927 | 2002 | 2003 | 2006 | 2013)
+        ),
+    }
+}
+
+/// A lock wait timed out or a deadlock was broken: another request holds what we need.
+pub fn is_lock_wait(e: &sqlx::Error) -> bool {
+    matches!(mysql_error_number(e), Some(1205 | 1213))
+}
+
+pub fn is_duplicate_key(e: &sqlx::Error) -> bool {
+    matches!(mysql_error_number(e), Some(1062))
+}
+
+/// Now, truncated to the microseconds DATETIME(6) keeps, so what we answer equals what we stored.
+pub fn now() -> OffsetDateTime {
+    let t = OffsetDateTime::now_utc();
+    t.replace_nanosecond(t.nanosecond() / 1000 * 1000)
+        .unwrap_or(t)
+}
+
+pub fn to_db(t: OffsetDateTime) -> PrimitiveDateTime {
+    let utc = t.to_offset(time::UtcOffset::UTC);
+    PrimitiveDateTime::new(utc.date(), utc.time())
+}
+
+pub fn from_db(t: PrimitiveDateTime) -> OffsetDateTime {
+    t.assume_utc()
+}
+
+/// One payment as stored.
+#[derive(Debug, Clone)]
+pub struct PaymentRecord {
+    pub id: PaymentId,
+    pub merchant_id: String,
+    pub status: PaymentStatus,
+    pub amount: i64,
+    pub captured: i64,
+    pub refunded: i64,
+    pub currency: String,
+    pub version: u32,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+impl PaymentRecord {
+    pub fn balances(&self) -> Balances {
+        Balances {
+            status: self.status,
+            amount: self.amount,
+            captured: self.captured,
+            refunded: self.refunded,
+        }
+    }
+
+    fn from_row(row: &sqlx::mysql::MySqlRow) -> Result<Self, sqlx::Error> {
+        let status: String = row.try_get("status")?;
+        Ok(Self {
+            id: PaymentId::from_uuid(row.try_get::<Uuid, _>("payment_id")?),
+            merchant_id: row.try_get("merchant_id")?,
+            status: PaymentStatus::parse(&status).ok_or_else(|| {
+                sqlx::Error::Decode(format!("unknown payment status {status}").into())
+            })?,
+            amount: row.try_get("amount")?,
+            captured: row.try_get("captured_amount")?,
+            refunded: row.try_get("refunded_amount")?,
+            currency: row.try_get("currency")?,
+            version: row.try_get("version")?,
+            created_at: from_db(row.try_get("created_at")?),
+            updated_at: from_db(row.try_get("updated_at")?),
+        })
+    }
+}
+
+const PAYMENT_COLUMNS: &str = "payment_id, merchant_id, status, amount, captured_amount, \
+     refunded_amount, currency, version, created_at, updated_at";
+
+pub async fn insert_payment(tx: &mut Tx, p: &PaymentRecord) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO payments (payment_id, merchant_id, status, amount, captured_amount, \
+         refunded_amount, currency, version, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(p.id.as_uuid())
+    .bind(&p.merchant_id)
+    .bind(p.status.as_str())
+    .bind(p.amount)
+    .bind(p.captured)
+    .bind(p.refunded)
+    .bind(&p.currency)
+    .bind(p.version)
+    .bind(to_db(p.created_at))
+    .bind(to_db(p.updated_at))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Reads the merchant's payment and locks its row until the transaction ends: the guard that makes two
+/// concurrent captures (or refunds) of one payment run one after the other.
+pub async fn lock_payment(
+    tx: &mut Tx,
+    id: PaymentId,
+    merchant: &MerchantId,
+) -> Result<Option<PaymentRecord>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {PAYMENT_COLUMNS} FROM payments WHERE payment_id = ? AND merchant_id = ? FOR UPDATE"
+    );
+    sqlx::query(&sql)
+        .bind(id.as_uuid())
+        .bind(merchant.as_str())
+        .fetch_optional(&mut **tx)
+        .await?
+        .map(|r| PaymentRecord::from_row(&r))
+        .transpose()
+}
+
+pub async fn update_balances(tx: &mut Tx, p: &PaymentRecord) -> Result<(), sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE payments SET status = ?, captured_amount = ?, refunded_amount = ?, version = ?, \
+         updated_at = ? WHERE payment_id = ? AND version = ?",
+    )
+    .bind(p.status.as_str())
+    .bind(p.captured)
+    .bind(p.refunded)
+    .bind(p.version)
+    .bind(to_db(p.updated_at))
+    .bind(p.id.as_uuid())
+    .bind(p.version - 1)
+    .execute(&mut **tx)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Err(sqlx::Error::Protocol(format!(
+            "payment {} changed under its row lock",
+            p.id
+        )));
+    }
+    Ok(())
+}
+
+pub async fn get_payment(
+    pool: &MySqlPool,
+    id: PaymentId,
+    merchant: &MerchantId,
+) -> Result<Option<PaymentRecord>, sqlx::Error> {
+    let sql =
+        format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE payment_id = ? AND merchant_id = ?");
+    sqlx::query(&sql)
+        .bind(id.as_uuid())
+        .bind(merchant.as_str())
+        .fetch_optional(pool)
+        .await?
+        .map(|r| PaymentRecord::from_row(&r))
+        .transpose()
+}
+
+/// A page of the merchant's payments, newest first, after the cursor (a payment id: ids are time-ordered).
+pub async fn list_payments(
+    pool: &MySqlPool,
+    merchant: &MerchantId,
+    status: Option<PaymentStatus>,
+    starting_after: Option<PaymentId>,
+    limit: u32,
+) -> Result<Vec<PaymentRecord>, sqlx::Error> {
+    let mut sql = format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE merchant_id = ?");
+    if status.is_some() {
+        sql.push_str(" AND status = ?");
+    }
+    if starting_after.is_some() {
+        sql.push_str(" AND payment_id < ?");
+    }
+    sql.push_str(" ORDER BY payment_id DESC LIMIT ?");
+    let mut q = sqlx::query(&sql).bind(merchant.as_str());
+    if let Some(s) = status {
+        q = q.bind(s.as_str());
+    }
+    if let Some(after) = starting_after {
+        q = q.bind(after.as_uuid());
+    }
+    q.bind(limit)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(PaymentRecord::from_row)
+        .collect()
+}
+
+/// One leg of the ledger as the API shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerLine {
+    pub entry_id: u64,
+    pub event_id: String,
+    pub event_type: String,
+    pub leg: u8,
+    pub account: String,
+    pub side: String,
+    pub amount: i64,
+    pub currency: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub occurred_at: OffsetDateTime,
+}
+
+pub async fn ledger_for_payment(
+    pool: &MySqlPool,
+    id: PaymentId,
+) -> Result<Vec<LedgerLine>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT entry_id, event_id, event_type, leg, account, side, amount, currency, occurred_at \
+         FROM ledger_entries WHERE payment_id = ? ORDER BY entry_id",
+    )
+    .bind(id.as_uuid())
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(LedgerLine {
+                entry_id: r.try_get("entry_id")?,
+                event_id: r.try_get::<Uuid, _>("event_id")?.hyphenated().to_string(),
+                event_type: r.try_get("event_type")?,
+                leg: r.try_get("leg")?,
+                account: r.try_get("account")?,
+                side: if r.try_get::<String, _>("side")? == "D" {
+                    "DEBIT"
+                } else {
+                    "CREDIT"
+                }
+                .to_owned(),
+                amount: r.try_get("amount")?,
+                currency: r.try_get("currency")?,
+                occurred_at: from_db(r.try_get("occurred_at")?),
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,432 @@
+//! Test harness: real MariaDB, Redis and tansu on free ports, started once per test binary and shared;
+//! each test gets its own database, Redis key prefix and Kafka topic prefix, so tests run in parallel.
+//! Tests that stop a dependency get private instances of their own (`Dedicated`).
+
+use pay_server::auth::{create_merchant, ApiKey};
+use pay_server::config::Config;
+use pay_server::startup::{AppState, Application};
+use payctl_domain::MerchantId;
+use payctl_stack::{free_port, Lifetime, MariaDb, Redis, Tansu};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use serde_json::Value;
+use sqlx::MySqlPool;
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+pub struct Services {
+    pub mariadb: MariaDb,
+    pub redis: Redis,
+    pub tansu: Tansu,
+}
+
+fn state_root() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("test-stack");
+    // Remove what earlier test processes left behind.
+    if let Ok(entries) = std::fs::read_dir(&root) {
+        for e in entries.flatten() {
+            let pid: Option<u32> = e
+                .file_name()
+                .to_str()
+                .and_then(|n| n.split('-').next()?.parse().ok());
+            if pid.is_some_and(|p| !payctl_stack::process::pid_alive(p)) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    root
+}
+
+impl Services {
+    /// Starts a fresh set in `name` under this process' directory.
+    pub fn start(name: &str) -> Services {
+        let dir = state_root().join(format!("{}-{name}", std::process::id()));
+        let mut mariadb = MariaDb::new(
+            &dir.join("mariadb"),
+            free_port().unwrap(),
+            Lifetime::TiedToThisProcess,
+        );
+        // Test data is throw-away: trade durability for speed.
+        mariadb.extra_args = vec![
+            "--innodb-flush-log-at-trx-commit=2".into(),
+            "--sync-binlog=0".into(),
+        ];
+        let mut redis = Redis::new(
+            &dir.join("redis"),
+            free_port().unwrap(),
+            Lifetime::TiedToThisProcess,
+        );
+        let mut tansu = Tansu::new(
+            &dir.join("tansu"),
+            free_port().unwrap(),
+            Lifetime::TiedToThisProcess,
+        );
+        std::thread::scope(|s| {
+            s.spawn(|| mariadb.start().expect("MariaDB starts"));
+            s.spawn(|| redis.start().expect("Redis starts"));
+            s.spawn(|| tansu.start().expect("tansu starts"));
+        });
+        Services {
+            mariadb,
+            redis,
+            tansu,
+        }
+    }
+}
+
+impl Drop for Services {
+    fn drop(&mut self) {
+        let _ = self.mariadb.kill();
+        let _ = self.redis.kill();
+        let _ = self.tansu.kill();
+    }
+}
+
+/// Runs blocking work (starting or stopping a service) off the test's runtime thread.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.expect("blocking task")
+}
+
+/// The services every ordinary test shares.
+fn shared() -> &'static Mutex<Services> {
+    static SHARED: OnceLock<Mutex<Services>> = OnceLock::new();
+    SHARED.get_or_init(|| Mutex::new(Services::start("shared")))
+}
+
+pub struct TestMerchant {
+    pub id: MerchantId,
+    pub key: ApiKey,
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub db: MySqlPool,
+    pub state: AppState,
+    pub merchant: TestMerchant,
+    pub other_merchant: TestMerchant,
+    pub kafka_bootstrap: String,
+    pub topic_prefix: String,
+    shutdown: CancellationToken,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+pub struct Endpoints {
+    pub mariadb_port: u16,
+    pub redis_url: String,
+    pub kafka: String,
+}
+
+impl Endpoints {
+    fn of(s: &Services) -> Self {
+        Self {
+            mariadb_port: s.mariadb.port(),
+            redis_url: s.redis.url(),
+            kafka: s.tansu.bootstrap(),
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let endpoints = tokio::task::spawn_blocking(|| {
+        Endpoints::of(&shared().lock().unwrap_or_else(|p| p.into_inner()))
+    })
+    .await
+    .unwrap();
+    spawn_app_on(endpoints, tweak).await
+}
+
+/// An app on private services the test may stop and start.
+pub async fn spawn_dedicated(tweak: impl FnOnce(&mut Config)) -> (TestApp, Services) {
+    let services =
+        tokio::task::spawn_blocking(|| Services::start(&uuid::Uuid::new_v4().simple().to_string()))
+            .await
+            .unwrap();
+    let app = spawn_app_on(Endpoints::of(&services), tweak).await;
+    (app, services)
+}
+
+pub async fn spawn_app_on(endpoints: Endpoints, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    // Logs only when asked for: RUST_LOG=pay_server=debug cargo test … -- --nocapture
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    }
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let database = format!("t_{}", &unique[..16]);
+    let root = format!("mysql://root@127.0.0.1:{}/", endpoints.mariadb_port);
+    let admin = MySqlPool::connect(&root).await.expect("connect as root");
+    sqlx::query(&format!("CREATE DATABASE {database}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+
+    let db_url = format!("{root}{database}");
+    let mut config = Config::for_tests(&db_url, &endpoints.redis_url, &endpoints.kafka);
+    config.redis_key_prefix = format!("{unique}:");
+    config.kafka.topic_prefix = format!("{}.", &unique[..12]);
+    config.kafka.partitions = 2;
+    config.kafka.delivery_timeout_ms = 3000;
+    config.relay.poll_interval_ms = 200;
+    tweak(&mut config);
+    let topic_prefix = config.kafka.topic_prefix.clone();
+
+    let app = Application::build(config).await.expect("the app builds");
+    let address = format!("http://{}", app.local_addr());
+    let state = app.state().clone();
+    let shutdown = app.shutdown_token();
+    let server = tokio::spawn(app.run());
+
+    let db = MySqlPool::connect(&db_url).await.unwrap();
+    let merchant = new_merchant(&db, "M-TEST-1").await;
+    let other_merchant = new_merchant(&db, "M-TEST-2").await;
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+        db,
+        state,
+        merchant,
+        other_merchant,
+        kafka_bootstrap: endpoints.kafka,
+        topic_prefix,
+        shutdown,
+        server: Some(server),
+    }
+}
+
+pub async fn new_merchant(db: &MySqlPool, id: &str) -> TestMerchant {
+    let id = MerchantId::parse("merchantId", id).unwrap();
+    let key = create_merchant(db, &id, "Test merchant").await.unwrap();
+    TestMerchant { id, key }
+}
+
+/// A response read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub bytes: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.bytes).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.bytes)
+            )
+        })
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts the error shape and code.
+    pub fn assert_error(&self, status: u16, code: &str) -> Value {
+        let body = self.json();
+        assert_eq!(self.status, status, "status; body: {body}");
+        assert_eq!(body["code"], code, "code; body: {body}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "message; body: {body}"
+        );
+        body
+    }
+}
+
+impl TestApp {
+    pub fn key(&self) -> &str {
+        self.merchant.key.expose()
+    }
+
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut req = self
+            .client
+            .request(method, format!("{}{}", self.address, path));
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        for (n, v) in headers {
+            req = req.header(*n, *v);
+        }
+        let res = req.send().await.expect("request sent");
+        Reply {
+            status: res.status().as_u16(),
+            headers: res.headers().clone(),
+            bytes: res.bytes().await.unwrap().to_vec(),
+        }
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Reply {
+        self.request(
+            reqwest::Method::POST,
+            path,
+            Some(self.key()),
+            Some(body),
+            &[],
+        )
+        .await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.request(reqwest::Method::GET, path, Some(self.key()), None, &[])
+            .await
+    }
+
+    pub async fn authorize(&self, amount: i64, key: &str) -> Reply {
+        self.post(
+            "/payments/authorize",
+            &serde_json::json!({"merchantId": self.merchant.id.as_str(), "amount": amount, "currency": "KRW", "idempotencyKey": key}),
+        )
+        .await
+    }
+
+    /// Authorizes and returns the new payment id.
+    pub async fn authorized_payment(&self, amount: i64) -> String {
+        let r = self
+            .authorize(amount, &uuid::Uuid::new_v4().to_string())
+            .await;
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.bytes));
+        r.json()["paymentId"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar::<_, i64>(sql)
+            .fetch_one(&self.db)
+            .await
+            .unwrap()
+    }
+
+    pub async fn unpublished(&self) -> i64 {
+        self.count("SELECT COUNT(*) FROM outbox_events WHERE published_at IS NULL")
+            .await
+    }
+
+    /// Waits for `condition` to hold, polling; panics with `what` after `timeout`.
+    pub async fn eventually<F, Fut>(&self, what: &str, timeout: Duration, mut condition: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + timeout;
+        while !condition().await {
+            assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn metric(&self, name: &str) -> f64 {
+        let text = self.state.metrics.render();
+        text.lines()
+            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Every message on `base` topic, read up to the high watermark of each partition.
+    pub async fn read_topic(&self, base: &str) -> Vec<Value> {
+        TopicReader::of(self).read(base).await
+    }
+
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(s) = self.server.take() {
+            let _ = s.await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Reads this app's topics; outlives the app.
+pub struct TopicReader {
+    bootstrap: String,
+    prefix: String,
+}
+
+impl TopicReader {
+    pub fn of(app: &TestApp) -> Self {
+        Self {
+            bootstrap: app.kafka_bootstrap.clone(),
+            prefix: app.topic_prefix.clone(),
+        }
+    }
+
+    pub async fn read(&self, base: &str) -> Vec<Value> {
+        let topic = format!("{}{}", self.prefix, base);
+        let bootstrap = self.bootstrap.clone();
+        tokio::task::spawn_blocking(move || read_all(&bootstrap, &topic))
+            .await
+            .unwrap()
+    }
+}
+
+fn read_all(bootstrap: &str, topic: &str) -> Vec<Value> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("test-reader-{}", uuid::Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let partitions: Vec<i32> = metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| p.id())
+        .collect();
+    let mut high = std::collections::HashMap::new();
+    let mut tpl = TopicPartitionList::new();
+    for p in &partitions {
+        let (_, h) = consumer
+            .fetch_watermarks(topic, *p, Duration::from_secs(10))
+            .unwrap();
+        high.insert(*p, h);
+        tpl.add_partition_offset(topic, *p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let mut position: std::collections::HashMap<i32, i64> =
+        partitions.iter().map(|p| (*p, 0)).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while partitions.iter().any(|p| position[p] < high[p]) {
+        assert!(Instant::now() < deadline, "reading {topic} timed out");
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            position.insert(m.partition(), m.offset() + 1);
+            let mut v: Value = serde_json::from_slice(m.payload().unwrap_or_default()).unwrap();
+            v["_key"] =
+                Value::String(String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned());
+            out.push(v);
+        }
+    }
+    out
+}

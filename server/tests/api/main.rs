@@ -1,0 +1,10 @@
+//! Integration tests of pay-server against real MariaDB, Redis and tansu. One file per feature.
+
+mod authorize;
+mod changes;
+mod helpers;
+mod idempotency;
+mod outbox;
+mod rate_limit;
+mod reads;
+mod resilience;
