@@ -1,0 +1,366 @@
+//! The native runtime: the platform as local processes under one state directory.
+//!
+//! One list, [`SERVICES`], defines the stack: what runs, in which order, on which port and how its
+//! health is checked. `up` walks it forwards, `down` backwards, `status` reads it. Every process is
+//! started detached with its pid recorded, so `down` stops exactly what `up` started and nothing else.
+
+use anyhow::{bail, Context};
+use clap::Args;
+use pay_server::auth::{create_merchant, ApiKey};
+use payctl_domain::MerchantId;
+use payctl_stack::process::{pid_alive, Supervised};
+use payctl_stack::services::{mariadb_greets, redis_pongs};
+use payctl_stack::{ports, Lifetime, MariaDb, Redis, Tansu};
+use rand::distributions::Alphanumeric;
+use rand::Rng;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+/// Ports of the native stack. The defaults stay clear of a developer's own MariaDB (3306) and Redis
+/// (6379).
+#[derive(Debug, Clone, Args)]
+pub struct Ports {
+    /// MariaDB port.
+    #[arg(long, env = "PAYCTL_MARIADB_PORT", default_value_t = 13306)]
+    pub mariadb_port: u16,
+    /// Redis port.
+    #[arg(long, env = "PAYCTL_REDIS_PORT", default_value_t = 16379)]
+    pub redis_port: u16,
+    /// Kafka (tansu) port.
+    #[arg(long, env = "PAYCTL_KAFKA_PORT", default_value_t = 19092)]
+    pub kafka_port: u16,
+    /// Payment API (pay-server) port.
+    #[arg(long, env = "PAYCTL_INGEST_PORT", default_value_t = 18080)]
+    pub ingest_port: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    MariaDb,
+    Redis,
+    Kafka,
+    Ingest,
+}
+
+/// The stack, in start order.
+const SERVICES: [(&str, Kind); 4] = [
+    ("mariadb", Kind::MariaDb),
+    ("redis", Kind::Redis),
+    ("kafka", Kind::Kafka),
+    ("ingest", Kind::Ingest),
+];
+
+const DATABASE: &str = "payments";
+const DB_USER: &str = "payctl";
+const DEV_MERCHANT: &str = "dev-merchant";
+
+impl Ports {
+    fn of(&self, kind: Kind) -> u16 {
+        match kind {
+            Kind::MariaDb => self.mariadb_port,
+            Kind::Redis => self.redis_port,
+            Kind::Kafka => self.kafka_port,
+            Kind::Ingest => self.ingest_port,
+        }
+    }
+}
+
+fn pid_file(home: &Path, name: &str) -> PathBuf {
+    home.join(name).join("pid")
+}
+
+fn running_pid(home: &Path, name: &str) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(pid_file(home, name))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    pid_alive(pid).then_some(pid)
+}
+
+fn write_pid(home: &Path, name: &str, pid: Option<u32>) -> anyhow::Result<()> {
+    let pid = pid.context("service started without a pid")?;
+    std::fs::write(pid_file(home, name), pid.to_string())?;
+    Ok(())
+}
+
+/// A generated secret kept in the state directory (mode 0600), created on first use. Dev-only.
+fn secret(home: &Path, name: &str) -> anyhow::Result<String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = home.join("secrets").join(name);
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        return Ok(s.trim().to_owned());
+    }
+    std::fs::create_dir_all(path.parent().context("secrets dir")?)?;
+    let value: String = rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(32)
+        .map(char::from)
+        .collect();
+    let mut f = std::fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .open(&path)?;
+    std::io::Write::write_all(&mut f, value.as_bytes())?;
+    Ok(value)
+}
+
+fn database_url(home: &Path, ports: &Ports) -> anyhow::Result<String> {
+    Ok(format!(
+        "mysql://{DB_USER}:{}@127.0.0.1:{}/{DATABASE}",
+        secret(home, "db-password")?,
+        ports.mariadb_port
+    ))
+}
+
+/// `pay-server` beside this executable (same cargo profile), built first if missing.
+fn server_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().context("executable has no directory")?;
+    let server = dir.join("pay-server");
+    if !server.exists() {
+        let release = dir.ends_with("release");
+        eprintln!("building pay-server …");
+        let mut cargo = Command::new("cargo");
+        cargo.args(["build", "-p", "pay-server"]);
+        if release {
+            cargo.arg("--release");
+        }
+        let status = cargo.status().context("running cargo build")?;
+        if !status.success() || !server.exists() {
+            bail!("could not build pay-server (cargo build -p pay-server)");
+        }
+    }
+    Ok(server)
+}
+
+async fn healthy(kind: Kind, port: u16) -> bool {
+    match kind {
+        Kind::MariaDb => tokio::task::spawn_blocking(move || mariadb_greets(port))
+            .await
+            .unwrap_or(false),
+        Kind::Redis => tokio::task::spawn_blocking(move || redis_pongs(port))
+            .await
+            .unwrap_or(false),
+        Kind::Kafka => tokio::task::spawn_blocking(move || ports::is_listening(port))
+            .await
+            .unwrap_or(false),
+        Kind::Ingest => reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{port}/ready"))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .map(|r| r.status().is_success())
+            .unwrap_or(false),
+    }
+}
+
+pub async fn up(home: &Path, ports: &Ports) -> anyhow::Result<ExitCode> {
+    std::fs::create_dir_all(home)?;
+    let home = &home.canonicalize()?;
+    // Check every port before starting anything.
+    for (name, kind) in SERVICES {
+        let port = ports.of(kind);
+        if running_pid(home, name).is_none() && ports::is_listening(port) {
+            bail!("port {port} for {name} is already in use by another process; free it or choose another with --{name}-port");
+        }
+    }
+    let server = server_binary()?;
+    for (name, kind) in SERVICES {
+        let port = ports.of(kind);
+        if let Some(pid) = running_pid(home, name) {
+            eprintln!("{name:<8} already running (pid {pid})");
+            continue;
+        }
+        eprint!("{name:<8} starting on 127.0.0.1:{port} … ");
+        let started = Instant::now();
+        let dir = home.join(name);
+        match kind {
+            Kind::MariaDb => {
+                let mut db = MariaDb::new(&dir, port, Lifetime::Detached);
+                db.start()?;
+                write_pid(home, name, db.pid())?;
+                provision_database(home, ports).await?;
+            }
+            Kind::Redis => {
+                let mut redis = Redis::new(&dir, port, Lifetime::Detached);
+                redis.persistent = true;
+                redis.start()?;
+                write_pid(home, name, redis.pid())?;
+            }
+            Kind::Kafka => {
+                let mut tansu = Tansu::new(&dir, port, Lifetime::Detached);
+                tansu.start()?;
+                write_pid(home, name, tansu.pid())?;
+            }
+            Kind::Ingest => {
+                let mut cmd = Command::new(&server);
+                cmd.env("APP_LISTEN", format!("127.0.0.1:{port}"))
+                    .env("APP_DATABASE_URL", database_url(home, ports)?)
+                    .env(
+                        "APP_REDIS_URL",
+                        format!("redis://127.0.0.1:{}/", ports.redis_port),
+                    )
+                    .env(
+                        "KAFKA_BOOTSTRAP_SERVERS",
+                        format!("127.0.0.1:{}", ports.kafka_port),
+                    );
+                let mut process =
+                    Supervised::spawn(name, cmd, &dir.join("ingest.log"), Lifetime::Detached)?;
+                std::fs::create_dir_all(&dir)?;
+                write_pid(home, name, Some(process.pid))?;
+                let deadline = Instant::now() + Duration::from_secs(90);
+                while !healthy(kind, port).await {
+                    if !process.is_running() || Instant::now() > deadline {
+                        bail!(
+                            "ingest did not become ready; last log lines:\n{}",
+                            process.log_tail(20).join("\n")
+                        );
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        eprintln!("ready in {:.1?}", started.elapsed());
+    }
+    let key = dev_merchant_key(home, ports).await?;
+    print_status(home, ports, false).await?;
+    println!("\nAPI:          http://127.0.0.1:{}", ports.ingest_port);
+    println!("merchant:     {DEV_MERCHANT}");
+    println!(
+        "API key:      {}   (dev only; stored in {})",
+        key.expose(),
+        home.join("secrets/dev-merchant.key").display()
+    );
+    println!(
+        "try:          curl -s -H 'Authorization: Bearer {}' -H 'Idempotency-Key: demo-1' -H 'Content-Type: application/json' \\\n                -d '{{\"amount\":1000,\"currency\":\"KRW\"}}' http://127.0.0.1:{}/payments/authorize",
+        key.expose(),
+        ports.ingest_port
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The application's database and its own user with a generated password (root stays local-only).
+async fn provision_database(home: &Path, ports: &Ports) -> anyhow::Result<()> {
+    let root = sqlx::MySqlPool::connect(&format!("mysql://root@127.0.0.1:{}/", ports.mariadb_port))
+        .await?;
+    let password = secret(home, "db-password")?;
+    sqlx::query(&format!("CREATE DATABASE IF NOT EXISTS {DATABASE}"))
+        .execute(&root)
+        .await?;
+    sqlx::query(&format!(
+        "CREATE USER IF NOT EXISTS '{DB_USER}'@'127.0.0.1' IDENTIFIED BY '{password}'"
+    ))
+    .execute(&root)
+    .await?;
+    sqlx::query(&format!(
+        "GRANT ALL PRIVILEGES ON {DATABASE}.* TO '{DB_USER}'@'127.0.0.1'"
+    ))
+    .execute(&root)
+    .await?;
+    root.close().await;
+    Ok(())
+}
+
+/// The dev merchant's API key: created (and stored, 0600) on the first `up`, reused after.
+async fn dev_merchant_key(home: &Path, ports: &Ports) -> anyhow::Result<ApiKey> {
+    let path = home.join("secrets").join("dev-merchant.key");
+    let db = sqlx::MySqlPool::connect(&database_url(home, ports)?).await?;
+    let id = MerchantId::parse("merchantId", DEV_MERCHANT).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let known: Option<(String,)> =
+        sqlx::query_as("SELECT merchant_id FROM merchants WHERE merchant_id = ?")
+            .bind(DEV_MERCHANT)
+            .fetch_optional(&db)
+            .await?;
+    if let (Ok(key), Some(_)) = (std::fs::read_to_string(&path), known) {
+        return Ok(ApiKey::from_string(key.trim().to_owned()));
+    }
+    let key = create_merchant(&db, &id, "Dev merchant (payctl up)").await?;
+    std::fs::create_dir_all(home.join("secrets"))?;
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(&path)?;
+        std::io::Write::write_all(&mut f, key.expose().as_bytes())?;
+    }
+    Ok(key)
+}
+
+pub fn down(home: &Path, volumes: bool) -> anyhow::Result<ExitCode> {
+    for (name, _) in SERVICES.iter().rev() {
+        match running_pid(home, name) {
+            Some(pid) => {
+                eprint!("{name:<8} stopping (pid {pid}) … ");
+                Supervised::adopt(name, pid, &home.join(name).join("log"))
+                    .stop(Duration::from_secs(30))?;
+                eprintln!("stopped");
+            }
+            None => eprintln!("{name:<8} not running"),
+        }
+        let _ = std::fs::remove_file(pid_file(home, name));
+    }
+    if volumes && home.exists() {
+        std::fs::remove_dir_all(home).with_context(|| format!("removing {}", home.display()))?;
+        eprintln!("removed {}", home.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Serialize)]
+struct Row {
+    service: &'static str,
+    pid: Option<u32>,
+    address: String,
+    health: &'static str,
+}
+
+async fn rows(home: &Path, ports: &Ports) -> Vec<Row> {
+    let mut out = Vec::new();
+    for (name, kind) in SERVICES {
+        let port = ports.of(kind);
+        let pid = running_pid(home, name);
+        let health = match pid {
+            None => "stopped",
+            Some(_) if healthy(kind, port).await => "healthy",
+            Some(_) => "unhealthy",
+        };
+        out.push(Row {
+            service: name,
+            pid,
+            address: format!("127.0.0.1:{port}"),
+            health,
+        });
+    }
+    out
+}
+
+async fn print_status(home: &Path, ports: &Ports, json: bool) -> anyhow::Result<bool> {
+    let rows = rows(home, ports).await;
+    let all_healthy = rows.iter().all(|r| r.health == "healthy");
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        println!("SERVICE   PID       ADDRESS             HEALTH");
+        for r in &rows {
+            let pid = r.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
+            println!("{:<10}{:<10}{:<20}{}", r.service, pid, r.address, r.health);
+        }
+    }
+    Ok(all_healthy)
+}
+
+pub async fn status(home: &Path, ports: &Ports, json: bool) -> anyhow::Result<ExitCode> {
+    let all_healthy = print_status(home, ports, json).await?;
+    Ok(if all_healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The project's one test command (README "Quick start", .ci/run, Jenkinsfile).
+# Installs what the tests need when it is missing — Debian packages (as root) and the tansu broker —
+# then runs formatting, lints and every test against real MariaDB, Redis and tansu.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
+
+missing=()
+have mariadbd || missing+=(mariadb-server)
+have redis-server || missing+=(redis-server)
+have cc || missing+=(gcc)
+have make || missing+=(make)
+have perl || missing+=(perl)
+have pkg-config || missing+=(pkg-config)
+[ -e /usr/include/zlib.h ] || missing+=(zlib1g-dev)
+if ((${#missing[@]})); then
+  if [ "$(id -u)" = 0 ]; then
+    echo "installing: ${missing[*]}"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+  else
+    echo "error: missing packages; run: sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+# tansu (Kafka-wire broker) for the native stack; about 8 minutes to build once, then cached in ~/.cargo/bin.
+if ! have tansu && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/tansu" ]; then
+  echo "installing tansu (one-time build)"
+  cargo install tansu --version 0.6.0 --locked --features dynostore,libsql
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace
