@@ -7,6 +7,7 @@
 
 pub mod event;
 pub mod ids;
+pub mod ledger;
 pub mod money;
 pub mod payment;
 

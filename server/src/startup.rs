@@ -50,7 +50,7 @@ impl Application {
             Duration::from_millis(config.database_acquire_timeout_ms),
             config.database_lock_wait_timeout_seconds,
         )?;
-        migrate_when_available(&db).await?;
+        payctl_db::migrate_when_available(&db).await?;
 
         let redis = RedisClient::new(
             &config.redis_url,
@@ -118,24 +118,6 @@ impl Application {
         }
         Ok(())
     }
-}
-
-async fn migrate_when_available(db: &MySqlPool) -> anyhow::Result<()> {
-    let mut delay = Duration::from_millis(200);
-    for attempt in 0.. {
-        match storage::MIGRATOR.run(db).await {
-            Ok(()) => return Ok(()),
-            Err(sqlx::migrate::MigrateError::Execute(e))
-                if storage::is_unavailable(&e) && attempt < 30 =>
-            {
-                tracing::warn!(error = %e, "database not reachable yet; retrying");
-            }
-            Err(e) => return Err(e.into()),
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(2));
-    }
-    Ok(())
 }
 
 fn spawn_background(state: &AppState, shutdown: CancellationToken) -> Vec<JoinHandle<()>> {

@@ -1,101 +1,16 @@
-//! MariaDB access: the pool, the migrations, and the queries on payments and their ledger.
+//! Queries on payments and their ledger. The pool, migrations and error classes live in `payctl-db`.
 //!
 //! Queries are plain `sqlx::query` (no compile-time checking), so the workspace builds without a
 //! database; the integration tests are what check them.
 
+pub use payctl_db::{
+    from_db, is_duplicate_key, is_lock_wait, is_unavailable, now, pool, to_db, Tx, MIGRATOR,
+};
 use payctl_domain::payment::Balances;
 use payctl_domain::{MerchantId, PaymentId, PaymentStatus};
-use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPoolOptions};
-use sqlx::{MySql, MySqlPool, Row, Transaction};
-use std::str::FromStr;
-use std::time::Duration;
-use time::{OffsetDateTime, PrimitiveDateTime};
+use sqlx::{MySqlPool, Row};
+use time::OffsetDateTime;
 use uuid::Uuid;
-
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../domain/migrations");
-
-pub type Tx = Transaction<'static, MySql>;
-
-/// Opens the pool. Every connection uses READ COMMITTED (no gap locks; a statement sees what others
-/// committed before it) and a bounded lock wait, so a request never queues for long behind another.
-pub fn pool(
-    url: &str,
-    size: u32,
-    acquire_timeout: Duration,
-    lock_wait_secs: u32,
-) -> anyhow::Result<MySqlPool> {
-    let options = MySqlConnectOptions::from_str(url)?
-        .charset("utf8mb4")
-        .timezone(Some(String::from("+00:00")))
-        .statement_cache_capacity(256);
-    let pool = MySqlPoolOptions::new()
-        .max_connections(size)
-        .min_connections(0)
-        .acquire_timeout(acquire_timeout)
-        .test_before_acquire(false)
-        .after_connect(move |conn, _| {
-            Box::pin(async move {
-                sqlx::query("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-                    .execute(&mut *conn)
-                    .await?;
-                sqlx::query(&format!(
-                    "SET SESSION innodb_lock_wait_timeout = {lock_wait_secs}"
-                ))
-                .execute(&mut *conn)
-                .await?;
-                Ok(())
-            })
-        })
-        .connect_lazy_with(options);
-    Ok(pool)
-}
-
-fn mysql_error_number(e: &sqlx::Error) -> Option<u16> {
-    e.as_database_error()
-        .and_then(|d| d.try_downcast_ref::<MySqlDatabaseError>())
-        .map(|m| m.number())
-}
-
-/// The database cannot be reached (down, restarting, pool exhausted): the client should retry later.
-pub fn is_unavailable(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::Tls(_) => true,
-        // 1053 server shutdown, 1927 connection killed, 2002/2003/2006/2013 connection lost or refused.
-        _ => matches!(
-            mysql_error_number(e),
-            Some(1053 | 1927 | 2002 | 2003 | 2006 | 2013)
-        ),
-    }
-}
-
-/// A lock wait timed out or a deadlock was broken: another request holds what we need.
-pub fn is_lock_wait(e: &sqlx::Error) -> bool {
-    matches!(mysql_error_number(e), Some(1205 | 1213))
-}
-
-pub fn is_duplicate_key(e: &sqlx::Error) -> bool {
-    matches!(mysql_error_number(e), Some(1062))
-}
-
-/// Now, truncated to the microseconds DATETIME(6) keeps, so what we answer equals what we stored.
-pub fn now() -> OffsetDateTime {
-    let t = OffsetDateTime::now_utc();
-    t.replace_nanosecond(t.nanosecond() / 1000 * 1000)
-        .unwrap_or(t)
-}
-
-pub fn to_db(t: OffsetDateTime) -> PrimitiveDateTime {
-    let utc = t.to_offset(time::UtcOffset::UTC);
-    PrimitiveDateTime::new(utc.date(), utc.time())
-}
-
-pub fn from_db(t: PrimitiveDateTime) -> OffsetDateTime {
-    t.assume_utc()
-}
 
 /// One payment as stored.
 #[derive(Debug, Clone)]

@@ -11,6 +11,7 @@ pub mod install;
 pub mod ports;
 pub mod process;
 pub mod services;
+pub mod testing;
 
 pub use ports::free_port;
 pub use process::{Lifetime, Supervised};

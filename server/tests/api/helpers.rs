@@ -6,93 +6,23 @@ use pay_server::auth::{create_merchant, ApiKey};
 use pay_server::config::Config;
 use pay_server::startup::{AppState, Application};
 use payctl_domain::MerchantId;
-use payctl_stack::{free_port, Lifetime, MariaDb, Redis, Tansu};
+use payctl_stack::testing::{self, Services};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde_json::Value;
 use sqlx::MySqlPool;
-use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
+use std::path::Path;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-
-pub struct Services {
-    pub mariadb: MariaDb,
-    pub redis: Redis,
-    pub tansu: Tansu,
-}
-
-fn state_root() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("test-stack");
-    // Remove what earlier test processes left behind.
-    if let Ok(entries) = std::fs::read_dir(&root) {
-        for e in entries.flatten() {
-            let pid: Option<u32> = e
-                .file_name()
-                .to_str()
-                .and_then(|n| n.split('-').next()?.parse().ok());
-            if pid.is_some_and(|p| !payctl_stack::process::pid_alive(p)) {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
-        }
-    }
-    root
-}
-
-impl Services {
-    /// Starts a fresh set in `name` under this process' directory.
-    pub fn start(name: &str) -> Services {
-        let dir = state_root().join(format!("{}-{name}", std::process::id()));
-        let mut mariadb = MariaDb::new(
-            &dir.join("mariadb"),
-            free_port().unwrap(),
-            Lifetime::TiedToThisProcess,
-        );
-        // Test data is throw-away: trade durability for speed.
-        mariadb.extra_args = vec![
-            "--innodb-flush-log-at-trx-commit=2".into(),
-            "--sync-binlog=0".into(),
-        ];
-        let mut redis = Redis::new(
-            &dir.join("redis"),
-            free_port().unwrap(),
-            Lifetime::TiedToThisProcess,
-        );
-        let mut tansu = Tansu::new(
-            &dir.join("tansu"),
-            free_port().unwrap(),
-            Lifetime::TiedToThisProcess,
-        );
-        std::thread::scope(|s| {
-            s.spawn(|| mariadb.start().expect("MariaDB starts"));
-            s.spawn(|| redis.start().expect("Redis starts"));
-            s.spawn(|| tansu.start().expect("tansu starts"));
-        });
-        Services {
-            mariadb,
-            redis,
-            tansu,
-        }
-    }
-}
-
-impl Drop for Services {
-    fn drop(&mut self) {
-        let _ = self.mariadb.kill();
-        let _ = self.redis.kill();
-        let _ = self.tansu.kill();
-    }
-}
 
 /// Runs blocking work (starting or stopping a service) off the test's runtime thread.
 pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f).await.expect("blocking task")
 }
 
-/// The services every ordinary test shares.
 fn shared() -> &'static Mutex<Services> {
-    static SHARED: OnceLock<Mutex<Services>> = OnceLock::new();
-    SHARED.get_or_init(|| Mutex::new(Services::start("shared")))
+    testing::shared(Path::new(env!("CARGO_TARGET_TMPDIR")))
 }
 
 pub struct TestMerchant {
@@ -144,10 +74,11 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
 
 /// An app on private services the test may stop and start.
 pub async fn spawn_dedicated(tweak: impl FnOnce(&mut Config)) -> (TestApp, Services) {
-    let services =
-        tokio::task::spawn_blocking(|| Services::start(&uuid::Uuid::new_v4().simple().to_string()))
-            .await
-            .unwrap();
+    let services = blocking(|| {
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        Services::start(root, &uuid::Uuid::new_v4().simple().to_string()).expect("private services")
+    })
+    .await;
     let app = spawn_app_on(Endpoints::of(&services), tweak).await;
     (app, services)
 }

@@ -212,3 +212,24 @@ async fn an_expired_key_may_be_used_again() {
     assert!(r.header("idempotent-replayed").is_none());
     assert_eq!(app.count("SELECT COUNT(*) FROM payments").await, 2);
 }
+
+#[tokio::test]
+async fn a_replay_while_the_first_request_still_runs_gets_409_not_a_second_payment() {
+    let app = crate::helpers::spawn_app_with(|c| c.database_lock_wait_timeout_seconds = 1).await;
+    // Play the first request: its transaction has claimed the key and has not committed yet.
+    let mut first = app.db.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO idempotency_keys (merchant_id, idempotency_key, request_fingerprint, state, created_at, expires_at) \
+         VALUES (?, 'slow-key', REPEAT('x', 32), 'IN_PROGRESS', UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) + INTERVAL 1 DAY)",
+    )
+    .bind(app.merchant.id.as_str())
+    .execute(&mut *first)
+    .await
+    .unwrap();
+    let r = app.authorize(1000, "slow-key").await;
+    r.assert_error(409, "IDEMPOTENCY_IN_PROGRESS");
+    first.rollback().await.unwrap();
+    // Once the first gave up, the key is free and the retry goes through.
+    assert_eq!(app.authorize(1000, "slow-key").await.status, 201);
+    assert_eq!(app.count("SELECT COUNT(*) FROM payments").await, 1);
+}
