@@ -1,0 +1,171 @@
+//! The ledger's invariants (DESIGN §7), as one function `payctl reconcile` and the tests call.
+//!
+//! Each check is one SQL query that lists its violations, so a report names exactly which currency,
+//! event or payment is wrong.
+
+use payctl_domain::ledger::MERCHANT_PAYABLE;
+use serde::Serialize;
+use sqlx::{MySqlPool, Row};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Violation {
+    pub subject: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub violations: Vec<Violation>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    pub fn is_clean(&self) -> bool {
+        self.checks.iter().all(|c| c.violations.is_empty())
+    }
+
+    pub fn violations(&self) -> usize {
+        self.checks.iter().map(|c| c.violations.len()).sum()
+    }
+}
+
+/// Runs every check. Events younger than `settle` are not yet expected to be published or in the
+/// ledger (the relay and the consumer are asynchronous).
+pub async fn check(db: &MySqlPool, settle: Duration) -> Result<Report, sqlx::Error> {
+    let settle_us = settle.as_micros() as i64;
+    let mut checks = Vec::new();
+
+    let rows = sqlx::query(
+        "SELECT currency, CAST(SUM(IF(side = 'D', amount, 0)) AS SIGNED) AS d, \
+         CAST(SUM(IF(side = 'C', amount, 0)) AS SIGNED) AS c \
+         FROM ledger_entries GROUP BY currency HAVING d <> c",
+    )
+    .fetch_all(db)
+    .await?;
+    checks.push(Check {
+        name: "debits equal credits in every currency",
+        violations: rows
+            .iter()
+            .map(|r| Violation {
+                subject: r.get::<String, _>("currency"),
+                detail: format!(
+                    "debits {} ≠ credits {}",
+                    r.get::<i64, _>("d"),
+                    r.get::<i64, _>("c")
+                ),
+            })
+            .collect(),
+    });
+
+    let rows = sqlx::query(
+        "SELECT event_id, CAST(SUM(IF(side = 'D', amount, -amount)) AS SIGNED) AS net, \
+         COUNT(DISTINCT currency) AS currencies FROM ledger_entries GROUP BY event_id \
+         HAVING net <> 0 OR currencies <> 1",
+    )
+    .fetch_all(db)
+    .await?;
+    checks.push(Check {
+        name: "every event's legs balance",
+        violations: rows
+            .iter()
+            .map(|r| Violation {
+                subject: format!("event {}", r.get::<uuid::Uuid, _>("event_id")),
+                detail: format!("debits − credits = {}", r.get::<i64, _>("net")),
+            })
+            .collect(),
+    });
+
+    let rows = sqlx::query(
+        "SELECT p.payment_id, p.captured_amount - p.refunded_amount AS expected, \
+         CAST(COALESCE(l.net, 0) AS SIGNED) AS actual FROM payments p LEFT JOIN ( \
+           SELECT payment_id, SUM(IF(side = 'C', amount, -amount)) AS net FROM ledger_entries \
+           WHERE account = ? GROUP BY payment_id) l ON l.payment_id = p.payment_id \
+         WHERE p.updated_at < UTC_TIMESTAMP(6) - INTERVAL ? MICROSECOND \
+           AND p.captured_amount - p.refunded_amount <> COALESCE(l.net, 0)",
+    )
+    .bind(MERCHANT_PAYABLE)
+    .bind(settle_us)
+    .fetch_all(db)
+    .await?;
+    checks.push(Check {
+        name: "ledger net equals captured − refunded for every payment",
+        violations: rows
+            .iter()
+            .map(|r| Violation {
+                subject: format!("payment {}", r.get::<uuid::Uuid, _>("payment_id")),
+                detail: format!(
+                    "expected {}, ledger has {}",
+                    r.get::<i64, _>("expected"),
+                    r.get::<i64, _>("actual")
+                ),
+            })
+            .collect(),
+    });
+
+    let rows = sqlx::query(
+        "SELECT event_id, event_type, created_at FROM outbox_events WHERE published_at IS NULL \
+         AND created_at < UTC_TIMESTAMP(6) - INTERVAL ? MICROSECOND ORDER BY id LIMIT 100",
+    )
+    .bind(settle_us)
+    .fetch_all(db)
+    .await?;
+    checks.push(Check {
+        name: "nothing is stuck in the outbox",
+        violations: rows
+            .iter()
+            .map(|r| Violation {
+                subject: format!("event {}", r.get::<uuid::Uuid, _>("event_id")),
+                detail: format!("{} not published", r.get::<String, _>("event_type")),
+            })
+            .collect(),
+    });
+
+    let rows = sqlx::query(
+        "SELECT o.event_id, o.event_type, COUNT(l.entry_id) AS legs FROM outbox_events o \
+         LEFT JOIN ledger_entries l ON l.event_id = o.event_id \
+         WHERE o.published_at IS NOT NULL AND o.published_at < UTC_TIMESTAMP(6) - INTERVAL ? MICROSECOND \
+         GROUP BY o.id, o.event_id, o.event_type \
+         HAVING legs <> IF(o.event_type = 'PAYMENT_CAPTURED', 4, 2) LIMIT 100",
+    )
+    .bind(settle_us)
+    .fetch_all(db)
+    .await?;
+    checks.push(Check {
+        name: "every published event has exactly its ledger legs",
+        violations: rows
+            .iter()
+            .map(|r| Violation {
+                subject: format!("event {}", r.get::<uuid::Uuid, _>("event_id")),
+                detail: format!(
+                    "{} has {} legs",
+                    r.get::<String, _>("event_type"),
+                    r.get::<i64, _>("legs")
+                ),
+            })
+            .collect(),
+    });
+
+    let rows = sqlx::query(
+        "SELECT DISTINCT l.event_id FROM ledger_entries l LEFT JOIN outbox_events o ON o.event_id = l.event_id \
+         WHERE o.id IS NULL LIMIT 100",
+    )
+    .fetch_all(db)
+    .await?;
+    checks.push(Check {
+        name: "every ledger leg comes from a committed event",
+        violations: rows
+            .iter()
+            .map(|r| Violation {
+                subject: format!("event {}", r.get::<uuid::Uuid, _>("event_id")),
+                detail: "ledger legs without an outbox event".into(),
+            })
+            .collect(),
+    });
+    Ok(Report { checks })
+}

@@ -1,0 +1,110 @@
+//! The consumer's Prometheus metrics, in a registry of its own.
+
+use prometheus::{
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+use std::sync::Arc;
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub consumed: IntCounterVec,
+    pub legs_written: IntCounter,
+    pub duplicates: IntCounter,
+    pub dlq_sent: IntCounterVec,
+    pub retries: IntCounter,
+    pub lag: IntGaugeVec,
+    pub processing: HistogramVec,
+    pub ledger_lag: Gauge,
+}
+
+fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
+    r.register(Box::new(c.clone()))
+        .expect("metric names are unique");
+    c
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Self> {
+        let r = Registry::new();
+        Arc::new(Self {
+            consumed: reg(
+                &r,
+                IntCounterVec::new(
+                    Opts::new("consumer_events_consumed_total", "Events read, by topic"),
+                    &["topic"],
+                )
+                .expect("valid"),
+            ),
+            legs_written: reg(
+                &r,
+                IntCounter::new("ledger_legs_written_total", "Ledger legs inserted")
+                    .expect("valid"),
+            ),
+            duplicates: reg(
+                &r,
+                IntCounter::new(
+                    "consumer_duplicate_events_total",
+                    "Redelivered events that were already in the ledger",
+                )
+                .expect("valid"),
+            ),
+            dlq_sent: reg(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "consumer_dlq_sent_total",
+                        "Poison messages sent to the DLQ, by error type",
+                    ),
+                    &["error_type"],
+                )
+                .expect("valid"),
+            ),
+            retries: reg(
+                &r,
+                IntCounter::new("consumer_retries_total", "Retries after transient failures")
+                    .expect("valid"),
+            ),
+            lag: reg(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "consumer_lag",
+                        "Messages behind the high watermark, by topic and partition",
+                    ),
+                    &["topic", "partition"],
+                )
+                .expect("valid"),
+            ),
+            processing: reg(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "consumer_batch_processing_seconds",
+                        "Time to apply one batch",
+                    )
+                    .buckets(vec![
+                        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    ]),
+                    &["outcome"],
+                )
+                .expect("valid"),
+            ),
+            ledger_lag: reg(
+                &r,
+                Gauge::new(
+                    "ledger_lag_seconds",
+                    "Now minus occurredAt of the last applied event",
+                )
+                .expect("valid"),
+            ),
+            registry: r,
+        })
+    }
+
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}

@@ -1,0 +1,401 @@
+//! Integration tests of pay-consumer against real tansu and MariaDB.
+
+mod helpers;
+
+use helpers::{blocking, dedicated, env, event, MERCHANT};
+use pay_consumer::invariants;
+use payctl_domain::ledger::{
+    AUTHORIZATION_HOLD, AUTHORIZATION_HOLD_OFFSET, CUSTOMER_RECEIVABLE, MERCHANT_PAYABLE,
+};
+use payctl_domain::{EventType, PaymentStatus};
+use payctl_stack::process::Supervised;
+use payctl_stack::Lifetime;
+use std::time::Duration;
+
+type LegRow = (String, String, String, i64);
+
+async fn legs_of(env: &helpers::Env, e: &payctl_domain::PaymentEvent) -> Vec<LegRow> {
+    sqlx::query_as("SELECT event_type, account, side, amount FROM ledger_entries WHERE event_id = ? ORDER BY leg")
+        .bind(e.event_id.as_uuid())
+        .fetch_all(&env.db)
+        .await
+        .unwrap()
+}
+
+fn row(t: &str, account: &str, side: &str, amount: i64) -> LegRow {
+    (t.into(), account.into(), side.into(), amount)
+}
+
+#[tokio::test]
+async fn each_event_type_posts_its_balanced_legs_and_the_invariants_hold() {
+    let env = env().await;
+    let consumer = env.start_consumer().await;
+    let paid = env
+        .payment(1000, 1000, 300, PaymentStatus::PartiallyRefunded)
+        .await;
+    let voided = env.payment(500, 0, 0, PaymentStatus::Voided).await;
+    let events = [
+        event(EventType::PaymentAuthorized, paid, 1000),
+        event(EventType::PaymentCaptured, paid, 1000),
+        event(EventType::PaymentRefunded, paid, 300),
+        event(EventType::PaymentAuthorized, voided, 500),
+        event(EventType::PaymentVoided, voided, 500),
+    ];
+    for e in &events {
+        env.outbox(e).await;
+        env.produce(e).await;
+    }
+    env.eventually("12 legs", Duration::from_secs(60), || async {
+        env.legs().await == 12
+    })
+    .await;
+
+    assert_eq!(
+        legs_of(&env, &events[0]).await,
+        vec![
+            row("PAYMENT_AUTHORIZED", AUTHORIZATION_HOLD, "D", 1000),
+            row("PAYMENT_AUTHORIZED", AUTHORIZATION_HOLD_OFFSET, "C", 1000)
+        ]
+    );
+    assert_eq!(
+        legs_of(&env, &events[1]).await,
+        vec![
+            row("PAYMENT_CAPTURED", AUTHORIZATION_HOLD_OFFSET, "D", 1000),
+            row("PAYMENT_CAPTURED", AUTHORIZATION_HOLD, "C", 1000),
+            row("PAYMENT_CAPTURED", CUSTOMER_RECEIVABLE, "D", 1000),
+            row("PAYMENT_CAPTURED", MERCHANT_PAYABLE, "C", 1000),
+        ]
+    );
+    assert_eq!(
+        legs_of(&env, &events[2]).await,
+        vec![
+            row("PAYMENT_REFUNDED", MERCHANT_PAYABLE, "D", 300),
+            row("PAYMENT_REFUNDED", CUSTOMER_RECEIVABLE, "C", 300)
+        ]
+    );
+    assert_eq!(
+        legs_of(&env, &events[4]).await,
+        vec![
+            row("PAYMENT_VOIDED", AUTHORIZATION_HOLD_OFFSET, "D", 500),
+            row("PAYMENT_VOIDED", AUTHORIZATION_HOLD, "C", 500)
+        ]
+    );
+    let (debits, credits): (i64, i64) = sqlx::query_as(
+        "SELECT CAST(SUM(IF(side='D', amount, 0)) AS SIGNED), CAST(SUM(IF(side='C', amount, 0)) AS SIGNED) FROM ledger_entries WHERE currency = 'KRW'",
+    )
+    .fetch_one(&env.db)
+    .await
+    .unwrap();
+    assert_eq!(debits, credits);
+    let report = invariants::check(&env.db, Duration::ZERO).await.unwrap();
+    assert!(report.is_clean(), "{report:#?}");
+    assert_eq!(consumer.metric("ledger_legs_written_total"), 12.0);
+    let http = reqwest::Client::new();
+    let ready = http
+        .get(format!("{}/ready", consumer.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    assert_eq!(
+        http.get(format!("{}/health", consumer.address))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let metrics = http
+        .get(format!("{}/metrics", consumer.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "consumer_events_consumed_total",
+        "ledger_legs_written_total",
+        "ledger_lag_seconds",
+        "consumer_batch_processing_seconds_bucket",
+    ] {
+        assert!(metrics.contains(name), "metrics lack {name}");
+    }
+    consumer.stop().await;
+}
+
+#[tokio::test]
+async fn the_same_event_delivered_three_times_is_written_once() {
+    let env = env().await;
+    let consumer = env.start_consumer().await;
+    let p = env.payment(800, 800, 0, PaymentStatus::Captured).await;
+    let captured = event(EventType::PaymentCaptured, p, 800);
+    for _ in 0..3 {
+        env.produce(&captured).await;
+    }
+    // Once a later event for the same payment (same key, same partition, so after them) is in, all
+    // three copies have been processed.
+    let marker = event(EventType::PaymentAuthorized, p, 800);
+    env.produce_raw(
+        "payment.captured",
+        &p.to_string(),
+        &serde_json::to_vec(&captured).unwrap(),
+    )
+    .await;
+    env.produce(&marker).await;
+    env.eventually("marker applied", Duration::from_secs(60), || async {
+        !legs_of(&env, &marker).await.is_empty()
+    })
+    .await;
+    env.eventually(
+        "all four copies consumed",
+        Duration::from_secs(30),
+        || async { consumer.metric("consumer_events_consumed_total") >= 5.0 },
+    )
+    .await;
+    assert_eq!(
+        legs_of(&env, &captured).await.len(),
+        4,
+        "the captured event's legs exist once"
+    );
+    assert_eq!(env.legs().await, 6);
+    assert!(consumer.metric("consumer_duplicate_events_total") >= 3.0);
+    consumer.stop().await;
+}
+
+#[tokio::test]
+async fn poison_messages_go_to_the_dlq_with_their_metadata_and_the_consumer_goes_on() {
+    let env = env().await;
+    let consumer = env.start_consumer().await;
+    let p = env.payment(1000, 0, 0, PaymentStatus::Authorized).await;
+    env.produce_raw("payment.captured", "k-json", b"{not json")
+        .await;
+    env.produce_raw(
+        "payment.authorized",
+        "k-type",
+        br#"{"eventType":"PAYMENT_TELEPORTED","schemaVersion":1}"#,
+    )
+    .await;
+    let ghost = event(
+        EventType::PaymentCaptured,
+        payctl_domain::PaymentId::new(),
+        10,
+    );
+    env.produce(&ghost).await;
+    let good = event(EventType::PaymentAuthorized, p, 1000);
+    env.produce(&good).await;
+
+    env.eventually(
+        "the good event applied",
+        Duration::from_secs(60),
+        || async { !legs_of(&env, &good).await.is_empty() },
+    )
+    .await;
+    env.eventually("three DLQ records", Duration::from_secs(30), || async {
+        env.dlq().await.len() >= 3
+    })
+    .await;
+    let dlq = env.dlq().await;
+    assert_eq!(dlq.len(), 3, "{dlq:#?}");
+    let by_type = |t: &str| {
+        dlq.iter()
+            .find(|r| r["errorType"] == t)
+            .unwrap_or_else(|| panic!("no {t} in {dlq:#?}"))
+    };
+    let invalid = by_type("InvalidJson");
+    assert_eq!(
+        invalid["originalTopic"],
+        format!("{}payment.captured", env.prefix)
+    );
+    assert_eq!(invalid["key"], "k-json");
+    assert_eq!(invalid["payload"], "{not json");
+    for r in &dlq {
+        for field in [
+            "originalTopic",
+            "partition",
+            "offset",
+            "key",
+            "payload",
+            "errorType",
+            "errorMessage",
+            "timestamp",
+            "attempts",
+        ] {
+            assert!(!r[field].is_null(), "DLQ record lacks {field}: {r}");
+        }
+    }
+    by_type("UnknownEventType");
+    let unknown = by_type("UnknownPayment");
+    assert_eq!(unknown["key"], ghost.payment_id.to_string());
+    assert_eq!(env.legs().await, 2, "nothing from the poison messages");
+    assert!(consumer.metric("consumer_dlq_sent_total") >= 3.0);
+    consumer.stop().await;
+}
+
+#[tokio::test]
+async fn database_down_for_ten_seconds_while_1000_events_arrive_loses_and_dead_letters_nothing() {
+    let (env, mut services) = dedicated().await;
+    let ids = env.payments(1000, 5000).await;
+    let consumer = env.start_consumer().await;
+    services = blocking(move || {
+        services.mariadb.stop().unwrap();
+        services
+    })
+    .await;
+    let events: Vec<_> = ids
+        .iter()
+        .map(|id| event(EventType::PaymentAuthorized, *id, 5000))
+        .collect();
+    env.produce_all(&events).await;
+    // The outage itself is the scenario: the database stays away for ten seconds.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let _services = blocking(move || {
+        services.mariadb.start().unwrap();
+        services
+    })
+    .await;
+    let back = std::time::Instant::now();
+    env.eventually("every event applied", Duration::from_secs(120), || async {
+        env.legs().await == 2000
+    })
+    .await;
+    eprintln!(
+        "after the database returned, the 1000 held events were applied within {:?}",
+        back.elapsed()
+    );
+    assert_eq!(
+        env.count("SELECT COUNT(DISTINCT event_id) FROM ledger_entries")
+            .await,
+        1000
+    );
+    assert!(
+        consumer.metric("consumer_retries_total") >= 1.0,
+        "the outage was retried"
+    );
+    assert_eq!(consumer.metric("consumer_dlq_sent_total"), 0.0);
+    assert!(
+        env.dlq().await.is_empty(),
+        "transient failures never reach the DLQ"
+    );
+    consumer.stop().await;
+}
+
+#[tokio::test]
+async fn kill_minus_nine_in_the_middle_of_5000_events_then_restart_matches_the_events_exactly() {
+    let env = env().await;
+    let ids = env.payments(5000, 100).await;
+    let events: Vec<_> = ids
+        .iter()
+        .map(|id| event(EventType::PaymentAuthorized, *id, 100))
+        .collect();
+    env.produce_all(&events).await;
+
+    let start = |name: &str| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pay-consumer"));
+        cmd.env("APP_DATABASE_URL", &env.db_url)
+            .env("KAFKA_BOOTSTRAP_SERVERS", &env.bootstrap)
+            .env("APP_KAFKA_TOPIC_PREFIX", &env.prefix)
+            .env("APP_CONSUMER_GROUP", format!("{}crash", env.prefix))
+            .env("APP_CONSUMER_BATCH_SIZE", "50")
+            .env("APP_LISTEN", "127.0.0.1:0");
+        let log = helpers::root().join(format!("{}{name}.log", env.prefix));
+        Supervised::spawn(name, cmd, &log, Lifetime::TiedToThisProcess).unwrap()
+    };
+    let mut first = start("consumer-1");
+    env.eventually(
+        "part of the events applied",
+        Duration::from_secs(120),
+        || async { env.legs().await >= 1000 },
+    )
+    .await;
+    blocking(move || first.kill().unwrap()).await;
+    let at_kill = env.legs().await;
+    assert!(
+        at_kill < 10_000,
+        "the consumer was killed in the middle ({at_kill} legs)"
+    );
+
+    let mut second = start("consumer-2");
+    let restarted = std::time::Instant::now();
+    env.eventually(
+        "every event applied after the restart",
+        Duration::from_secs(180),
+        || async { env.legs().await >= 10_000 },
+    )
+    .await;
+    assert_eq!(env.legs().await, 10_000);
+    assert_eq!(
+        env.count("SELECT COUNT(*) FROM (SELECT event_id FROM ledger_entries GROUP BY event_id HAVING COUNT(*) <> 2) x").await,
+        0
+    );
+    assert_eq!(
+        env.count("SELECT COUNT(DISTINCT payment_id) FROM ledger_entries")
+            .await,
+        5000
+    );
+    let applied = (10_000 - at_kill) / 2;
+    let took = restarted.elapsed();
+    eprintln!(
+        "kill -9 after {at_kill} legs; the restarted consumer (batch 50, debug build) applied the remaining {applied} events in {took:?} ({:.0} events/s incl. group join)",
+        applied as f64 / took.as_secs_f64()
+    );
+    blocking(move || second.stop(Duration::from_secs(10)).unwrap()).await;
+}
+
+#[tokio::test]
+async fn the_invariants_report_a_corrupted_ledger_row() {
+    let env = env().await;
+    let consumer = env.start_consumer().await;
+    let p = env.payment(1000, 1000, 0, PaymentStatus::Captured).await;
+    let events = [
+        event(EventType::PaymentAuthorized, p, 1000),
+        event(EventType::PaymentCaptured, p, 1000),
+    ];
+    for e in &events {
+        env.outbox(e).await;
+        env.produce(e).await;
+    }
+    env.eventually("6 legs", Duration::from_secs(60), || async {
+        env.legs().await == 6
+    })
+    .await;
+    consumer.stop().await;
+    assert!(invariants::check(&env.db, Duration::ZERO)
+        .await
+        .unwrap()
+        .is_clean());
+
+    sqlx::query("UPDATE ledger_entries SET amount = amount + 1 WHERE account = ? LIMIT 1")
+        .bind(MERCHANT_PAYABLE)
+        .execute(&env.db)
+        .await
+        .unwrap();
+    let report = invariants::check(&env.db, Duration::ZERO).await.unwrap();
+    assert!(!report.is_clean());
+    let failed: Vec<&str> = report
+        .checks
+        .iter()
+        .filter(|c| !c.violations.is_empty())
+        .map(|c| c.name)
+        .collect();
+    for expected in [
+        "debits equal credits in every currency",
+        "every event's legs balance",
+        "ledger net equals captured − refunded for every payment",
+    ] {
+        assert!(
+            failed.contains(&expected),
+            "{expected} should fail: {report:#?}"
+        );
+    }
+    // A missing event's legs are caught too.
+    sqlx::query("DELETE FROM ledger_entries WHERE event_type = 'PAYMENT_AUTHORIZED'")
+        .execute(&env.db)
+        .await
+        .unwrap();
+    let report = invariants::check(&env.db, Duration::ZERO).await.unwrap();
+    assert!(report.checks.iter().any(|c| c.name
+        == "every published event has exactly its ledger legs"
+        && !c.violations.is_empty()));
+    let _ = MERCHANT;
+}
