@@ -34,6 +34,9 @@ pub struct Ports {
     /// Payment API (pay-server) port.
     #[arg(long, env = "PAYCTL_INGEST_PORT", default_value_t = 18080)]
     pub ingest_port: u16,
+    /// Ledger consumer (pay-consumer) health and metrics port.
+    #[arg(long, env = "PAYCTL_CONSUMER_PORT", default_value_t = 18091)]
+    pub consumer_port: u16,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,14 +45,16 @@ enum Kind {
     Redis,
     Kafka,
     Ingest,
+    Consumer,
 }
 
 /// The stack, in start order.
-const SERVICES: [(&str, Kind); 4] = [
+const SERVICES: [(&str, Kind); 5] = [
     ("mariadb", Kind::MariaDb),
     ("redis", Kind::Redis),
     ("kafka", Kind::Kafka),
     ("ingest", Kind::Ingest),
+    ("consumer", Kind::Consumer),
 ];
 
 const DATABASE: &str = "payments";
@@ -63,6 +68,7 @@ impl Ports {
             Kind::Redis => self.redis_port,
             Kind::Kafka => self.kafka_port,
             Kind::Ingest => self.ingest_port,
+            Kind::Consumer => self.consumer_port,
         }
     }
 }
@@ -116,25 +122,24 @@ fn database_url(home: &Path, ports: &Ports) -> anyhow::Result<String> {
     ))
 }
 
-/// `pay-server` beside this executable (same cargo profile), built first if missing.
-fn server_binary() -> anyhow::Result<PathBuf> {
+/// The platform's binaries beside this executable (same cargo profile), built first if missing.
+fn binaries() -> anyhow::Result<(PathBuf, PathBuf)> {
     let exe = std::env::current_exe()?;
     let dir = exe.parent().context("executable has no directory")?;
-    let server = dir.join("pay-server");
-    if !server.exists() {
-        let release = dir.ends_with("release");
-        eprintln!("building pay-server …");
+    let (server, consumer) = (dir.join("pay-server"), dir.join("pay-consumer"));
+    if !server.exists() || !consumer.exists() {
+        eprintln!("building pay-server and pay-consumer …");
         let mut cargo = Command::new("cargo");
-        cargo.args(["build", "-p", "pay-server"]);
-        if release {
+        cargo.args(["build", "-p", "pay-server", "-p", "pay-consumer"]);
+        if dir.ends_with("release") {
             cargo.arg("--release");
         }
         let status = cargo.status().context("running cargo build")?;
-        if !status.success() || !server.exists() {
-            bail!("could not build pay-server (cargo build -p pay-server)");
+        if !status.success() || !server.exists() || !consumer.exists() {
+            bail!("could not build the services (cargo build -p pay-server -p pay-consumer)");
         }
     }
-    Ok(server)
+    Ok((server, consumer))
 }
 
 async fn healthy(kind: Kind, port: u16) -> bool {
@@ -148,7 +153,7 @@ async fn healthy(kind: Kind, port: u16) -> bool {
         Kind::Kafka => tokio::task::spawn_blocking(move || ports::is_listening(port))
             .await
             .unwrap_or(false),
-        Kind::Ingest => reqwest::Client::new()
+        Kind::Ingest | Kind::Consumer => reqwest::Client::new()
             .get(format!("http://127.0.0.1:{port}/ready"))
             .timeout(Duration::from_secs(2))
             .send()
@@ -168,7 +173,7 @@ pub async fn up(home: &Path, ports: &Ports) -> anyhow::Result<ExitCode> {
             bail!("port {port} for {name} is already in use by another process; free it or choose another with --{name}-port");
         }
     }
-    let server = server_binary()?;
+    let (server, consumer) = binaries()?;
     for (name, kind) in SERVICES {
         let port = ports.of(kind);
         if let Some(pid) = running_pid(home, name) {
@@ -196,8 +201,13 @@ pub async fn up(home: &Path, ports: &Ports) -> anyhow::Result<ExitCode> {
                 tansu.start()?;
                 write_pid(home, name, tansu.pid())?;
             }
-            Kind::Ingest => {
-                let mut cmd = Command::new(&server);
+            Kind::Ingest | Kind::Consumer => {
+                let program = if kind == Kind::Ingest {
+                    &server
+                } else {
+                    &consumer
+                };
+                let mut cmd = Command::new(program);
                 cmd.env("APP_LISTEN", format!("127.0.0.1:{port}"))
                     .env("APP_DATABASE_URL", database_url(home, ports)?)
                     .env(
@@ -208,15 +218,19 @@ pub async fn up(home: &Path, ports: &Ports) -> anyhow::Result<ExitCode> {
                         "KAFKA_BOOTSTRAP_SERVERS",
                         format!("127.0.0.1:{}", ports.kafka_port),
                     );
-                let mut process =
-                    Supervised::spawn(name, cmd, &dir.join("ingest.log"), Lifetime::Detached)?;
                 std::fs::create_dir_all(&dir)?;
+                let mut process = Supervised::spawn(
+                    name,
+                    cmd,
+                    &dir.join(format!("{name}.log")),
+                    Lifetime::Detached,
+                )?;
                 write_pid(home, name, Some(process.pid))?;
                 let deadline = Instant::now() + Duration::from_secs(90);
                 while !healthy(kind, port).await {
                     if !process.is_running() || Instant::now() > deadline {
                         bail!(
-                            "ingest did not become ready; last log lines:\n{}",
+                            "{name} did not become ready; last log lines:\n{}",
                             process.log_tail(20).join("\n")
                         );
                     }
