@@ -217,7 +217,9 @@ pub async fn up(home: &Path, ports: &Ports) -> anyhow::Result<ExitCode> {
                     .env(
                         "KAFKA_BOOTSTRAP_SERVERS",
                         format!("127.0.0.1:{}", ports.kafka_port),
-                    );
+                    )
+                    // Static group membership: a restarted consumer takes its own place at once.
+                    .env("APP_CONSUMER_INSTANCE_ID", format!("payctl-{name}"));
                 std::fs::create_dir_all(&dir)?;
                 let mut process = Supervised::spawn(
                     name,

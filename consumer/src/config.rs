@@ -41,6 +41,12 @@ pub struct Config {
     #[arg(long, env = "APP_CONSUMER_GROUP", default_value = "pay-consumer")]
     pub group_id: String,
 
+    /// Static group membership (Kafka's `group.instance.id`): a restarted instance with the same id takes
+    /// its place in the group at once instead of waiting for the old member to time out. Give each
+    /// instance a stable id (payctl uses the service name).
+    #[arg(long, env = "APP_CONSUMER_INSTANCE_ID")]
+    pub instance_id: Option<String>,
+
     /// Most events applied in one database transaction.
     #[arg(long, env = "APP_CONSUMER_BATCH_SIZE", default_value_t = 500)]
     pub batch_size: usize,
@@ -52,6 +58,10 @@ pub struct Config {
         default_value_t = 5000
     )]
     pub retry_max_backoff_ms: u64,
+
+    /// librdkafka debug contexts (e.g. `cgrp,topic`), for diagnosing group or broker trouble.
+    #[arg(long, env = "APP_KAFKA_DEBUG")]
+    pub kafka_debug: Option<String>,
 
     #[arg(long, env = "APP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -39,7 +39,14 @@ pub struct DlqRecord {
 }
 
 pub fn consumer(config: &Config) -> anyhow::Result<StreamConsumer> {
-    let consumer: StreamConsumer = ClientConfig::new()
+    let mut client = ClientConfig::new();
+    if let Some(debug) = config.kafka_debug.as_deref().filter(|d| !d.is_empty()) {
+        client.set("debug", debug);
+    }
+    if let Some(id) = config.instance_id.as_deref().filter(|d| !d.is_empty()) {
+        client.set("group.instance.id", id);
+    }
+    let consumer: StreamConsumer = client
         .set("bootstrap.servers", &config.kafka_bootstrap)
         .set("group.id", &config.group_id)
         .set("client.id", "pay-consumer")
@@ -49,6 +56,11 @@ pub fn consumer(config: &Config) -> anyhow::Result<StreamConsumer> {
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000")
+        // Also the rebalance timeout: how long a rebalance waits for a member that died (kill -9) before
+        // going on without it. Librdkafka's 5-minute default would stall a restarted consumer that long.
+        // A worker blocked longer than this on a database outage leaves the group and rejoins; its
+        // uncommitted batch is redelivered and deduplicated.
+        .set("max.poll.interval.ms", "20000")
         .set("socket.connection.setup.timeout.ms", "3000")
         .create()?;
     let topics: Vec<String> = EventType::ALL

@@ -95,7 +95,13 @@ impl MariaDb {
     /// Initialises the data directory on first use, starts the server and waits for its greeting.
     pub fn start(&mut self) -> anyhow::Result<()> {
         let datadir = self.datadir();
+        // Each instance has its own temporary directory: two bootstraps sharing /tmp can trip over each
+        // other's temporary tables.
+        let tmpdir = self.base.dir.join("tmp");
+        std::fs::create_dir_all(&tmpdir)?;
         if !datadir.join("mysql").exists() {
+            static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+            let _one_at_a_time = INSTALL.lock().unwrap_or_else(|p| p.into_inner());
             std::fs::create_dir_all(&datadir)?;
             let mut init = Command::new(install::require("mariadb-install-db")?);
             init.args([
@@ -104,7 +110,8 @@ impl MariaDb {
                 "--skip-test-db",
                 "--user=root",
             ])
-            .arg(format!("--datadir={}", datadir.display()));
+            .arg(format!("--datadir={}", datadir.display()))
+            .arg(format!("--tmpdir={}", tmpdir.display()));
             let out = init.output()?;
             anyhow::ensure!(
                 out.status.success(),

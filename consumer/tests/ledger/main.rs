@@ -297,6 +297,15 @@ async fn kill_minus_nine_in_the_middle_of_5000_events_then_restart_matches_the_e
             .env("APP_KAFKA_TOPIC_PREFIX", &env.prefix)
             .env("APP_CONSUMER_GROUP", format!("{}crash", env.prefix))
             .env("APP_CONSUMER_BATCH_SIZE", "50")
+            .env("APP_CONSUMER_INSTANCE_ID", "ledger-1")
+            .env(
+                "APP_KAFKA_DEBUG",
+                std::env::var("TEST_KAFKA_DEBUG").unwrap_or_default(),
+            )
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_CONSUMER_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env("APP_LISTEN", "127.0.0.1:0");
         let log = helpers::root().join(format!("{}{name}.log", env.prefix));
         Supervised::spawn(name, cmd, &log, Lifetime::TiedToThisProcess).unwrap()
@@ -398,4 +407,40 @@ async fn the_invariants_report_a_corrupted_ledger_row() {
         == "every published event has exactly its ledger legs"
         && !c.violations.is_empty()));
     let _ = MERCHANT;
+}
+
+#[tokio::test]
+async fn a_graceful_stop_commits_offsets_so_the_next_consumer_resumes_without_redelivery() {
+    let env = env().await;
+    let first_ids = env.payments(10, 100).await;
+    let first: Vec<_> = first_ids
+        .iter()
+        .map(|id| event(EventType::PaymentAuthorized, *id, 100))
+        .collect();
+    env.produce_all(&first).await;
+    let consumer = env.start_consumer().await;
+    env.eventually("first 10 applied", Duration::from_secs(60), || async {
+        env.legs().await == 20
+    })
+    .await;
+    consumer.stop().await;
+
+    let second_ids = env.payments(10, 100).await;
+    let second: Vec<_> = second_ids
+        .iter()
+        .map(|id| event(EventType::PaymentAuthorized, *id, 100))
+        .collect();
+    env.produce_all(&second).await;
+    let consumer = env.start_consumer().await;
+    env.eventually("next 10 applied", Duration::from_secs(60), || async {
+        env.legs().await == 40
+    })
+    .await;
+    assert_eq!(
+        consumer.metric("consumer_duplicate_events_total"),
+        0.0,
+        "the first consumer committed its offsets when it stopped, so nothing was read twice"
+    );
+    assert_eq!(consumer.metric("consumer_events_consumed_total"), 10.0);
+    consumer.stop().await;
 }
