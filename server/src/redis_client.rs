@@ -99,16 +99,41 @@ impl RedisClient {
         });
     }
 
+    /// Forgets the connection after a failure: until the background task reconnects, callers get `None`
+    /// at once instead of each waiting out the timeout.
+    fn mark_down(&self, why: &str) {
+        let was_up = self
+            .inner
+            .manager
+            .write()
+            .map(|mut g| g.take().is_some())
+            .unwrap_or(false);
+        if was_up {
+            tracing::warn!(
+                reason = why,
+                "Redis unavailable; failing open until it is back"
+            );
+        }
+        self.reconnect_in_background();
+    }
+
     /// Runs a command with the time limit. `None` means Redis did not answer in time or failed.
     pub async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Option<T> {
         let mut conn = self.connection()?;
         match tokio::time::timeout(self.inner.timeout, cmd.query_async::<T>(&mut conn)).await {
             Ok(Ok(v)) => Some(v),
+            Ok(Err(e)) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => {
+                self.mark_down("connection error");
+                None
+            }
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "redis command failed");
                 None
             }
-            Err(_) => None,
+            Err(_) => {
+                self.mark_down("timeout");
+                None
+            }
         }
     }
 
@@ -131,11 +156,18 @@ impl RedisClient {
             .await
         {
             Ok(Ok(v)) => Some(v),
+            Ok(Err(e)) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => {
+                self.mark_down("connection error");
+                None
+            }
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "redis script failed");
                 None
             }
-            Err(_) => None,
+            Err(_) => {
+                self.mark_down("timeout");
+                None
+            }
         }
     }
 
