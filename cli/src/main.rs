@@ -1,22 +1,35 @@
-//! `payctl`: runs the payment platform on this machine and operates it.
+//! `payctl`: runs the payment platform on this machine, drives its API and proves it correct.
 //!
-//! Errors print as one line (`error: …`) with exit code 1; usage errors exit with 2 (clap).
+//! Exit codes: 0 success, 1 failure (an API error, a failed check, a violation), 2 usage error,
+//! 3 `status` found a service that is not healthy.
 
+mod api;
+mod checks;
 mod native;
+mod output;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "payctl",
     version,
     about = "Run, drive and check the payctl payment platform",
-    after_help = "Examples:\n  payctl up                 start MariaDB, Redis, Kafka (tansu) and the API natively\n  payctl status --json      what runs where, as JSON\n  payctl down --volumes     stop everything and delete its data"
+    after_help = "Examples:
+  payctl up                               start the platform natively and print a dev API key
+  payctl authorize --amount 50000         authorize ₩50,000 with the dev merchant's key
+  payctl capture <id> --amount 20000      capture part of it
+  payctl list --status CAPTURED --json    a page of payments as JSON
+  payctl smoke                            authorize → capture → refunds, then check the ledger
+  payctl reconcile                        run the ledger invariants (exit 1 on a violation)
+  payctl logs ingest -f                   follow the API's log
+  payctl down --volumes                   stop everything and delete its data"
 )]
 struct Cli {
-    /// Where the native stack keeps its data, logs and pid files.
+    /// Where the native stack keeps its data, logs, pid files and dev secrets.
     #[arg(long, global = true, env = "PAYCTL_HOME", default_value = ".payctl")]
     home: PathBuf,
 
@@ -30,28 +43,156 @@ enum Command {
     Up(native::Ports),
     /// Stop what `payctl up` started. Data is kept unless --volumes.
     Down {
-        /// Also delete the databases, queues and logs.
+        /// Also delete the databases, topics, logs and dev secrets.
         #[arg(long)]
         volumes: bool,
     },
-    /// Show each service: pid, address, health.
+    /// Show each service: pid, address, health (exit 3 if one is not healthy).
     Status {
-        /// Machine-readable output.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
         ports: native::Ports,
     },
+    /// Print a service's log (mariadb, redis, kafka, ingest, consumer).
+    Logs {
+        service: String,
+        /// Keep printing what is appended.
+        #[arg(short, long)]
+        follow: bool,
+        /// Lines of history to show first.
+        #[arg(short = 'n', long, default_value_t = 50)]
+        lines: usize,
+    },
+    /// Authorize a payment.
+    Authorize {
+        #[command(flatten)]
+        args: api::AuthorizeArgs,
+        #[command(flatten)]
+        target: api::Target,
+    },
+    /// Capture all or part of an authorized payment.
+    Capture {
+        #[command(flatten)]
+        args: api::ChangeArgs,
+        #[command(flatten)]
+        target: api::Target,
+    },
+    /// Refund all or part of what was captured.
+    Refund {
+        #[command(flatten)]
+        args: api::ChangeArgs,
+        #[command(flatten)]
+        target: api::Target,
+    },
+    /// Void (release) an uncaptured authorization.
+    Void {
+        #[command(flatten)]
+        args: api::ChangeArgs,
+        #[command(flatten)]
+        target: api::Target,
+    },
+    /// Show one payment.
+    Get {
+        #[command(flatten)]
+        args: api::GetArgs,
+        #[command(flatten)]
+        target: api::Target,
+    },
+    /// List payments, newest first.
+    List {
+        #[command(flatten)]
+        args: api::ListArgs,
+        #[command(flatten)]
+        target: api::Target,
+    },
+    /// Show a payment's ledger legs.
+    Ledger {
+        #[command(flatten)]
+        args: api::GetArgs,
+        #[command(flatten)]
+        target: api::Target,
+    },
+    /// authorize → capture → partial refund → refund, then check that payment's ledger.
+    Smoke {
+        #[command(flatten)]
+        target: api::Target,
+    },
+    /// Check the ledger invariants and the outbox against the payments (exit 1 on any violation).
+    Reconcile {
+        #[arg(long)]
+        json: bool,
+        /// Changes younger than this are still in flight and not yet expected in the ledger.
+        #[arg(long, default_value_t = 5)]
+        settle_seconds: u64,
+        #[command(flatten)]
+        ports: native::Ports,
+    },
+    /// Print a shell completion script: payctl completions bash > /etc/bash_completion.d/payctl
+    Completions { shell: clap_complete::Shell },
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Up(ports) => native::up(&cli.home, &ports).await,
-        Command::Down { volumes } => native::down(&cli.home, volumes),
-        Command::Status { json, ports } => native::status(&cli.home, &ports, json).await,
-    };
+    let home = cli.home.clone();
+    let result = async {
+        match cli.command {
+            Command::Up(ports) => native::up(&home, &ports).await,
+            Command::Down { volumes } => native::down(&home, volumes),
+            Command::Status { json, ports } => native::status(&home, &ports, json).await,
+            Command::Logs {
+                service,
+                follow,
+                lines,
+            } => native::logs(&home, &service, lines, follow).await,
+            Command::Authorize { args, target } => {
+                api::authorize(&api::Api::new(&home, &target)?, args)
+                    .await
+                    .map(|_| ExitCode::SUCCESS)
+            }
+            Command::Capture { args, target } => {
+                api::change(&api::Api::new(&home, &target)?, "capture", args)
+                    .await
+                    .map(|_| ExitCode::SUCCESS)
+            }
+            Command::Refund { args, target } => {
+                api::change(&api::Api::new(&home, &target)?, "refund", args)
+                    .await
+                    .map(|_| ExitCode::SUCCESS)
+            }
+            Command::Void { args, target } => {
+                api::change(&api::Api::new(&home, &target)?, "void", args)
+                    .await
+                    .map(|_| ExitCode::SUCCESS)
+            }
+            Command::Get { args, target } => api::get(&api::Api::new(&home, &target)?, args)
+                .await
+                .map(|_| ExitCode::SUCCESS),
+            Command::List { args, target } => api::list(&api::Api::new(&home, &target)?, args)
+                .await
+                .map(|_| ExitCode::SUCCESS),
+            Command::Ledger { args, target } => api::ledger(&api::Api::new(&home, &target)?, args)
+                .await
+                .map(|_| ExitCode::SUCCESS),
+            Command::Smoke { target } => checks::smoke(&api::Api::new(&home, &target)?).await,
+            Command::Reconcile {
+                json,
+                settle_seconds,
+                ports,
+            } => checks::reconcile(&home, &ports, Duration::from_secs(settle_seconds), json).await,
+            Command::Completions { shell } => {
+                clap_complete::generate(
+                    shell,
+                    &mut Cli::command(),
+                    "payctl",
+                    &mut std::io::stdout(),
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    }
+    .await;
     match result {
         Ok(code) => code,
         Err(e) => {

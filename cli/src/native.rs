@@ -114,7 +114,7 @@ fn secret(home: &Path, name: &str) -> anyhow::Result<String> {
     Ok(value)
 }
 
-fn database_url(home: &Path, ports: &Ports) -> anyhow::Result<String> {
+pub fn database_url(home: &Path, ports: &Ports) -> anyhow::Result<String> {
     Ok(format!(
         "mysql://{DB_USER}:{}@127.0.0.1:{}/{DATABASE}",
         secret(home, "db-password")?,
@@ -379,4 +379,62 @@ pub async fn status(home: &Path, ports: &Ports, json: bool) -> anyhow::Result<Ex
     } else {
         ExitCode::from(3)
     })
+}
+
+/// The log file of a service.
+pub fn log_path(home: &Path, service: &str) -> anyhow::Result<PathBuf> {
+    let file = match service {
+        "mariadb" => "mariadb.log",
+        "redis" => "redis.log",
+        "kafka" => "tansu.log",
+        "ingest" => "ingest.log",
+        "consumer" => "consumer.log",
+        other => bail!(
+            "unknown service '{other}'; one of: {}",
+            SERVICES.map(|(n, _)| n).join(", ")
+        ),
+    };
+    Ok(home.join(service).join(file))
+}
+
+/// `payctl logs SERVICE [-f]`: the last lines, then (with follow) what is appended.
+pub async fn logs(
+    home: &Path,
+    service: &str,
+    lines: usize,
+    follow: bool,
+) -> anyhow::Result<ExitCode> {
+    use std::io::{Read, Seek, SeekFrom};
+    let path = log_path(home, service)?;
+    if !path.exists() {
+        bail!(
+            "no log for {service} at {} (has it been started?)",
+            path.display()
+        );
+    }
+    for line in payctl_stack::process::log_tail(&path, lines) {
+        println!("{line}");
+    }
+    if !follow {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut file = std::fs::File::open(&path)?;
+    let mut pos = file.seek(SeekFrom::End(0))?;
+    loop {
+        let len = file.metadata()?.len();
+        if len < pos {
+            pos = 0; // truncated or replaced
+        }
+        if len > pos {
+            file.seek(SeekFrom::Start(pos))?;
+            let mut buf = Vec::new();
+            file.read_to_end(&mut buf)?;
+            pos += buf.len() as u64;
+            print!("{}", String::from_utf8_lossy(&buf));
+        }
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
 }
