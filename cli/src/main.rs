@@ -4,6 +4,7 @@
 //! 3 `status` found a service that is not healthy.
 
 mod api;
+mod cb;
 mod checks;
 mod native;
 mod output;
@@ -25,6 +26,7 @@ use std::time::Duration;
   payctl list --status CAPTURED --json    a page of payments as JSON
   payctl smoke                            authorize → capture → refunds, then check the ledger
   payctl reconcile                        run the ledger invariants (exit 1 on a violation)
+  payctl cb test                          stop Kafka, prove payments go on and nothing is lost
   payctl logs ingest -f                   follow the API's log
   payctl down --volumes                   stop everything and delete its data"
 )]
@@ -128,6 +130,13 @@ enum Command {
         #[command(flatten)]
         ports: native::Ports,
     },
+    /// The Kafka publisher's circuit breaker: status, test, force-open, disable, reset.
+    Cb {
+        #[command(subcommand)]
+        command: cb::Cb,
+        #[command(flatten)]
+        target: api::Target,
+    },
     /// Print a shell completion script: payctl completions bash > /etc/bash_completion.d/payctl
     Completions { shell: clap_complete::Shell },
 }
@@ -181,6 +190,7 @@ async fn main() -> ExitCode {
                 settle_seconds,
                 ports,
             } => checks::reconcile(&home, &ports, Duration::from_secs(settle_seconds), json).await,
+            Command::Cb { command, target } => cb::run(&home, &target, command).await,
             Command::Completions { shell } => {
                 clap_complete::generate(
                     shell,

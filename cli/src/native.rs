@@ -93,7 +93,7 @@ fn write_pid(home: &Path, name: &str, pid: Option<u32>) -> anyhow::Result<()> {
 }
 
 /// A generated secret kept in the state directory (mode 0600), created on first use. Dev-only.
-fn secret(home: &Path, name: &str) -> anyhow::Result<String> {
+pub fn secret(home: &Path, name: &str) -> anyhow::Result<String> {
     use std::os::unix::fs::OpenOptionsExt;
     let path = home.join("secrets").join(name);
     if let Ok(s) = std::fs::read_to_string(&path) {
@@ -218,6 +218,7 @@ pub async fn up(home: &Path, ports: &Ports) -> anyhow::Result<ExitCode> {
                         "KAFKA_BOOTSTRAP_SERVERS",
                         format!("127.0.0.1:{}", ports.kafka_port),
                     )
+                    .env("APP_ADMIN_TOKEN", secret(home, "admin-token")?)
                     // Static group membership: a restarted consumer takes its own place at once.
                     .env("APP_CONSUMER_INSTANCE_ID", format!("payctl-{name}"));
                 std::fs::create_dir_all(&dir)?;
@@ -309,18 +310,34 @@ async fn dev_merchant_key(home: &Path, ports: &Ports) -> anyhow::Result<ApiKey> 
     Ok(key)
 }
 
+/// Stops one service started by `up`; true if it was running.
+pub fn stop_one(home: &Path, name: &str) -> anyhow::Result<bool> {
+    let running = match running_pid(home, name) {
+        Some(pid) => {
+            Supervised::adopt(name, pid, &home.join(name).join("log"))
+                .stop(Duration::from_secs(30))?;
+            true
+        }
+        None => false,
+    };
+    let _ = std::fs::remove_file(pid_file(home, name));
+    Ok(running)
+}
+
+/// Starts the Kafka broker again on its data (for `payctl cb test`).
+pub fn start_kafka(home: &Path, ports: &Ports) -> anyhow::Result<()> {
+    let mut tansu = Tansu::new(&home.join("kafka"), ports.kafka_port, Lifetime::Detached);
+    tansu.start()?;
+    write_pid(home, "kafka", tansu.pid())
+}
+
 pub fn down(home: &Path, volumes: bool) -> anyhow::Result<ExitCode> {
     for (name, _) in SERVICES.iter().rev() {
-        match running_pid(home, name) {
-            Some(pid) => {
-                eprint!("{name:<8} stopping (pid {pid}) … ");
-                Supervised::adopt(name, pid, &home.join(name).join("log"))
-                    .stop(Duration::from_secs(30))?;
-                eprintln!("stopped");
-            }
-            None => eprintln!("{name:<8} not running"),
+        if stop_one(home, name)? {
+            eprintln!("{name:<8} stopped");
+        } else {
+            eprintln!("{name:<8} not running");
         }
-        let _ = std::fs::remove_file(pid_file(home, name));
     }
     if volumes && home.exists() {
         std::fs::remove_dir_all(home).with_context(|| format!("removing {}", home.display()))?;

@@ -53,8 +53,21 @@ struct Outcome {
     slow: bool,
 }
 
+/// One state change, kept so an operator (or `payctl cb test`) can see transitions too brief to poll.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Transition {
+    pub from: State,
+    pub to: State,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: time::OffsetDateTime,
+}
+
+const TRANSITIONS_KEPT: usize = 20;
+
 #[derive(Debug)]
 struct Inner {
+    transitions: VecDeque<Transition>,
     state: State,
     window: VecDeque<Outcome>,
     opened_at: Instant,
@@ -76,6 +89,8 @@ pub struct Snapshot {
     pub number_of_slow_failed_calls: u32,
     pub number_of_buffered_calls: u32,
     pub number_of_not_permitted_calls: u64,
+    /// The last state changes, oldest first.
+    pub recent_transitions: Vec<Transition>,
     #[serde(skip)]
     pub failure_rate_value: f64,
     #[serde(skip)]
@@ -98,6 +113,7 @@ impl CircuitBreaker {
         Self {
             config,
             inner: Mutex::new(Inner {
+                transitions: VecDeque::new(),
                 state,
                 window: VecDeque::new(),
                 opened_at: Instant::now(),
@@ -223,6 +239,15 @@ impl CircuitBreaker {
             return;
         }
         tracing::warn!(from = ?inner.state, to = ?to, "kafka-publisher circuit breaker changed state");
+        if inner.transitions.len() == TRANSITIONS_KEPT {
+            inner.transitions.pop_front();
+        }
+        let from = inner.state;
+        inner.transitions.push_back(Transition {
+            from,
+            to,
+            at: time::OffsetDateTime::now_utc(),
+        });
         // Like Resilience4j, OPEN keeps the window that tripped it (so its figures stay visible);
         // CLOSED and HALF_OPEN start a fresh one.
         if matches!(
@@ -265,6 +290,7 @@ impl CircuitBreaker {
             number_of_slow_failed_calls: count(|o| o.slow && o.failed),
             number_of_buffered_calls: inner.window.len() as u32,
             number_of_not_permitted_calls: inner.not_permitted,
+            recent_transitions: inner.transitions.iter().cloned().collect(),
             failure_rate_value: failure_rate,
             slow_call_rate_value: slow_rate,
         }
@@ -321,6 +347,13 @@ mod tests {
             b.record(FAST, false);
         }
         assert_eq!(b.state(), State::Closed);
+        let seen: Vec<State> = b
+            .snapshot()
+            .recent_transitions
+            .iter()
+            .map(|t| t.to)
+            .collect();
+        assert_eq!(seen, vec![State::Open, State::HalfOpen, State::Closed]);
     }
 
     #[test]

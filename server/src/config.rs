@@ -55,6 +55,10 @@ pub struct Config {
     #[arg(long, env = "APP_REDIS_TIMEOUT_MS", default_value_t = 50)]
     pub redis_timeout_ms: u64,
 
+    /// Token for the operator endpoints (breaker control). Unset: those endpoints answer 403.
+    #[arg(long, env = "APP_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
     #[command(flatten)]
     pub kafka: KafkaConfig,
 

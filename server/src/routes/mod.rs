@@ -25,6 +25,10 @@ pub fn router(state: AppState) -> Router {
         .route("/payments/{id}/ledger", get(queries::ledger))
         .route("/circuit-breaker/kafka-publisher", get(ops::breaker))
         .route("/circuit-breaker/status", get(ops::breaker_status))
+        .route(
+            "/circuit-breaker/kafka-publisher/state",
+            post(ops::set_breaker_state),
+        )
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))

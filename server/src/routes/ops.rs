@@ -1,12 +1,14 @@
 //! Operational routes: liveness, readiness, metrics, the breaker's state and the OpenAPI document.
 
 use crate::breaker::{Snapshot, State as BreakerState};
+use crate::error::ApiError;
 use crate::kafka;
 use crate::startup::AppState;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
+use payctl_domain::FieldError;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -89,4 +91,54 @@ pub async fn breaker_status(State(state): State<AppState>) -> Json<Value> {
 
 pub async fn openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], crate::OPENAPI)
+}
+
+#[derive(serde::Deserialize)]
+pub struct StateChange {
+    state: String,
+}
+
+/// Operator control of the breaker: `CLOSED` (reset), `DISABLED`, `FORCED_OPEN`, `METRICS_ONLY`.
+/// Needs `Authorization: Bearer <APP_ADMIN_TOKEN>`.
+pub async fn set_breaker_state(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    crate::routes::JsonBody(change): crate::routes::JsonBody<StateChange>,
+) -> Result<Json<Snapshot>, ApiError> {
+    let Some(expected) = state
+        .config
+        .admin_token
+        .as_deref()
+        .filter(|t| !t.is_empty())
+    else {
+        return Err(ApiError::Forbidden(
+            "the admin API is disabled; set APP_ADMIN_TOKEN".into(),
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(ApiError::Unauthorized)?;
+    use sha2::{Digest, Sha256};
+    if Sha256::digest(given.as_bytes()) != Sha256::digest(expected.as_bytes()) {
+        return Err(ApiError::Unauthorized);
+    }
+    let to = match change.state.as_str() {
+        "CLOSED" => BreakerState::Closed,
+        "DISABLED" => BreakerState::Disabled,
+        "FORCED_OPEN" => BreakerState::ForcedOpen,
+        "METRICS_ONLY" => BreakerState::MetricsOnly,
+        other => {
+            return Err(ApiError::validation(FieldError::new(
+                "state",
+                format!(
+                    "'{other}' cannot be set; use CLOSED, DISABLED, FORCED_OPEN or METRICS_ONLY"
+                ),
+            )))
+        }
+    };
+    state.breaker.force(to);
+    state.relay_wake.notify_one();
+    Ok(Json(state.breaker.snapshot()))
 }

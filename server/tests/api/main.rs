@@ -1,5 +1,6 @@
 //! Integration tests of pay-server against real MariaDB, Redis and tansu. One file per feature.
 
+mod admin;
 mod authorize;
 mod changes;
 mod helpers;

@@ -1,0 +1,393 @@
+//! `payctl cb`: the Kafka publisher's circuit breaker — look at it, force it, and prove it works.
+//!
+//! `cb test` is the original's 9-step scenario done right: it asserts every step (the original passed
+//! whenever one call had succeeded), and it checks what matters — that no payment made during the
+//! outage lost its event or its ledger legs.
+
+use crate::api::{Api, Target};
+use crate::native::{self, Ports};
+use crate::output::{self, mark, table};
+use anyhow::{bail, Context};
+use clap::Subcommand;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Subcommand)]
+pub enum Cb {
+    /// Show the breaker's state and counters.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop Kafka, drive payments, and assert: fast answers, OPEN, HALF_OPEN → CLOSED, outbox drained,
+    /// every payment of the outage published once and in the ledger.
+    Test {
+        #[command(flatten)]
+        ports: Ports,
+        /// Payments to make while Kafka is down (at most; stops earlier once the breaker is OPEN and at
+        /// least this many were made).
+        #[arg(long, default_value_t = 20)]
+        payments: usize,
+    },
+    /// Stop publishing (events wait in the outbox) until `reset`.
+    ForceOpen,
+    /// Publish regardless of failures (the breaker only counts).
+    Disable,
+    /// Back to CLOSED with a fresh window.
+    Reset,
+}
+
+async fn breaker(api_url: &str) -> anyhow::Result<Value> {
+    let url = format!(
+        "{}/circuit-breaker/kafka-publisher",
+        api_url.trim_end_matches('/')
+    );
+    Ok(reqwest::get(&url)
+        .await
+        .with_context(|| format!("cannot reach {url}"))?
+        .json()
+        .await?)
+}
+
+async fn set_state(home: &Path, api_url: &str, state: &str) -> anyhow::Result<Value> {
+    let token = std::env::var("PAYCTL_ADMIN_TOKEN").or_else(|_| {
+        std::fs::read_to_string(home.join("secrets/admin-token"))
+            .map(|t| t.trim().to_owned())
+            .context("no admin token: set PAYCTL_ADMIN_TOKEN or run `payctl up`")
+    })?;
+    let url = format!(
+        "{}/circuit-breaker/kafka-publisher/state",
+        api_url.trim_end_matches('/')
+    );
+    let res = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(token)
+        .json(&json!({"state": state}))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {url}"))?;
+    let status = res.status();
+    let body: Value = res.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        bail!(
+            "{}: {}",
+            body["code"].as_str().unwrap_or("HTTP_ERROR"),
+            body["message"].as_str().unwrap_or("failed")
+        );
+    }
+    Ok(body)
+}
+
+fn print(b: &Value) {
+    let keys = [
+        "state",
+        "failureRate",
+        "slowCallRate",
+        "numberOfBufferedCalls",
+        "numberOfSuccessfulCalls",
+        "numberOfFailedCalls",
+        "numberOfSlowCalls",
+        "numberOfNotPermittedCalls",
+    ];
+    let v = |k: &str| {
+        b[k].as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| b[k].to_string())
+    };
+    println!(
+        "{}",
+        table(
+            &["field", "value"],
+            keys.iter().map(|k| vec![k.to_string(), v(k)])
+        )
+    );
+}
+
+pub async fn run(home: &Path, target: &Target, cmd: Cb) -> anyhow::Result<ExitCode> {
+    let url = target.api_url.as_str();
+    match cmd {
+        Cb::Status { json } => {
+            let b = breaker(url).await?;
+            if json {
+                output::json(&b)?;
+            } else {
+                print(&b);
+            }
+        }
+        Cb::ForceOpen => print(&set_state(home, url, "FORCED_OPEN").await?),
+        Cb::Disable => print(&set_state(home, url, "DISABLED").await?),
+        Cb::Reset => print(&set_state(home, url, "CLOSED").await?),
+        Cb::Test { ports, payments } => return test(home, target, &ports, payments).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+struct Steps {
+    failed: bool,
+}
+
+impl Steps {
+    fn report(&mut self, n: usize, name: &str, started: Instant, ok: bool, detail: &str) {
+        println!(
+            "{} {n}. {name:<46} {:>8.1?}  {detail}",
+            mark(ok),
+            started.elapsed()
+        );
+        self.failed |= !ok;
+    }
+}
+
+async fn backlog(api_url: &str) -> Option<i64> {
+    let text = reqwest::get(format!("{}/metrics", api_url.trim_end_matches('/')))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find(|l| l.starts_with("outbox_backlog "))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map(|v| v as i64)
+}
+
+async fn wait_for<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn test(
+    home: &Path,
+    target: &Target,
+    ports: &Ports,
+    outage_payments: usize,
+) -> anyhow::Result<ExitCode> {
+    let api = Api::new(home, target)?;
+    let url = target.api_url.as_str();
+    let mut steps = Steps { failed: false };
+
+    let t = Instant::now();
+    let ready = reqwest::get(format!("{url}/ready"))
+        .await
+        .map(|r| r.status().is_success())
+        .unwrap_or(false);
+    steps.report(1, "API ready", t, ready, url);
+    if !ready {
+        bail!("the API is not ready at {url}; start the platform with `payctl up`");
+    }
+
+    let t = Instant::now();
+    let mut b = breaker(url).await?;
+    if b["state"] != "CLOSED" {
+        b = set_state(home, url, "CLOSED").await?;
+    }
+    steps.report(
+        2,
+        "breaker CLOSED",
+        t,
+        b["state"] == "CLOSED",
+        b["state"].as_str().unwrap_or("?"),
+    );
+
+    let t = Instant::now();
+    let mut ok = true;
+    for i in 0..5 {
+        let key = format!("cb-normal-{i}-{}", uuid::Uuid::new_v4());
+        ok &= api
+            .post(
+                "/payments/authorize",
+                json!({"amount": 50_000, "currency": "KRW"}),
+                Some(&key),
+            )
+            .await
+            .is_ok();
+    }
+    ok &= wait_for(Duration::from_secs(30), || async {
+        backlog(url).await == Some(0)
+    })
+    .await;
+    steps.report(3, "5 payments with Kafka up, all published", t, ok, "");
+
+    let t = Instant::now();
+    let stopped = native::stop_one(home, "kafka")?;
+    steps.report(4, "stop Kafka", t, stopped, "");
+    if !stopped {
+        bail!("Kafka was not running under {}", home.display());
+    }
+    let outage_started = time::OffsetDateTime::now_utc();
+
+    let t = Instant::now();
+    let mut latencies = Vec::new();
+    let mut ids = Vec::new();
+    let mut errors = 0;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut open = false;
+    while (!open || ids.len() < outage_payments) && Instant::now() < deadline {
+        let key = format!("cb-outage-{}", uuid::Uuid::new_v4());
+        let started = Instant::now();
+        match api
+            .post(
+                "/payments/authorize",
+                json!({"amount": 1_000, "currency": "KRW"}),
+                Some(&key),
+            )
+            .await
+        {
+            Ok(p) => ids.push(p["paymentId"].as_str().unwrap_or_default().to_owned()),
+            Err(_) => errors += 1,
+        }
+        latencies.push(started.elapsed());
+        open = breaker(url)
+            .await
+            .map(|b| b["state"] == "OPEN")
+            .unwrap_or(false);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    latencies.sort();
+    let p = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q).ceil() as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or_default()
+    };
+    let max = latencies.last().copied().unwrap_or_default();
+    steps.report(
+        5,
+        "payments answer fast while Kafka is down",
+        t,
+        errors == 0 && max < Duration::from_secs(1),
+        &format!(
+            "{} ok, {errors} failed, p50 {:.1?}, p99 {:.1?}, max {max:.1?}",
+            ids.len(),
+            p(0.5),
+            p(0.99)
+        ),
+    );
+    let b = breaker(url).await?;
+    steps.report(
+        6,
+        "breaker OPEN",
+        t,
+        open,
+        &format!("failure rate {}", b["failureRate"].as_str().unwrap_or("?")),
+    );
+
+    let t = Instant::now();
+    let restarted = native::start_kafka(home, ports);
+    steps.report(
+        7,
+        "start Kafka",
+        t,
+        restarted.is_ok(),
+        &restarted
+            .as_ref()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default(),
+    );
+    restarted?;
+
+    let t = Instant::now();
+    let closed = wait_for(Duration::from_secs(120), || async {
+        breaker(url)
+            .await
+            .map(|b| b["state"] == "CLOSED")
+            .unwrap_or(false)
+    })
+    .await;
+    let b = breaker(url).await?;
+    let path: Vec<String> = b["recentTransitions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter(|tr| {
+            tr["at"].as_str().and_then(|s| {
+                time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+            }) >= Some(outage_started)
+        })
+        .map(|tr| tr["to"].as_str().unwrap_or("?").to_owned())
+        .collect();
+    let half_then_closed = path
+        .windows(2)
+        .any(|w| w[0] == "HALF_OPEN" && w[1] == "CLOSED");
+    steps.report(
+        8,
+        "breaker HALF_OPEN → CLOSED",
+        t,
+        closed && half_then_closed,
+        &path.join(" → "),
+    );
+
+    let t = Instant::now();
+    let drained = wait_for(Duration::from_secs(60), || async {
+        backlog(url).await == Some(0)
+    })
+    .await;
+    steps.report(9, "outbox drained", t, drained, "");
+
+    let t = Instant::now();
+    let db = sqlx::MySqlPool::connect(&native::database_url(home, ports)?).await?;
+    let mut complete = false;
+    let mut detail = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let (events, legs) = outage_counts(&db, &ids).await?;
+        detail = format!(
+            "{} payments, {events} published events, {legs} ledger legs",
+            ids.len()
+        );
+        if events == ids.len() as i64 && legs == 2 * ids.len() as i64 {
+            complete = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    steps.report(
+        10,
+        "each outage payment: one event, its ledger legs",
+        t,
+        complete,
+        &detail,
+    );
+
+    if steps.failed {
+        eprintln!("error: circuit-breaker test failed");
+        return Ok(ExitCode::from(1));
+    }
+    println!("circuit-breaker test passed");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn outage_counts(db: &sqlx::MySqlPool, ids: &[String]) -> anyhow::Result<(i64, i64)> {
+    if ids.is_empty() {
+        return Ok((0, 0));
+    }
+    let list = vec!["?"; ids.len()].join(",");
+    let uuids: Vec<uuid::Uuid> = ids
+        .iter()
+        .filter_map(|i| uuid::Uuid::parse_str(i).ok())
+        .collect();
+    let sql = format!(
+        "SELECT (SELECT COUNT(*) FROM outbox_events WHERE published_at IS NOT NULL AND payment_id IN ({list})), \
+                (SELECT COUNT(*) FROM ledger_entries WHERE payment_id IN ({list}))"
+    );
+    let mut q = sqlx::query_as::<_, (i64, i64)>(&sql);
+    for u in uuids.iter().chain(uuids.iter()) {
+        q = q.bind(*u);
+    }
+    Ok(q.fetch_one(db).await?)
+}
