@@ -6,6 +6,7 @@
 mod api;
 mod cb;
 mod checks;
+mod dlq;
 mod native;
 mod output;
 
@@ -27,6 +28,7 @@ use std::time::Duration;
   payctl smoke                            authorize → capture → refunds, then check the ledger
   payctl reconcile                        run the ledger invariants (exit 1 on a violation)
   payctl cb test                          stop Kafka, prove payments go on and nothing is lost
+  payctl dlq inject invalid-json          send poison; then `payctl dlq tail` shows it dead-lettered
   payctl logs ingest -f                   follow the API's log
   payctl down --volumes                   stop everything and delete its data"
 )]
@@ -137,6 +139,11 @@ enum Command {
         #[command(flatten)]
         target: api::Target,
     },
+    /// The dead-letter queue: inject poison, tail it, replay records once their cause is fixed.
+    Dlq {
+        #[command(subcommand)]
+        command: dlq::Dlq,
+    },
     /// Print a shell completion script: payctl completions bash > /etc/bash_completion.d/payctl
     Completions { shell: clap_complete::Shell },
 }
@@ -191,6 +198,7 @@ async fn main() -> ExitCode {
                 ports,
             } => checks::reconcile(&home, &ports, Duration::from_secs(settle_seconds), json).await,
             Command::Cb { command, target } => cb::run(&home, &target, command).await,
+            Command::Dlq { command } => dlq::run(command).await,
             Command::Completions { shell } => {
                 clap_complete::generate(
                     shell,

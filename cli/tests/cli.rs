@@ -180,6 +180,47 @@ fn up_smoke_reconcile_down_end_to_end_on_the_native_runtime() {
     assert!(smoke.status.success(), "smoke failed:\n{out}\n{err}");
     assert!(out.contains("smoke passed"), "{out}");
 
+    let cb = stack.run(&[&["cb", "test", "--payments", "10"], &api[..]].concat());
+    let (out, err) = text(&cb);
+    assert!(cb.status.success(), "cb test failed:\n{out}\n{err}");
+    eprintln!("{out}");
+    for step in [
+        "breaker OPEN",
+        "HALF_OPEN → CLOSED",
+        "outbox drained",
+        "one event, its ledger legs",
+    ] {
+        assert!(
+            out.lines().any(|l| l.starts_with('✓') && l.contains(step)),
+            "step {step} not passed:\n{out}"
+        );
+    }
+    assert!(!out.contains('✗'), "{out}");
+
+    for kind in ["invalid-json", "unknown-payment"] {
+        let o = stack.run(&["dlq", "inject", kind]);
+        assert!(o.status.success(), "inject {kind}: {:?}", text(&o));
+    }
+    let mut dead: Vec<Value> = Vec::new();
+    for _ in 0..100 {
+        let o = stack.run(&["dlq", "tail", "--json"]);
+        assert!(o.status.success(), "{:?}", text(&o));
+        dead = serde_json::from_slice::<Vec<Value>>(&o.stdout).unwrap();
+        if dead.len() >= 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let kinds: Vec<&str> = dead
+        .iter()
+        .map(|d| d["record"]["errorType"].as_str().unwrap_or("?"))
+        .collect();
+    assert!(
+        kinds.contains(&"InvalidJson") && kinds.contains(&"UnknownPayment"),
+        "{dead:#?}"
+    );
+    assert!(text(&stack.run(&["dlq", "tail"])).0.contains("InvalidJson"));
+
     let o = payctl(
         &home,
         &[&["authorize", "--amount", "1234", "--json"], &api[..]].concat(),

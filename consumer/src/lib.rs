@@ -7,4 +7,5 @@ pub mod config;
 pub mod invariants;
 pub mod metrics;
 pub mod startup;
+pub mod topics;
 pub mod worker;

@@ -110,17 +110,24 @@ async fn ready(State(s): State<HttpState>) -> impl IntoResponse {
         tokio::task::spawn_blocking(move || c.fetch_metadata(None, Duration::from_secs(1)).is_ok())
             .await
             .unwrap_or(false);
+    // Ready means consuming: the group has given this instance its partitions.
+    let partitions = s.consumer.assignment().map(|a| a.count()).unwrap_or(0);
+    let ok = db && kafka && partitions > 0;
     let up = |ok: bool| if ok { "UP" } else { "DOWN" };
-    let status = if db && kafka {
+    let status = if ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (
         status,
-        Json(
-            json!({"status": up(db && kafka), "components": {"database": {"status": up(db)}, "kafka": {"status": up(kafka)}}}),
-        ),
+        Json(json!({
+            "status": up(ok),
+            "components": {
+                "database": {"status": up(db)},
+                "kafka": {"status": up(kafka), "assignedPartitions": partitions},
+            }
+        })),
     )
 }
 

@@ -61,6 +61,8 @@ pub fn consumer(config: &Config) -> anyhow::Result<StreamConsumer> {
         // A worker blocked longer than this on a database outage leaves the group and rejoins; its
         // uncommitted batch is redelivered and deduplicated.
         .set("max.poll.interval.ms", "20000")
+        // tansu does not end a long-poll fetch early when data arrives: keep the wait short.
+        .set("fetch.wait.max.ms", "100")
         .set("socket.connection.setup.timeout.ms", "3000")
         .create()?;
     let topics: Vec<String> = EventType::ALL
