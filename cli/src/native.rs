@@ -4,6 +4,7 @@
 //! health is checked. `up` walks it forwards, `down` backwards, `status` reads it. Every process is
 //! started detached with its pid recorded, so `down` stops exactly what `up` started and nothing else.
 
+use crate::output;
 use anyhow::{bail, Context};
 use clap::Args;
 use pay_server::auth::{create_merchant, ApiKey};
@@ -170,78 +171,46 @@ pub async fn up(home: &Path, ports: &Ports) -> anyhow::Result<ExitCode> {
     for (name, kind) in SERVICES {
         let port = ports.of(kind);
         if running_pid(home, name).is_none() && ports::is_listening(port) {
-            bail!("port {port} for {name} is already in use by another process; free it or choose another with --{name}-port");
+            let who = ports::holder(port)
+                .map(|(pid, cmd)| format!("{cmd} (pid {pid})"))
+                .unwrap_or_else(|| "another process".into());
+            bail!("port {port} for {name} is already in use by {who}; free it or choose another with --{name}-port");
         }
     }
     let (server, consumer) = binaries()?;
+    let mut started_now: Vec<&str> = Vec::new();
     for (name, kind) in SERVICES {
         let port = ports.of(kind);
         if let Some(pid) = running_pid(home, name) {
             eprintln!("{name:<8} already running (pid {pid})");
             continue;
         }
-        eprint!("{name:<8} starting on 127.0.0.1:{port} … ");
         let started = Instant::now();
-        let dir = home.join(name);
-        match kind {
-            Kind::MariaDb => {
-                let mut db = MariaDb::new(&dir, port, Lifetime::Detached);
-                db.start()?;
-                write_pid(home, name, db.pid())?;
-                provision_database(home, ports).await?;
+        let spinner = indicatif::ProgressBar::new_spinner();
+        spinner.set_message(format!("{name:<8} starting on 127.0.0.1:{port} …"));
+        spinner.enable_steady_tick(Duration::from_millis(100));
+        let result = start_service(home, ports, name, kind, &server, &consumer).await;
+        spinner.finish_and_clear();
+        if let Err(e) = result {
+            eprintln!(
+                "{} {name:<8} failed after {:.1?}",
+                output::mark(false),
+                started.elapsed()
+            );
+            // Leave nothing half-started behind: stop what this run started, newest first.
+            for done in started_now.iter().rev() {
+                let _ = stop_one(home, done);
             }
-            Kind::Redis => {
-                let mut redis = Redis::new(&dir, port, Lifetime::Detached);
-                redis.persistent = true;
-                redis.start()?;
-                write_pid(home, name, redis.pid())?;
-            }
-            Kind::Kafka => {
-                let mut tansu = Tansu::new(&dir, port, Lifetime::Detached);
-                tansu.start()?;
-                write_pid(home, name, tansu.pid())?;
-            }
-            Kind::Ingest | Kind::Consumer => {
-                let program = if kind == Kind::Ingest {
-                    &server
-                } else {
-                    &consumer
-                };
-                let mut cmd = Command::new(program);
-                cmd.env("APP_LISTEN", format!("127.0.0.1:{port}"))
-                    .env("APP_DATABASE_URL", database_url(home, ports)?)
-                    .env(
-                        "APP_REDIS_URL",
-                        format!("redis://127.0.0.1:{}/", ports.redis_port),
-                    )
-                    .env(
-                        "KAFKA_BOOTSTRAP_SERVERS",
-                        format!("127.0.0.1:{}", ports.kafka_port),
-                    )
-                    .env("APP_ADMIN_TOKEN", secret(home, "admin-token")?)
-                    // Static group membership: a restarted consumer takes its own place at once.
-                    .env("APP_CONSUMER_INSTANCE_ID", format!("payctl-{name}"));
-                std::fs::create_dir_all(&dir)?;
-                let mut process = Supervised::spawn(
-                    name,
-                    cmd,
-                    &dir.join(format!("{name}.log")),
-                    Lifetime::Detached,
-                )?;
-                write_pid(home, name, Some(process.pid))?;
-                let deadline = Instant::now() + Duration::from_secs(90);
-                while !healthy(kind, port).await {
-                    if !process.is_running() || Instant::now() > deadline {
-                        bail!(
-                            "{name} did not become ready; last log lines:\n{}",
-                            process.log_tail(20).join("\n")
-                        );
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
+            return Err(e.context(format!(
+                "{name} failed to start; stopped what this run had started"
+            )));
         }
-        eprintln!("ready in {:.1?}", started.elapsed());
+        started_now.push(name);
+        eprintln!(
+            "{} {name:<8} ready on 127.0.0.1:{port} in {:.1?}",
+            output::mark(true),
+            started.elapsed()
+        );
     }
     let key = dev_merchant_key(home, ports).await?;
     print_status(home, ports, false).await?;
@@ -380,11 +349,24 @@ async fn print_status(home: &Path, ports: &Ports, json: bool) -> anyhow::Result<
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
-        println!("SERVICE   PID       ADDRESS             HEALTH");
-        for r in &rows {
-            let pid = r.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
-            println!("{:<10}{:<10}{:<20}{}", r.service, pid, r.address, r.health);
-        }
+        println!(
+            "{}",
+            output::table(
+                &["service", "pid", "address", "health"],
+                rows.iter().map(|r| {
+                    let health = match r.health {
+                        "healthy" => output::green(r.health),
+                        other => output::red(other),
+                    };
+                    vec![
+                        r.service.to_owned(),
+                        r.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                        r.address.clone(),
+                        health,
+                    ]
+                })
+            )
+        );
     }
     Ok(all_healthy)
 }
@@ -454,4 +436,76 @@ pub async fn logs(
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
     }
+}
+
+/// Starts one service of the stack and waits until it is healthy.
+async fn start_service(
+    home: &Path,
+    ports: &Ports,
+    name: &str,
+    kind: Kind,
+    server: &Path,
+    consumer: &Path,
+) -> anyhow::Result<()> {
+    let port = ports.of(kind);
+    let dir = home.join(name);
+    match kind {
+        Kind::MariaDb => {
+            let mut db = MariaDb::new(&dir, port, Lifetime::Detached);
+            db.start()?;
+            write_pid(home, name, db.pid())?;
+            provision_database(home, ports).await?;
+        }
+        Kind::Redis => {
+            let mut redis = Redis::new(&dir, port, Lifetime::Detached);
+            redis.persistent = true;
+            redis.start()?;
+            write_pid(home, name, redis.pid())?;
+        }
+        Kind::Kafka => {
+            let mut tansu = Tansu::new(&dir, port, Lifetime::Detached);
+            tansu.start()?;
+            write_pid(home, name, tansu.pid())?;
+        }
+        Kind::Ingest | Kind::Consumer => {
+            let program = if kind == Kind::Ingest {
+                &server
+            } else {
+                &consumer
+            };
+            let mut cmd = Command::new(program);
+            cmd.env("APP_LISTEN", format!("127.0.0.1:{port}"))
+                .env("APP_DATABASE_URL", database_url(home, ports)?)
+                .env(
+                    "APP_REDIS_URL",
+                    format!("redis://127.0.0.1:{}/", ports.redis_port),
+                )
+                .env(
+                    "KAFKA_BOOTSTRAP_SERVERS",
+                    format!("127.0.0.1:{}", ports.kafka_port),
+                )
+                .env("APP_ADMIN_TOKEN", secret(home, "admin-token")?)
+                // Static group membership: a restarted consumer takes its own place at once.
+                .env("APP_CONSUMER_INSTANCE_ID", format!("payctl-{name}"));
+            std::fs::create_dir_all(&dir)?;
+            let mut process = Supervised::spawn(
+                name,
+                cmd,
+                &dir.join(format!("{name}.log")),
+                Lifetime::Detached,
+            )?;
+            write_pid(home, name, Some(process.pid))?;
+            let deadline = Instant::now() + Duration::from_secs(90);
+            while !healthy(kind, port).await {
+                if !process.is_running() || Instant::now() > deadline {
+                    bail!(
+                        "{name} did not become ready; last log lines:\n{}",
+                        process.log_tail(20).join("\n")
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    Ok(())
 }

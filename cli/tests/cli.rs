@@ -85,7 +85,59 @@ fn up_refuses_a_busy_port_before_starting_anything() {
         err.contains(&format!("port {port}")) && err.contains("mariadb"),
         "{err}"
     );
+    let me = format!("(pid {})", std::process::id());
+    assert!(err.contains(&me), "the holder (this test) is named: {err}");
     assert!(!home.join("mariadb").exists(), "nothing was started");
+}
+
+#[test]
+fn a_service_that_fails_to_start_shows_its_log_and_up_stops_what_it_started() {
+    let home = temp_home("fail");
+    let ports: Vec<String> = (0..5).map(|_| free_port().unwrap().to_string()).collect();
+    let flags = [
+        "--mariadb-port",
+        "--redis-port",
+        "--kafka-port",
+        "--ingest-port",
+        "--consumer-port",
+    ];
+    let args: Vec<String> = flags
+        .iter()
+        .zip(&ports)
+        .flat_map(|(f, p)| [f.to_string(), p.clone()])
+        .collect();
+    let mut up = vec![
+        "--home".to_string(),
+        home.display().to_string(),
+        "up".to_string(),
+    ];
+    up.extend(args.iter().cloned());
+    // A configuration mistake the API refuses at start-up.
+    let o = Command::new(env!("CARGO_BIN_EXE_payctl"))
+        .args(&up)
+        .env("APP_RATE_LIMIT_AUTHORIZE_CAPACITY", "lots")
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    let _cleanup = Stack {
+        home: &home,
+        ports: args.clone(),
+    };
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("ingest did not become ready"), "{err}");
+    assert!(
+        err.contains("lots"),
+        "the service's own log lines are shown: {err}"
+    );
+    let mut status = vec!["status", "--json"];
+    status.extend(args.iter().map(String::as_str));
+    let o = payctl(&home, &status);
+    assert_eq!(o.status.code(), Some(3));
+    let rows: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        rows.iter().all(|r| r["health"] == "stopped"),
+        "everything this run started was stopped: {rows:#?}"
+    );
 }
 
 /// Stops the stack even when an assertion fails half-way.
