@@ -7,6 +7,7 @@ mod api;
 mod cb;
 mod checks;
 mod dlq;
+mod doctor;
 mod native;
 mod output;
 
@@ -139,6 +140,13 @@ enum Command {
         #[command(flatten)]
         target: api::Target,
     },
+    /// What this machine has for the platform: programs and versions, ports, disk, memory.
+    Doctor {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        ports: native::Ports,
+    },
     /// The dead-letter queue: inject poison, tail it, replay records once their cause is fixed.
     Dlq {
         #[command(subcommand)]
@@ -199,6 +207,7 @@ async fn main() -> ExitCode {
             } => checks::reconcile(&home, &ports, Duration::from_secs(settle_seconds), json).await,
             Command::Cb { command, target } => cb::run(&home, &target, command).await,
             Command::Dlq { command } => dlq::run(command).await,
+            Command::Doctor { json, ports } => doctor::run(&home, &ports, json),
             Command::Completions { shell } => {
                 clap_complete::generate(
                     shell,

@@ -64,6 +64,39 @@ fn completions_are_printed_for_each_shell() {
 }
 
 #[test]
+fn doctor_reports_programs_ports_disk_and_memory_as_json() {
+    let home = temp_home("doctor");
+    let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port().to_string();
+    let o = payctl(&home, &["doctor", "--json", "--redis-port", &port]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mariadb = r["programs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "mariadbd")
+        .unwrap();
+    assert!(
+        mariadb["version"].as_str().unwrap().contains("MariaDB"),
+        "{mariadb}"
+    );
+    let redis = r["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["service"] == "redis")
+        .unwrap();
+    assert_eq!(redis["free"], false);
+    assert!(redis["holder"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("pid {}", std::process::id())));
+    assert!(r["disk_free_bytes"].as_u64().unwrap() > 0);
+    assert!(r["memory_available_bytes"].as_u64().unwrap() > 0);
+}
+
+#[test]
 fn api_commands_without_a_key_fail_in_one_line() {
     let home = temp_home("nokey");
     let o = payctl(&home, &["authorize", "--amount", "1000"]);
