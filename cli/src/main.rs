@@ -45,7 +45,13 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Start the platform (native processes) and wait until every part is healthy.
-    Up(native::Ports),
+    Up {
+        /// Do not install anything: print the commands for what is missing and exit 1.
+        #[arg(long)]
+        no_install: bool,
+        #[command(flatten)]
+        ports: native::Ports,
+    },
     /// Stop what `payctl up` started. Data is kept unless --volumes.
     Down {
         /// Also delete the databases, topics, logs and dev secrets.
@@ -162,7 +168,7 @@ async fn main() -> ExitCode {
     let home = cli.home.clone();
     let result = async {
         match cli.command {
-            Command::Up(ports) => native::up(&home, &ports).await,
+            Command::Up { no_install, ports } => native::up(&home, &ports, no_install).await,
             Command::Down { volumes } => native::down(&home, volumes),
             Command::Status { json, ports } => native::status(&home, &ports, json).await,
             Command::Logs {

@@ -164,7 +164,51 @@ async fn healthy(kind: Kind, port: u16) -> bool {
     }
 }
 
-pub async fn up(home: &Path, ports: &Ports) -> anyhow::Result<ExitCode> {
+/// What the native runtime runs, the package that provides it, and how to install it.
+const REQUIRED: &[(&str, &str)] = &[
+    ("mariadbd", "apt-get install -y mariadb-server"),
+    ("mariadb-install-db", "apt-get install -y mariadb-server"),
+    ("redis-server", "apt-get install -y redis-server"),
+    ("tansu", payctl_stack::install::TANSU_INSTALL),
+];
+
+/// Installs what is missing (Debian packages as root, tansu with cargo), or with `no_install` names
+/// the exact commands and fails.
+fn ensure_installed(no_install: bool) -> anyhow::Result<()> {
+    let mut missing: Vec<(&str, &str)> = REQUIRED
+        .iter()
+        .filter(|(program, _)| payctl_stack::install::which(program).is_none())
+        .copied()
+        .collect();
+    missing.dedup_by_key(|(_, command)| *command);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let commands: Vec<&str> = missing.iter().map(|(_, c)| *c).collect();
+    if no_install {
+        bail!(
+            "missing {}; install with:\n  {}",
+            missing
+                .iter()
+                .map(|(p, _)| *p)
+                .collect::<Vec<_>>()
+                .join(", "),
+            commands.join("\n  ")
+        );
+    }
+    for (program, command) in missing {
+        eprintln!("installing {program}: {command}");
+        if program == "tansu" {
+            payctl_stack::install::tansu()?;
+        } else {
+            payctl_stack::install::require(program)?;
+        }
+    }
+    Ok(())
+}
+
+pub async fn up(home: &Path, ports: &Ports, no_install: bool) -> anyhow::Result<ExitCode> {
+    ensure_installed(no_install)?;
     std::fs::create_dir_all(home)?;
     let home = &home.canonicalize()?;
     // Check every port before starting anything.

@@ -97,6 +97,27 @@ fn doctor_reports_programs_ports_disk_and_memory_as_json() {
 }
 
 #[test]
+fn up_with_no_install_names_the_exact_commands_for_what_is_missing() {
+    let home = temp_home("noinstall");
+    // A machine without tansu: no cargo bin directory anywhere on the search path.
+    let o = Command::new(env!("CARGO_BIN_EXE_payctl"))
+        .args(["--home", &home.display().to_string(), "up", "--no-install"])
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", "/nonexistent")
+        .env("CARGO_HOME", "/nonexistent")
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("missing tansu"), "{err}");
+    assert!(
+        err.contains("cargo install tansu --version 0.6.0 --locked --features dynostore,libsql"),
+        "{err}"
+    );
+    assert!(!home.join("mariadb").exists(), "nothing started");
+}
+
+#[test]
 fn api_commands_without_a_key_fail_in_one_line() {
     let home = temp_home("nokey");
     let o = payctl(&home, &["authorize", "--amount", "1000"]);
