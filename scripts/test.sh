@@ -10,6 +10,7 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 missing=()
 have mariadbd || missing+=(mariadb-server)
 have redis-server || missing+=(redis-server)
+have nginx || missing+=(nginx)
 have cc || missing+=(gcc)
 have make || missing+=(make)
 have perl || missing+=(perl)

@@ -19,7 +19,7 @@ pub struct Target {
         long,
         global = true,
         env = "PAYCTL_API_URL",
-        default_value = "http://127.0.0.1:18080"
+        default_value = "http://127.0.0.1:8080/api"
     )]
     pub api_url: String,
     /// Merchant API key; defaults to the dev merchant's key that `payctl up` created.

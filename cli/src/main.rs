@@ -49,6 +49,9 @@ enum Command {
         /// Do not install anything: print the commands for what is missing and exit 1.
         #[arg(long)]
         no_install: bool,
+        /// Instances per service; only the API scales: --scale ingest=3.
+        #[arg(long, value_parser = parse_scale, default_value = "ingest=1")]
+        scale: u16,
         #[command(flatten)]
         ports: native::Ports,
     },
@@ -57,6 +60,8 @@ enum Command {
         /// Also delete the databases, topics, logs and dev secrets.
         #[arg(long)]
         volumes: bool,
+        #[command(flatten)]
+        ports: native::Ports,
     },
     /// Show each service: pid, address, health (exit 3 if one is not healthy).
     Status {
@@ -162,14 +167,29 @@ enum Command {
     Completions { shell: clap_complete::Shell },
 }
 
+fn parse_scale(s: &str) -> Result<u16, String> {
+    match s.split_once('=') {
+        Some(("ingest", n)) => n
+            .parse::<u16>()
+            .ok()
+            .filter(|n| (1..=16).contains(n))
+            .ok_or_else(|| format!("'{n}' is not a number of instances from 1 to 16")),
+        _ => Err(format!("'{s}': only the API scales; use --scale ingest=N")),
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let home = cli.home.clone();
     let result = async {
         match cli.command {
-            Command::Up { no_install, ports } => native::up(&home, &ports, no_install).await,
-            Command::Down { volumes } => native::down(&home, volumes),
+            Command::Up {
+                no_install,
+                scale,
+                ports,
+            } => native::up(&home, &ports, scale, no_install).await,
+            Command::Down { volumes, ports } => native::down(&home, &ports, volumes),
             Command::Status { json, ports } => native::status(&home, &ports, json).await,
             Command::Logs {
                 service,

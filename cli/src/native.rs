@@ -1,8 +1,10 @@
 //! The native runtime: the platform as local processes under one state directory.
 //!
-//! One list, [`SERVICES`], defines the stack: what runs, in which order, on which port and how its
-//! health is checked. `up` walks it forwards, `down` backwards, `status` reads it. Every process is
-//! started detached with its pid recorded, so `down` stops exactly what `up` started and nothing else.
+//! One definition, [`plan`], says what runs, in which order, on which port and how its health is
+//! checked; `up` saves the plan it ran (`stack.json`), walks it forwards, `down` walks it backwards and
+//! `status` reads it. Every process is started detached with its pid recorded, so `down` stops exactly
+//! what `up` started and nothing else. The gateway (nginx) is the service discovery: it balances over
+//! the ingest instances and passively takes a dead one out.
 
 use crate::output;
 use anyhow::{bail, Context};
@@ -14,7 +16,7 @@ use payctl_stack::services::{mariadb_greets, redis_pongs};
 use payctl_stack::{ports, Lifetime, MariaDb, Redis, Tansu};
 use rand::distributions::Alphanumeric;
 use rand::Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
@@ -38,41 +40,70 @@ pub struct Ports {
     /// Ledger consumer (pay-consumer) health and metrics port.
     #[arg(long, env = "PAYCTL_CONSUMER_PORT", default_value_t = 18091)]
     pub consumer_port: u16,
+    /// Gateway (nginx): the store at /, the API at /api.
+    #[arg(long, env = "PAYCTL_GATEWAY_PORT", default_value_t = 8080)]
+    pub gateway_port: u16,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Kind {
     MariaDb,
     Redis,
     Kafka,
     Ingest,
     Consumer,
+    Gateway,
 }
 
-/// The stack, in start order.
-const SERVICES: [(&str, Kind); 5] = [
-    ("mariadb", Kind::MariaDb),
-    ("redis", Kind::Redis),
-    ("kafka", Kind::Kafka),
-    ("ingest", Kind::Ingest),
-    ("consumer", Kind::Consumer),
-];
+/// One process of the stack.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Svc {
+    pub name: String,
+    pub kind: Kind,
+    pub port: u16,
+}
+
+/// The stack in start order, with `ingest` instances of the API (named ingest, ingest-2, …, on
+/// consecutive ports from --ingest-port).
+pub fn plan(ports: &Ports, ingest: u16) -> Vec<Svc> {
+    let svc = |name: &str, kind, port| Svc {
+        name: name.to_owned(),
+        kind,
+        port,
+    };
+    let mut v = vec![
+        svc("mariadb", Kind::MariaDb, ports.mariadb_port),
+        svc("redis", Kind::Redis, ports.redis_port),
+        svc("kafka", Kind::Kafka, ports.kafka_port),
+    ];
+    for i in 0..ingest.max(1) {
+        let name = if i == 0 {
+            "ingest".to_owned()
+        } else {
+            format!("ingest-{}", i + 1)
+        };
+        v.push(Svc {
+            name,
+            kind: Kind::Ingest,
+            port: ports.ingest_port + i,
+        });
+    }
+    v.push(svc("consumer", Kind::Consumer, ports.consumer_port));
+    v.push(svc("gateway", Kind::Gateway, ports.gateway_port));
+    v
+}
+
+/// The plan the last `up` ran, or the default one.
+pub fn saved_plan(home: &Path, ports: &Ports) -> Vec<Svc> {
+    std::fs::read(home.join("stack.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_else(|| plan(ports, 1))
+}
 
 const DATABASE: &str = "payments";
 const DB_USER: &str = "payctl";
 const DEV_MERCHANT: &str = "dev-merchant";
-
-impl Ports {
-    fn of(&self, kind: Kind) -> u16 {
-        match kind {
-            Kind::MariaDb => self.mariadb_port,
-            Kind::Redis => self.redis_port,
-            Kind::Kafka => self.kafka_port,
-            Kind::Ingest => self.ingest_port,
-            Kind::Consumer => self.consumer_port,
-        }
-    }
-}
 
 fn pid_file(home: &Path, name: &str) -> PathBuf {
     home.join(name).join("pid")
@@ -154,8 +185,15 @@ async fn healthy(kind: Kind, port: u16) -> bool {
         Kind::Kafka => tokio::task::spawn_blocking(move || ports::is_listening(port))
             .await
             .unwrap_or(false),
-        Kind::Ingest | Kind::Consumer => reqwest::Client::new()
-            .get(format!("http://127.0.0.1:{port}/ready"))
+        Kind::Ingest | Kind::Consumer | Kind::Gateway => reqwest::Client::new()
+            .get(format!(
+                "http://127.0.0.1:{port}/{}",
+                if kind == Kind::Gateway {
+                    "health"
+                } else {
+                    "ready"
+                }
+            ))
             .timeout(Duration::from_secs(2))
             .send()
             .await
@@ -170,6 +208,7 @@ const REQUIRED: &[(&str, &str)] = &[
     ("mariadb-install-db", "apt-get install -y mariadb-server"),
     ("redis-server", "apt-get install -y redis-server"),
     ("tansu", payctl_stack::install::TANSU_INSTALL),
+    ("nginx", "apt-get install -y nginx"),
 ];
 
 /// Installs what is missing (Debian packages as root, tansu with cargo), or with `no_install` names
@@ -207,37 +246,48 @@ fn ensure_installed(no_install: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn up(home: &Path, ports: &Ports, no_install: bool) -> anyhow::Result<ExitCode> {
+pub async fn up(
+    home: &Path,
+    ports: &Ports,
+    ingest: u16,
+    no_install: bool,
+) -> anyhow::Result<ExitCode> {
     ensure_installed(no_install)?;
     std::fs::create_dir_all(home)?;
     let home = &home.canonicalize()?;
+    let stack = plan(ports, ingest);
     // Check every port before starting anything.
-    for (name, kind) in SERVICES {
-        let port = ports.of(kind);
-        if running_pid(home, name).is_none() && ports::is_listening(port) {
-            let who = ports::holder(port)
+    for svc in &stack {
+        if running_pid(home, &svc.name).is_none() && ports::is_listening(svc.port) {
+            let who = ports::holder(svc.port)
                 .map(|(pid, cmd)| format!("{cmd} (pid {pid})"))
                 .unwrap_or_else(|| "another process".into());
-            bail!("port {port} for {name} is already in use by {who}; free it or choose another with --{name}-port");
+            let flag = svc.name.split('-').next().unwrap_or(&svc.name);
+            bail!(
+                "port {} for {} is already in use by {who}; free it or choose another with --{flag}-port",
+                svc.port,
+                svc.name
+            );
         }
     }
     let (server, consumer) = binaries()?;
+    std::fs::write(home.join("stack.json"), serde_json::to_vec_pretty(&stack)?)?;
     let mut started_now: Vec<&str> = Vec::new();
-    for (name, kind) in SERVICES {
-        let port = ports.of(kind);
+    for svc in &stack {
+        let (name, port) = (svc.name.as_str(), svc.port);
         if let Some(pid) = running_pid(home, name) {
-            eprintln!("{name:<8} already running (pid {pid})");
+            eprintln!("{name:<9} already running (pid {pid})");
             continue;
         }
         let started = Instant::now();
         let spinner = indicatif::ProgressBar::new_spinner();
-        spinner.set_message(format!("{name:<8} starting on 127.0.0.1:{port} …"));
+        spinner.set_message(format!("{name:<9} starting on 127.0.0.1:{port} …"));
         spinner.enable_steady_tick(Duration::from_millis(100));
-        let result = start_service(home, ports, name, kind, &server, &consumer).await;
+        let result = start_service(home, ports, svc, &stack, &server, &consumer).await;
         spinner.finish_and_clear();
         if let Err(e) = result {
             eprintln!(
-                "{} {name:<8} failed after {:.1?}",
+                "{} {name:<9} failed after {:.1?}",
                 output::mark(false),
                 started.elapsed()
             );
@@ -251,14 +301,18 @@ pub async fn up(home: &Path, ports: &Ports, no_install: bool) -> anyhow::Result<
         }
         started_now.push(name);
         eprintln!(
-            "{} {name:<8} ready on 127.0.0.1:{port} in {:.1?}",
+            "{} {name:<9} ready on 127.0.0.1:{port} in {:.1?}",
             output::mark(true),
             started.elapsed()
         );
     }
     let key = dev_merchant_key(home, ports).await?;
     print_status(home, ports, false).await?;
-    println!("\nAPI:          http://127.0.0.1:{}", ports.ingest_port);
+    println!(
+        "\ngateway:      http://127.0.0.1:{}/   (store; Grafana needs the Docker runtime)",
+        ports.gateway_port
+    );
+    println!("API:          http://127.0.0.1:{}/api", ports.gateway_port);
     println!("merchant:     {DEV_MERCHANT}");
     println!(
         "API key:      {}   (dev only; stored in {})",
@@ -266,9 +320,9 @@ pub async fn up(home: &Path, ports: &Ports, no_install: bool) -> anyhow::Result<
         home.join("secrets/dev-merchant.key").display()
     );
     println!(
-        "try:          curl -s -H 'Authorization: Bearer {}' -H 'Idempotency-Key: demo-1' -H 'Content-Type: application/json' \\\n                -d '{{\"amount\":1000,\"currency\":\"KRW\"}}' http://127.0.0.1:{}/payments/authorize",
+        "try:          curl -s -H 'Authorization: Bearer {}' -H 'Idempotency-Key: demo-1' -H 'Content-Type: application/json' \\\n                -d '{{\"amount\":1000,\"currency\":\"KRW\"}}' http://127.0.0.1:{}/api/payments/authorize",
         key.expose(),
-        ports.ingest_port
+        ports.gateway_port
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -344,8 +398,9 @@ pub fn start_kafka(home: &Path, ports: &Ports) -> anyhow::Result<()> {
     write_pid(home, "kafka", tansu.pid())
 }
 
-pub fn down(home: &Path, volumes: bool) -> anyhow::Result<ExitCode> {
-    for (name, _) in SERVICES.iter().rev() {
+pub fn down(home: &Path, ports: &Ports, volumes: bool) -> anyhow::Result<ExitCode> {
+    for svc in saved_plan(home, ports).iter().rev() {
+        let name = svc.name.as_str();
         if stop_one(home, name)? {
             eprintln!("{name:<8} stopped");
         } else {
@@ -361,7 +416,7 @@ pub fn down(home: &Path, volumes: bool) -> anyhow::Result<ExitCode> {
 
 #[derive(Serialize)]
 struct Row {
-    service: &'static str,
+    service: String,
     pid: Option<u32>,
     address: String,
     health: &'static str,
@@ -369,18 +424,17 @@ struct Row {
 
 async fn rows(home: &Path, ports: &Ports) -> Vec<Row> {
     let mut out = Vec::new();
-    for (name, kind) in SERVICES {
-        let port = ports.of(kind);
-        let pid = running_pid(home, name);
+    for svc in saved_plan(home, ports) {
+        let pid = running_pid(home, &svc.name);
         let health = match pid {
             None => "stopped",
-            Some(_) if healthy(kind, port).await => "healthy",
+            Some(_) if healthy(svc.kind, svc.port).await => "healthy",
             Some(_) => "unhealthy",
         };
         out.push(Row {
-            service: name,
+            service: svc.name,
             pid,
-            address: format!("127.0.0.1:{port}"),
+            address: format!("127.0.0.1:{}", svc.port),
             health,
         });
     }
@@ -403,7 +457,7 @@ async fn print_status(home: &Path, ports: &Ports, json: bool) -> anyhow::Result<
                         other => output::red(other),
                     };
                     vec![
-                        r.service.to_owned(),
+                        r.service.clone(),
                         r.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
                         r.address.clone(),
                         health,
@@ -427,15 +481,13 @@ pub async fn status(home: &Path, ports: &Ports, json: bool) -> anyhow::Result<Ex
 /// The log file of a service.
 pub fn log_path(home: &Path, service: &str) -> anyhow::Result<PathBuf> {
     let file = match service {
-        "mariadb" => "mariadb.log",
-        "redis" => "redis.log",
-        "kafka" => "tansu.log",
-        "ingest" => "ingest.log",
-        "consumer" => "consumer.log",
-        other => bail!(
-            "unknown service '{other}'; one of: {}",
-            SERVICES.map(|(n, _)| n).join(", ")
-        ),
+        "mariadb" => "mariadb.log".to_owned(),
+        "redis" => "redis.log".to_owned(),
+        "kafka" => "tansu.log".to_owned(),
+        "gateway" => "error.log".to_owned(),
+        "consumer" => "consumer.log".to_owned(),
+        s if s == "ingest" || s.starts_with("ingest-") => format!("{s}.log"),
+        other => bail!("unknown service '{other}'; one of: mariadb, redis, kafka, ingest[-N], consumer, gateway"),
     };
     Ok(home.join(service).join(file))
 }
@@ -486,38 +538,38 @@ pub async fn logs(
 async fn start_service(
     home: &Path,
     ports: &Ports,
-    name: &str,
-    kind: Kind,
+    svc: &Svc,
+    stack: &[Svc],
     server: &Path,
     consumer: &Path,
 ) -> anyhow::Result<()> {
-    let port = ports.of(kind);
+    let (name, kind, port) = (svc.name.as_str(), svc.kind, svc.port);
     let dir = home.join(name);
-    match kind {
+    std::fs::create_dir_all(&dir)?;
+    let cmd = match kind {
         Kind::MariaDb => {
             let mut db = MariaDb::new(&dir, port, Lifetime::Detached);
             db.start()?;
             write_pid(home, name, db.pid())?;
-            provision_database(home, ports).await?;
+            return provision_database(home, ports).await;
         }
         Kind::Redis => {
             let mut redis = Redis::new(&dir, port, Lifetime::Detached);
             redis.persistent = true;
             redis.start()?;
-            write_pid(home, name, redis.pid())?;
+            return write_pid(home, name, redis.pid());
         }
         Kind::Kafka => {
             let mut tansu = Tansu::new(&dir, port, Lifetime::Detached);
             tansu.start()?;
-            write_pid(home, name, tansu.pid())?;
+            return write_pid(home, name, tansu.pid());
         }
         Kind::Ingest | Kind::Consumer => {
-            let program = if kind == Kind::Ingest {
-                &server
+            let mut cmd = Command::new(if kind == Kind::Ingest {
+                server
             } else {
-                &consumer
-            };
-            let mut cmd = Command::new(program);
+                consumer
+            });
             cmd.env("APP_LISTEN", format!("127.0.0.1:{port}"))
                 .env("APP_DATABASE_URL", database_url(home, ports)?)
                 .env(
@@ -531,25 +583,93 @@ async fn start_service(
                 .env("APP_ADMIN_TOKEN", secret(home, "admin-token")?)
                 // Static group membership: a restarted consumer takes its own place at once.
                 .env("APP_CONSUMER_INSTANCE_ID", format!("payctl-{name}"));
-            std::fs::create_dir_all(&dir)?;
-            let mut process = Supervised::spawn(
-                name,
-                cmd,
-                &dir.join(format!("{name}.log")),
-                Lifetime::Detached,
-            )?;
-            write_pid(home, name, Some(process.pid))?;
-            let deadline = Instant::now() + Duration::from_secs(90);
-            while !healthy(kind, port).await {
-                if !process.is_running() || Instant::now() > deadline {
-                    bail!(
-                        "{name} did not become ready; last log lines:\n{}",
-                        process.log_tail(20).join("\n")
-                    );
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            cmd
         }
+        Kind::Gateway => {
+            let upstreams: Vec<u16> = stack
+                .iter()
+                .filter(|s| s.kind == Kind::Ingest)
+                .map(|s| s.port)
+                .collect();
+            let conf = gateway_config(&dir, port, &upstreams)?;
+            let mut cmd = Command::new(payctl_stack::install::require("nginx")?);
+            cmd.arg("-p").arg(&dir).arg("-c").arg(conf);
+            cmd
+        }
+    };
+    let log = dir.join(if kind == Kind::Gateway {
+        "nginx.out".to_owned()
+    } else {
+        format!("{name}.log")
+    });
+    let mut process = Supervised::spawn(name, cmd, &log, Lifetime::Detached)?;
+    write_pid(home, name, Some(process.pid))?;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !healthy(kind, port).await {
+        if !process.is_running() || Instant::now() > deadline {
+            let mut tail = process.log_tail(20);
+            if kind == Kind::Gateway {
+                tail.extend(payctl_stack::process::log_tail(&dir.join("error.log"), 20));
+            }
+            bail!(
+                "{name} did not become ready; last log lines:\n{}",
+                tail.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(())
+}
+
+/// nginx for the native runtime: `/` serves the store (frontend/dist when built), `/api/` balances over
+/// the ingest instances. A refused connection is retried on the next instance and the failed one is
+/// left out for a few seconds (passive health checks), so a dead instance costs at most its in-flight
+/// requests.
+fn gateway_config(dir: &Path, port: u16, upstreams: &[u16]) -> anyhow::Result<PathBuf> {
+    for sub in ["tmp", "www"] {
+        std::fs::create_dir_all(dir.join(sub))?;
+    }
+    let store = std::env::current_dir()?.join("frontend/dist");
+    let root = if store.join("index.html").exists() {
+        store
+    } else {
+        std::fs::write(
+            dir.join("www/index.html"),
+            "<!doctype html><html lang=\"en\"><title>payctl</title><h1>payctl gateway</h1>\n\
+             <p>The store is not built yet (frontend/dist). The payment API is at <code>/api</code>.</p></html>\n",
+        )?;
+        dir.join("www")
+    };
+    let servers: String = upstreams
+        .iter()
+        .map(|p| format!("        server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;\n"))
+        .collect();
+    let tmp = dir.join("tmp");
+    let user = if payctl_stack::install::is_root() {
+        "user root root;\n"
+    } else {
+        ""
+    };
+    let conf = format!(
+        "# Generated by payctl up; changes are overwritten.\n{user}daemon off;\nworker_processes 1;\n\
+         pid {pid};\nerror_log {err} warn;\nevents {{ worker_connections 1024; }}\nhttp {{\n\
+         access_log {access};\n    client_body_temp_path {tmp}/body;\n    proxy_temp_path {tmp}/proxy;\n\
+         fastcgi_temp_path {tmp}/fastcgi;\n    uwsgi_temp_path {tmp}/uwsgi;\n    scgi_temp_path {tmp}/scgi;\n\
+         include /etc/nginx/mime.types;\n    upstream ingest {{\n{servers}        keepalive 64;\n    }}\n\
+         server {{\n        listen 127.0.0.1:{port};\n\
+         location = /health {{ default_type application/json; return 200 '{{\"status\":\"UP\"}}'; }}\n\
+         location /api/ {{\n            proxy_pass http://ingest/;\n            proxy_http_version 1.1;\n\
+         proxy_set_header Connection \"\";\n            proxy_set_header X-Forwarded-For $remote_addr;\n\
+         proxy_connect_timeout 1s;\n            proxy_read_timeout 30s;\n\
+         proxy_next_upstream error timeout http_502;\n            proxy_next_upstream_tries 3;\n        }}\n\
+         location / {{ root {root}; try_files $uri /index.html; }}\n    }}\n}}\n",
+        pid = dir.join("nginx.pid").display(),
+        err = dir.join("error.log").display(),
+        access = dir.join("access.log").display(),
+        tmp = tmp.display(),
+        root = root.display(),
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf)?;
+    Ok(path)
 }

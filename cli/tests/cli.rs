@@ -24,6 +24,34 @@ fn text(o: &Output) -> (String, String) {
     )
 }
 
+const PORT_FLAGS: [&str; 6] = [
+    "--mariadb-port",
+    "--redis-port",
+    "--kafka-port",
+    "--ingest-port",
+    "--consumer-port",
+    "--gateway-port",
+];
+
+/// Free ports for every service (the ingest range gets room for 3 instances), as flags.
+fn free_ports() -> (Vec<u16>, Vec<String>) {
+    let mut ports: Vec<u16> = Vec::new();
+    while ports.len() < PORT_FLAGS.len() {
+        let p = free_port().unwrap();
+        // Keep p+1 and p+2 free too, for --scale ingest=3.
+        let room = (1..3).all(|i| TcpListener::bind(("127.0.0.1", p + i)).is_ok());
+        if room && !ports.iter().any(|q| q.abs_diff(p) < 3) {
+            ports.push(p);
+        }
+    }
+    let flags = PORT_FLAGS
+        .iter()
+        .zip(&ports)
+        .flat_map(|(f, p)| [f.to_string(), p.to_string()])
+        .collect();
+    (ports, flags)
+}
+
 fn temp_home(name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("payctl-{name}-{}", std::process::id()));
@@ -147,19 +175,7 @@ fn up_refuses_a_busy_port_before_starting_anything() {
 #[test]
 fn a_service_that_fails_to_start_shows_its_log_and_up_stops_what_it_started() {
     let home = temp_home("fail");
-    let ports: Vec<String> = (0..5).map(|_| free_port().unwrap().to_string()).collect();
-    let flags = [
-        "--mariadb-port",
-        "--redis-port",
-        "--kafka-port",
-        "--ingest-port",
-        "--consumer-port",
-    ];
-    let args: Vec<String> = flags
-        .iter()
-        .zip(&ports)
-        .flat_map(|(f, p)| [f.to_string(), p.clone()])
-        .collect();
+    let (_, args) = free_ports();
     let mut up = vec![
         "--home".to_string(),
         home.display().to_string(),
@@ -234,19 +250,7 @@ fn up_fast_breaker(stack: &Stack) -> Output {
 #[test]
 fn up_smoke_reconcile_down_end_to_end_on_the_native_runtime() {
     let home = temp_home("e2e");
-    let ports: Vec<u16> = (0..5).map(|_| free_port().unwrap()).collect();
-    let flags = [
-        "--mariadb-port",
-        "--redis-port",
-        "--kafka-port",
-        "--ingest-port",
-        "--consumer-port",
-    ];
-    let port_args: Vec<String> = flags
-        .iter()
-        .zip(&ports)
-        .flat_map(|(f, p)| [f.to_string(), p.to_string()])
-        .collect();
+    let (ports, port_args) = free_ports();
     let stack = Stack {
         home: &home,
         ports: port_args.clone(),
@@ -268,7 +272,7 @@ fn up_smoke_reconcile_down_end_to_end_on_the_native_runtime() {
         .collect();
     assert_eq!(
         services,
-        ["mariadb", "redis", "kafka", "ingest", "consumer"]
+        ["mariadb", "redis", "kafka", "ingest", "consumer", "gateway"]
     );
     assert!(status
         .as_array()
@@ -278,7 +282,7 @@ fn up_smoke_reconcile_down_end_to_end_on_the_native_runtime() {
 
     let api = [
         "--api-url".to_string(),
-        format!("http://127.0.0.1:{}", ports[3]),
+        format!("http://127.0.0.1:{}/api", ports[5]),
     ];
     let api: Vec<&str> = api.iter().map(String::as_str).collect();
     let smoke = payctl(&home, &[&["smoke"], &api[..]].concat());
@@ -387,4 +391,83 @@ fn up_smoke_reconcile_down_end_to_end_on_the_native_runtime() {
     let o = payctl(&home, &["down", "--volumes"]);
     assert!(o.status.success());
     assert!(!home.exists(), "--volumes deletes it");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_ingest_instances_behind_the_gateway_lose_nothing_when_one_dies() {
+    let home = temp_home("scale");
+    let (ports, port_args) = free_ports();
+    let stack = Stack {
+        home: &home,
+        ports: port_args.clone(),
+    };
+    let mut up = vec!["up", "--scale", "ingest=3"];
+    up.extend(port_args.iter().map(String::as_str));
+    let o = payctl(&home, &up);
+    assert!(o.status.success(), "up failed: {:?}", text(&o));
+    let key = std::fs::read_to_string(home.join("secrets/dev-merchant.key")).unwrap();
+    let url = format!("http://127.0.0.1:{}/api/payments/authorize", ports[5]);
+    let http = reqwest::Client::new();
+
+    // A stream of payments through the gateway; ingest-2 is killed a third of the way in.
+    let (mut ok, mut failed) = (0, 0);
+    for i in 0..150 {
+        if i == 50 {
+            let pid: i32 = std::fs::read_to_string(home.join("ingest-2/pid"))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            // SAFETY: kill(2) on the pid payctl recorded for ingest-2.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        let r = http
+            .post(&url)
+            .bearer_auth(key.trim())
+            .header("Idempotency-Key", format!("scale-{i}"))
+            .json(&serde_json::json!({"amount": 100, "currency": "KRW"}))
+            .send()
+            .await;
+        match r {
+            Ok(r) if r.status() == 201 => ok += 1,
+            _ => failed += 1,
+        }
+    }
+    // Requests go one at a time, so at most the one in flight at the kill may fail.
+    assert!(failed <= 1, "{failed} of 150 failed");
+    eprintln!("scale: {ok} of 150 payments succeeded with ingest-2 killed after 50");
+
+    let o = stack.run(&["status", "--json"]);
+    assert_eq!(o.status.code(), Some(3), "status reports the dead instance");
+    let rows: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let health = |name: &str| rows.iter().find(|r| r["service"] == name).unwrap()["health"].clone();
+    assert_eq!(health("ingest-2"), "stopped");
+    assert_eq!(health("ingest"), "healthy");
+    assert_eq!(health("ingest-3"), "healthy");
+
+    // Rows the killed instance had claimed wait for its lease (delivery timeout + 10 s) to run out;
+    // then a surviving relay publishes them.
+    let waited = std::time::Instant::now();
+    let mut clean = false;
+    while waited.elapsed() < std::time::Duration::from_secs(90) {
+        if stack
+            .run(&["reconcile", "--settle-seconds", "0"])
+            .status
+            .success()
+        {
+            clean = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let o = stack.run(&["reconcile", "--settle-seconds", "0"]);
+    assert!(
+        clean,
+        "reconcile is clean after the instance died: {}",
+        text(&o).0
+    );
+    eprintln!(
+        "scale: reconcile clean {:.1?} after the stream",
+        waited.elapsed()
+    );
 }

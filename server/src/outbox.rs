@@ -65,7 +65,7 @@ pub struct Relay {
 
 impl Relay {
     fn lease(&self) -> time::Duration {
-        time::Duration::milliseconds(self.kafka.delivery_timeout_ms as i64 + 30_000)
+        time::Duration::milliseconds(self.kafka.delivery_timeout_ms as i64 + 10_000)
     }
 
     /// Runs until `shutdown`; then finishes the batch in hand and flushes the producer.

@@ -18,6 +18,7 @@ pub const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("mariadbd", "mariadb-server"),
     ("mariadb-install-db", "mariadb-server"),
     ("redis-server", "redis-server"),
+    ("nginx", "nginx"),
 ];
 
 /// Looks `program` up on PATH and in the sbin directories (mariadbd lives in /usr/sbin, which a
