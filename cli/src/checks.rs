@@ -140,7 +140,37 @@ pub async fn reconcile(
     as_json: bool,
 ) -> anyhow::Result<ExitCode> {
     let db = sqlx::MySqlPool::connect(&native::database_url(home, ports)?).await?;
-    let report = pay_consumer::invariants::check(&db, settle).await?;
+    let mut report = pay_consumer::invariants::check(&db, settle).await?;
+    let bootstrap = format!("127.0.0.1:{}", ports.kafka_port);
+    let dlq = tokio::task::spawn_blocking(move || {
+        pay_consumer::topics::read_to_end(
+            &bootstrap,
+            payctl_domain::event::DLQ_TOPIC,
+            Duration::from_secs(10),
+        )
+    })
+    .await?;
+    match dlq {
+        Ok(records) => {
+            let records: Vec<(String, serde_json::Value)> = records
+                .into_iter()
+                .map(|r| {
+                    let v = serde_json::from_slice(&r.payload).unwrap_or(serde_json::Value::Null);
+                    (format!("{}:{}", r.partition, r.offset), v)
+                })
+                .collect();
+            report
+                .checks
+                .push(pay_consumer::invariants::dlq_check(&db, &records).await?);
+        }
+        Err(e) => report.checks.push(pay_consumer::invariants::Check {
+            name: "nothing unexplained in the DLQ",
+            violations: vec![pay_consumer::invariants::Violation {
+                subject: "payment.dlq".into(),
+                detail: format!("cannot read the DLQ: {e:#}"),
+            }],
+        }),
+    }
     if as_json {
         output::json(&report)?;
     } else {

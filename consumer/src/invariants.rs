@@ -169,3 +169,57 @@ pub async fn check(db: &MySqlPool, settle: Duration) -> Result<Report, sqlx::Err
     });
     Ok(Report { checks })
 }
+
+/// "Nothing is left unexplained in the DLQ": a record is explained when it can never apply (not an
+/// event, unknown payment, contradicts the payment) or its event is in the ledger after all. A record
+/// that would apply now — its cause was fixed — must be replayed, and is reported.
+/// `records` are (id as `partition:offset`, the DLQ record's JSON).
+pub async fn dlq_check(
+    db: &MySqlPool,
+    records: &[(String, serde_json::Value)],
+) -> Result<Check, sqlx::Error> {
+    let mut violations = Vec::new();
+    for (id, record) in records {
+        let topic = record["originalTopic"].as_str().unwrap_or_default();
+        let payload = record["payload"].as_str().map(str::as_bytes);
+        // The topic prefix is whatever precedes the base topic name.
+        let prefix = payctl_domain::EventType::ALL
+            .iter()
+            .find_map(|t| topic.strip_suffix(t.topic()))
+            .unwrap_or_default();
+        let Ok(event) = crate::apply::parse(topic, prefix, payload) else {
+            continue; // poison by shape: explained by its errorType
+        };
+        let payment: Option<(String, String, i64)> = sqlx::query_as(
+            "SELECT merchant_id, currency, amount FROM payments WHERE payment_id = ?",
+        )
+        .bind(event.payment_id.as_uuid())
+        .fetch_optional(db)
+        .await?;
+        let Some((merchant, currency, amount)) = payment else {
+            continue; // unknown payment: explained
+        };
+        if merchant != event.merchant_id || currency != event.currency || event.amount > amount {
+            continue; // contradicts the payment: explained
+        }
+        let applied: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM ledger_entries WHERE event_id = ?")
+                .bind(event.event_id.as_uuid())
+                .fetch_one(db)
+                .await?;
+        if applied == 0 {
+            violations.push(Violation {
+                subject: format!("DLQ record {id}"),
+                detail: format!(
+                    "{} for payment {} would apply now; replay it: payctl dlq replay --id {id}",
+                    event.event_type.as_str(),
+                    event.payment_id
+                ),
+            });
+        }
+    }
+    Ok(Check {
+        name: "nothing unexplained in the DLQ",
+        violations,
+    })
+}

@@ -153,6 +153,20 @@ impl Env {
         status: PaymentStatus,
     ) -> PaymentId {
         let id = PaymentId::new();
+        self.payment_with_id(id, amount, captured, refunded, status)
+            .await;
+        id
+    }
+
+    /// A payment row with a given id (e.g. one an event already named).
+    pub async fn payment_with_id(
+        &self,
+        id: PaymentId,
+        amount: i64,
+        captured: i64,
+        refunded: i64,
+        status: PaymentStatus,
+    ) {
         sqlx::query(
             "INSERT INTO payments (payment_id, merchant_id, status, amount, captured_amount, refunded_amount, \
              currency, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'KRW', UTC_TIMESTAMP(6) - INTERVAL 1 MINUTE, UTC_TIMESTAMP(6) - INTERVAL 1 MINUTE)",
@@ -166,7 +180,6 @@ impl Env {
         .execute(&self.db)
         .await
         .unwrap();
-        id
     }
 
     /// Many AUTHORIZED payments at once.

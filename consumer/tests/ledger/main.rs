@@ -444,3 +444,61 @@ async fn a_graceful_stop_commits_offsets_so_the_next_consumer_resumes_without_re
     assert_eq!(consumer.metric("consumer_events_consumed_total"), 10.0);
     consumer.stop().await;
 }
+
+#[tokio::test]
+async fn a_dead_lettered_event_whose_cause_is_fixed_is_reported_until_it_is_replayed() {
+    let env = env().await;
+    let consumer = env.start_consumer().await;
+    let early = payctl_domain::PaymentId::new();
+    let e = event(EventType::PaymentAuthorized, early, 500);
+    env.produce(&e).await; // its payment does not exist (yet)
+    env.eventually("dead-lettered", Duration::from_secs(60), || async {
+        env.dlq().await.len() == 1
+    })
+    .await;
+    let records: Vec<(String, serde_json::Value)> = env
+        .dlq()
+        .await
+        .into_iter()
+        .map(|v| ("0:0".to_owned(), v))
+        .collect();
+    let check = invariants::dlq_check(&env.db, &records).await.unwrap();
+    assert!(
+        check.violations.is_empty(),
+        "an unknown payment is explained: {check:?}"
+    );
+
+    // The cause is fixed: the payment now exists. The DLQ record is no longer explained.
+    env.payment_with_id(early, 500, 0, 0, PaymentStatus::Authorized)
+        .await;
+    let check = invariants::dlq_check(&env.db, &records).await.unwrap();
+    assert_eq!(check.violations.len(), 1, "{check:?}");
+    assert!(check.violations[0].detail.contains("replay"));
+
+    // Replayed to its original topic, it applies, and the DLQ is explained again.
+    let record = &records[0].1;
+    let topic = record["originalTopic"]
+        .as_str()
+        .unwrap()
+        .strip_prefix(&env.prefix)
+        .unwrap()
+        .to_owned();
+    env.produce_raw(
+        &topic,
+        record["key"].as_str().unwrap(),
+        record["payload"].as_str().unwrap().as_bytes(),
+    )
+    .await;
+    env.eventually(
+        "replayed event applied",
+        Duration::from_secs(60),
+        || async { legs_of(&env, &e).await.len() == 2 },
+    )
+    .await;
+    assert!(invariants::dlq_check(&env.db, &records)
+        .await
+        .unwrap()
+        .violations
+        .is_empty());
+    consumer.stop().await;
+}
