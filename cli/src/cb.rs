@@ -31,12 +31,21 @@ pub enum Cb {
         #[arg(long, default_value_t = 20)]
         payments: usize,
     },
-    /// Stop publishing (events wait in the outbox) until `reset`.
-    ForceOpen,
-    /// Publish regardless of failures (the breaker only counts).
-    Disable,
-    /// Back to CLOSED with a fresh window.
-    Reset,
+    /// Stop publishing (events wait in the outbox) until `reset`. Applies to every API instance.
+    ForceOpen {
+        #[command(flatten)]
+        ports: Ports,
+    },
+    /// Publish regardless of failures (the breaker only counts). Applies to every API instance.
+    Disable {
+        #[command(flatten)]
+        ports: Ports,
+    },
+    /// Back to CLOSED with a fresh window. Applies to every API instance.
+    Reset {
+        #[command(flatten)]
+        ports: Ports,
+    },
 }
 
 async fn breaker(api_url: &str) -> anyhow::Result<Value> {
@@ -105,6 +114,34 @@ fn print(b: &Value) {
     );
 }
 
+/// Each API instance has its own breaker: set them all (the instances of the local stack, straight
+/// rather than through the gateway), or the one behind --api-url when there is no local stack.
+async fn set_everywhere(home: &Path, url: &str, ports: &Ports, state: &str) -> anyhow::Result<()> {
+    let instances: Vec<native::Svc> = if home.join("stack.json").exists() {
+        native::saved_plan(home, ports)
+            .into_iter()
+            .filter(|s| s.kind == native::Kind::Ingest)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if instances.is_empty() {
+        print(&set_state(home, url, state).await?);
+        return Ok(());
+    }
+    let mut rows = Vec::new();
+    for svc in &instances {
+        let now = match set_state(home, &format!("http://127.0.0.1:{}", svc.port), state).await {
+            Ok(b) => b["state"].as_str().unwrap_or("?").to_owned(),
+            // A stopped instance publishes nothing anyway.
+            Err(e) => format!("unreachable ({e:#})"),
+        };
+        rows.push(vec![svc.name.clone(), now]);
+    }
+    println!("{}", table(&["instance", "state"], rows));
+    Ok(())
+}
+
 pub async fn run(home: &Path, target: &Target, cmd: Cb) -> anyhow::Result<ExitCode> {
     let url = target.api_url.as_str();
     match cmd {
@@ -116,9 +153,9 @@ pub async fn run(home: &Path, target: &Target, cmd: Cb) -> anyhow::Result<ExitCo
                 print(&b);
             }
         }
-        Cb::ForceOpen => print(&set_state(home, url, "FORCED_OPEN").await?),
-        Cb::Disable => print(&set_state(home, url, "DISABLED").await?),
-        Cb::Reset => print(&set_state(home, url, "CLOSED").await?),
+        Cb::ForceOpen { ports } => set_everywhere(home, url, &ports, "FORCED_OPEN").await?,
+        Cb::Disable { ports } => set_everywhere(home, url, &ports, "DISABLED").await?,
+        Cb::Reset { ports } => set_everywhere(home, url, &ports, "CLOSED").await?,
         Cb::Test { ports, payments } => return test(home, target, &ports, payments).await,
     }
     Ok(ExitCode::SUCCESS)

@@ -49,6 +49,9 @@ enum Command {
         /// Do not install anything: print the commands for what is missing and exit 1.
         #[arg(long)]
         no_install: bool,
+        /// Where to run: native processes, or Docker (auto: Docker when an engine answers).
+        #[arg(long, value_enum, default_value_t = native::Runtime::Auto)]
+        runtime: native::Runtime,
         /// Instances per service; only the API scales: --scale ingest=3.
         #[arg(long, value_parser = parse_scale, default_value = "ingest=1")]
         scale: u16,
@@ -186,9 +189,13 @@ async fn main() -> ExitCode {
         match cli.command {
             Command::Up {
                 no_install,
+                runtime,
                 scale,
                 ports,
-            } => native::up(&home, &ports, scale, no_install).await,
+            } => {
+                native::choose_runtime(runtime)?;
+                native::up(&home, &ports, scale, no_install).await
+            }
             Command::Down { volumes, ports } => native::down(&home, &ports, volumes),
             Command::Status { json, ports } => native::status(&home, &ports, json).await,
             Command::Logs {

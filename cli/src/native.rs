@@ -202,6 +202,39 @@ async fn healthy(kind: Kind, port: u16) -> bool {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Runtime {
+    Auto,
+    Native,
+    Docker,
+}
+
+/// True when a Docker engine answers on its socket.
+fn docker_answers() -> bool {
+    Path::new("/var/run/docker.sock").exists()
+        && Command::new("docker")
+            .args(["version", "--format", "{{.Server.Version}}"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+}
+
+/// Picks the runtime. Only the native runtime exists so far; the Docker one (bollard) is next.
+pub fn choose_runtime(requested: Runtime) -> anyhow::Result<()> {
+    match requested {
+        Runtime::Native => Ok(()),
+        Runtime::Docker => bail!("the Docker runtime is not available yet; use --runtime native"),
+        Runtime::Auto => {
+            if docker_answers() {
+                eprintln!(
+                    "a Docker engine answers, but the Docker runtime is not available yet: using native processes"
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
 /// What the native runtime runs, the package that provides it, and how to install it.
 const REQUIRED: &[(&str, &str)] = &[
     ("mariadbd", "apt-get install -y mariadb-server"),

@@ -66,6 +66,25 @@ fn usage_errors_exit_2_and_help_teaches_with_examples() {
     assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
     assert!(text(&o).1.contains("<ID>"));
     assert_eq!(payctl(&home, &["frobnicate"]).status.code(), Some(2));
+    for bad_scale in ["web=2", "ingest=0", "ingest=many"] {
+        let o = payctl(&home, &["up", "--scale", bad_scale]);
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "--scale {bad_scale}: {:?}",
+            text(&o)
+        );
+    }
+    let o = payctl(&home, &["up", "--runtime", "docker"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o)
+            .1
+            .starts_with("error: the Docker runtime is not available yet"),
+        "{:?}",
+        text(&o)
+    );
+    assert!(!home.join("mariadb").exists());
     assert_eq!(
         payctl(&home, &["authorize", "--amount", "ten"])
             .status
@@ -444,6 +463,25 @@ async fn three_ingest_instances_behind_the_gateway_lose_nothing_when_one_dies() 
     assert_eq!(health("ingest-2"), "stopped");
     assert_eq!(health("ingest"), "healthy");
     assert_eq!(health("ingest-3"), "healthy");
+
+    // Every instance has its own breaker: cb force-open and reset reach each live one.
+    let o = stack.run(&["cb", "force-open"]);
+    let (out, _) = text(&o);
+    assert!(o.status.success(), "{out}");
+    let forced: Vec<&str> = out.lines().filter(|l| l.contains("FORCED_OPEN")).collect();
+    assert_eq!(forced.len(), 2, "both live instances forced open:\n{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("ingest-2") && l.contains("unreachable")),
+        "{out}"
+    );
+    let o = stack.run(&["cb", "reset"]);
+    assert_eq!(
+        text(&o).0.lines().filter(|l| l.contains("CLOSED")).count(),
+        2,
+        "{:?}",
+        text(&o)
+    );
 
     // Rows the killed instance had claimed wait for its lease (delivery timeout + 10 s) to run out;
     // then a surviving relay publishes them.
