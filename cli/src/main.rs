@@ -8,6 +8,7 @@ mod cb;
 mod checks;
 mod dlq;
 mod doctor;
+mod load;
 mod native;
 mod output;
 
@@ -161,6 +162,8 @@ enum Command {
         #[command(flatten)]
         ports: native::Ports,
     },
+    /// Drive the platform with the real k6 (open model, many merchants), print the figures, reconcile.
+    Load(load::LoadArgs),
     /// The dead-letter queue: inject poison, tail it, replay records once their cause is fixed.
     Dlq {
         #[command(subcommand)]
@@ -240,6 +243,7 @@ async fn main() -> ExitCode {
             } => checks::reconcile(&home, &ports, Duration::from_secs(settle_seconds), json).await,
             Command::Cb { command, target } => cb::run(&home, &target, command).await,
             Command::Dlq { command } => dlq::run(command).await,
+            Command::Load(args) => load::run(&home, args).await,
             Command::Doctor { json, ports } => doctor::run(&home, &ports, json),
             Command::Completions { shell } => {
                 clap_complete::generate(

@@ -350,6 +350,48 @@ fn up_smoke_reconcile_down_end_to_end_on_the_native_runtime() {
     );
     assert!(text(&stack.run(&["dlq", "tail"])).0.contains("InvalidJson"));
 
+    // A short real k6 run through the gateway: figures printed, summary written, ledger reconciled.
+    let summary = home.join("summary.json");
+    let mut load = vec![
+        "load".to_string(),
+        "--rate".into(),
+        "20".into(),
+        "--duration".into(),
+        "3s".into(),
+        "--flow".into(),
+        "full".into(),
+        "--merchants".into(),
+        "3".into(),
+        // Generous: a debug build on a loaded 2-core CI machine; speed is measured by benchmarks.
+        "--p99-ms".into(),
+        "2000".into(),
+        "--summary".into(),
+        summary.display().to_string(),
+        "--api-url".into(),
+        format!("http://127.0.0.1:{}/api", ports[5]),
+    ];
+    load.extend(port_args.iter().cloned());
+    let load: Vec<&str> = load.iter().map(String::as_str).collect();
+    let o = payctl(&home, &load);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "load failed:\n{out}\n{err}");
+    for figure in [
+        "achieved rate",
+        "p99 ms",
+        "dropped iterations",
+        "reconcile: clean",
+    ] {
+        assert!(out.contains(figure), "load output lacks {figure}:\n{out}");
+    }
+    let k6: Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    assert!(
+        k6["metrics"]["payment_flows_completed"]["count"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert_eq!(k6["metrics"]["payment_errors"]["value"].as_f64(), Some(0.0));
+
     let o = payctl(
         &home,
         &[&["authorize", "--amount", "1234", "--json"], &api[..]].concat(),
