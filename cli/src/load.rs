@@ -95,51 +95,70 @@ fn seconds(duration: &str) -> u64 {
     }
 }
 
-pub async fn run(home: &Path, a: LoadArgs) -> anyhow::Result<ExitCode> {
-    let k6 = k6()?;
-    let dir = home.join("load");
-    std::fs::create_dir_all(&dir)?;
-    let script = dir.join("payment-scenario.js");
-    std::fs::write(&script, SCENARIO)?;
-    let summary = a.summary.clone().unwrap_or_else(|| {
-        dir.join(format!(
-            "summary-{}.json",
-            time::OffsetDateTime::now_utc().unix_timestamp()
-        ))
-    });
+impl Flow {
+    pub fn name(self) -> &'static str {
+        match self {
+            Flow::Authorize => "authorize",
+            Flow::Capture => "capture",
+            Flow::Full => "full",
+        }
+    }
+}
 
-    let db = sqlx::MySqlPool::connect(&native::database_url(home, &a.ports)?).await?;
+/// Registers `n` merchants named `{prefix}-1…n` (fresh keys) and returns their API keys.
+pub async fn merchant_keys(
+    db: &sqlx::MySqlPool,
+    n: u32,
+    prefix: &str,
+) -> anyhow::Result<Vec<String>> {
     let mut keys = Vec::new();
-    for i in 1..=a.merchants.max(1) {
-        let id = MerchantId::parse("merchantId", &format!("load-merchant-{i}"))
+    for i in 1..=n.max(1) {
+        let id = MerchantId::parse("merchantId", &format!("{prefix}-{i}"))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         keys.push(
-            create_merchant(&db, &id, "payctl load")
+            create_merchant(db, &id, "payctl load")
                 .await?
                 .expose()
                 .to_owned(),
         );
     }
-    let ramp = (seconds(&a.duration) / 10).max(1);
-    let flow = match a.flow {
-        Flow::Authorize => "authorize",
-        Flow::Capture => "capture",
-        Flow::Full => "full",
-    };
+    Ok(keys)
+}
+
+/// One k6 run.
+pub struct K6Run<'a> {
+    pub api_url: &'a str,
+    pub keys: &'a [String],
+    pub flow: Flow,
+    pub rate: u32,
+    pub duration: &'a str,
+    pub p99_ms: u32,
+    pub summary: PathBuf,
+}
+
+/// Runs k6 with a progress bar; returns its exit code, its summary and how long it took.
+pub async fn run_k6(home: &Path, run: &K6Run<'_>) -> anyhow::Result<(i32, Value, Duration)> {
+    let k6 = k6()?;
+    let dir = home.join("load");
+    std::fs::create_dir_all(&dir)?;
+    let script = dir.join("payment-scenario.js");
+    std::fs::write(&script, SCENARIO)?;
+    let ramp = (seconds(run.duration) / 10).max(1);
+    let flow = run.flow.name();
     let log = dir.join("k6.log");
     let mut child = Command::new(&k6)
         .arg("run")
         .arg("--summary-export")
-        .arg(&summary)
+        .arg(&run.summary)
         .arg("--no-color")
         .arg(&script)
-        .env("BASE_URL", &a.api_url)
-        .env("MERCHANT_KEYS", keys.join(","))
+        .env("BASE_URL", run.api_url)
+        .env("MERCHANT_KEYS", run.keys.join(","))
         .env("FLOW", flow)
-        .env("RATE", a.rate.to_string())
+        .env("RATE", run.rate.to_string())
         .env("RAMP", format!("{ramp}s"))
-        .env("DURATION", &a.duration)
-        .env("P99_MS", a.p99_ms.to_string())
+        .env("DURATION", run.duration)
+        .env("P99_MS", run.p99_ms.to_string())
         .env("K6_NO_USAGE_REPORT", "true")
         .stdout(Stdio::from(std::fs::File::create(&log)?))
         .stderr(Stdio::from(
@@ -147,14 +166,13 @@ pub async fn run(home: &Path, a: LoadArgs) -> anyhow::Result<ExitCode> {
         ))
         .spawn()
         .context("starting k6")?;
-
-    let total = ramp + seconds(&a.duration);
+    let total = ramp + seconds(run.duration);
     let bar = indicatif::ProgressBar::new(total);
     bar.set_style(
         indicatif::ProgressStyle::with_template("k6 {msg} [{bar:30}] {pos}/{len} s")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    bar.set_message(format!("{flow} at {}/s", a.rate));
+    bar.set_message(format!("{flow} at {}/s", run.rate));
     let started = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait()? {
@@ -165,7 +183,7 @@ pub async fn run(home: &Path, a: LoadArgs) -> anyhow::Result<ExitCode> {
     };
     bar.finish_and_clear();
     let code = status.code().unwrap_or(1);
-    let report: Value = match std::fs::read(&summary)
+    let report: Value = match std::fs::read(&run.summary)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
     {
@@ -176,7 +194,35 @@ pub async fn run(home: &Path, a: LoadArgs) -> anyhow::Result<ExitCode> {
             payctl_stack::process::log_tail(&log, 15).join("\n")
         ),
     };
-    print_summary(&report, flow, a.rate, started.elapsed());
+    Ok((code, report, started.elapsed()))
+}
+
+pub async fn run(home: &Path, a: LoadArgs) -> anyhow::Result<ExitCode> {
+    let dir = home.join("load");
+    let summary = a.summary.clone().unwrap_or_else(|| {
+        dir.join(format!(
+            "summary-{}.json",
+            time::OffsetDateTime::now_utc().unix_timestamp()
+        ))
+    });
+    let db = sqlx::MySqlPool::connect(&native::database_url(home, &a.ports)?).await?;
+    let keys = merchant_keys(&db, a.merchants, "load-merchant").await?;
+    let flow = a.flow.name();
+    let (code, report, took) = run_k6(
+        home,
+        &K6Run {
+            api_url: &a.api_url,
+            keys: &keys,
+            flow: a.flow,
+            rate: a.rate,
+            duration: &a.duration,
+            p99_ms: a.p99_ms,
+            summary: summary.clone(),
+        },
+    )
+    .await?;
+    let log = dir.join("k6.log");
+    print_summary(&report, flow, a.rate, took);
     println!(
         "summary: {}   k6 output: {}",
         summary.display(),

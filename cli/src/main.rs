@@ -4,6 +4,7 @@
 //! 3 `status` found a service that is not healthy.
 
 mod api;
+mod bench;
 mod cb;
 mod checks;
 mod dlq;
@@ -164,6 +165,9 @@ enum Command {
     },
     /// Drive the platform with the real k6 (open model, many merchants), print the figures, reconcile.
     Load(load::LoadArgs),
+    /// Measure: the database's own limit, the highest sustained rates (authorize, full flow), ledger
+    /// catch-up and memory. Reports figures; asserts nothing.
+    Bench(bench::BenchArgs),
     /// The dead-letter queue: inject poison, tail it, replay records once their cause is fixed.
     Dlq {
         #[command(subcommand)]
@@ -244,6 +248,7 @@ async fn main() -> ExitCode {
             Command::Cb { command, target } => cb::run(&home, &target, command).await,
             Command::Dlq { command } => dlq::run(command).await,
             Command::Load(args) => load::run(&home, args).await,
+            Command::Bench(args) => bench::run(&home, args).await,
             Command::Doctor { json, ports } => doctor::run(&home, &ports, json),
             Command::Completions { shell } => {
                 clap_complete::generate(

@@ -109,7 +109,7 @@ fn pid_file(home: &Path, name: &str) -> PathBuf {
     home.join(name).join("pid")
 }
 
-fn running_pid(home: &Path, name: &str) -> Option<u32> {
+pub fn running_pid(home: &Path, name: &str) -> Option<u32> {
     let pid: u32 = std::fs::read_to_string(pid_file(home, name))
         .ok()?
         .trim()

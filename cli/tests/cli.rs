@@ -392,6 +392,37 @@ fn up_smoke_reconcile_down_end_to_end_on_the_native_runtime() {
     );
     assert_eq!(k6["metrics"]["payment_errors"]["value"].as_f64(), Some(0.0));
 
+    // bench in miniature: every part runs and reports (the figures themselves are not asserted).
+    let mut bench = vec![
+        "bench".to_string(),
+        "--baseline-seconds".into(),
+        "1".into(),
+        "--step".into(),
+        "2s".into(),
+        "--rates".into(),
+        "10".into(),
+        "--full-rates".into(),
+        "5".into(),
+        "--p99-ms".into(),
+        "2000".into(),
+        "--api-url".into(),
+        format!("http://127.0.0.1:{}/api", ports[5]),
+    ];
+    bench.extend(port_args.iter().cloned());
+    let bench: Vec<&str> = bench.iter().map(String::as_str).collect();
+    let o = payctl(&home, &bench);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "bench failed:\n{out}\n{err}");
+    for figure in [
+        "database baseline",
+        "authorize sustained",
+        "ledger catch-up",
+        "peak RSS ingest",
+        "reconcile: clean",
+    ] {
+        assert!(out.contains(figure), "bench output lacks {figure}:\n{out}");
+    }
+
     let o = payctl(
         &home,
         &[&["authorize", "--amount", "1234", "--json"], &api[..]].concat(),

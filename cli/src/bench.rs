@@ -1,0 +1,305 @@
+//! `payctl bench`: the platform's speed against the database's own limit, in one run.
+//!
+//! (a) the raw baseline: the same writes an authorize makes (idempotency claim, payment, outbox event,
+//! stored response, one commit), straight to MariaDB at the same concurrency, using pay-server's own
+//! storage functions; (b) a step search for the highest authorize rate k6 sustains with p99 within the
+//! limit, errors under 0.1 % and nothing dropped; (c) the same for the full flow; (d) ledger catch-up
+//! after the runs and peak RSS of the services. Figures are printed, never asserted.
+
+use crate::load::{merchant_keys, run_k6, Flow, K6Run};
+use crate::native::{self, Kind, Ports};
+use crate::output::{mark, table};
+use clap::Args;
+use pay_server::idempotency::{self, Keyed, SavedResponse};
+use pay_server::storage::{self, PaymentRecord};
+use payctl_domain::{
+    EventId, EventType, IdempotencyKey, MerchantId, PaymentEvent, PaymentId, PaymentStatus,
+    EVENT_SCHEMA_VERSION,
+};
+use serde_json::Value;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Connections for the baseline (pay-server's default pool is 32).
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: u32,
+    #[arg(long, default_value_t = 10)]
+    pub baseline_seconds: u64,
+    /// Time at each rate of the step search (k6 duration).
+    #[arg(long, default_value = "60s")]
+    pub step: String,
+    /// Authorize rates to try, in order, per second.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1000,2000,3000,4000,5000,6000,8000"
+    )]
+    pub rates: Vec<u32>,
+    /// Full-flow rates to try, in order, per second.
+    #[arg(long, value_delimiter = ',', default_value = "300,600,1000,1500,2000")]
+    pub full_rates: Vec<u32>,
+    /// p99 limit per step, in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    pub p99_ms: u32,
+    #[arg(long, default_value_t = 20)]
+    pub merchants: u32,
+    #[arg(
+        long,
+        env = "PAYCTL_API_URL",
+        default_value = "http://127.0.0.1:8080/api"
+    )]
+    pub api_url: String,
+    #[command(flatten)]
+    pub ports: Ports,
+}
+
+/// Transactions per second for the writes of one authorize, `concurrency` at a time.
+async fn baseline(url: &str, concurrency: u32, seconds: u64) -> anyhow::Result<f64> {
+    let db = storage::pool(url, concurrency, Duration::from_secs(5), 5)?;
+    let merchant =
+        MerchantId::parse("merchantId", "bench-baseline").map_err(|e| anyhow::anyhow!("{e}"))?;
+    pay_server::auth::create_merchant(&db, &merchant, "payctl bench baseline").await?;
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (db, done, merchant) = (db.clone(), done.clone(), merchant.clone());
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let key = IdempotencyKey::parse("k", &uuid::Uuid::new_v4().to_string())
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                let keyed = Keyed::new(
+                    merchant.clone(),
+                    key,
+                    "authorize",
+                    &serde_json::json!({"amount": 1000, "currency": "KRW"}),
+                );
+                let now = storage::now();
+                let payment = PaymentRecord {
+                    id: PaymentId::new(),
+                    merchant_id: merchant.as_str().to_owned(),
+                    status: PaymentStatus::Authorized,
+                    amount: 1000,
+                    captured: 0,
+                    refunded: 0,
+                    currency: "KRW".into(),
+                    version: 0,
+                    created_at: now,
+                    updated_at: now,
+                };
+                let event = PaymentEvent {
+                    event_id: EventId::new(),
+                    event_type: EventType::PaymentAuthorized,
+                    schema_version: EVENT_SCHEMA_VERSION,
+                    payment_id: payment.id,
+                    merchant_id: payment.merchant_id.clone(),
+                    amount: 1000,
+                    currency: "KRW".into(),
+                    occurred_at: now,
+                    status: PaymentStatus::Authorized,
+                    authorized_amount: 1000,
+                    captured_amount: 0,
+                    refunded_amount: 0,
+                    reason: None,
+                };
+                let mut tx = db.begin().await?;
+                idempotency::reserve(&mut tx, &keyed, time::Duration::hours(24))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                storage::insert_payment(&mut tx, &payment).await?;
+                pay_server::outbox::enqueue(&mut tx, &event).await?;
+                let body = serde_json::to_vec(
+                    &serde_json::json!({"paymentId": payment.id, "status": "AUTHORIZED"}),
+                )?;
+                idempotency::complete(
+                    &mut tx,
+                    &keyed,
+                    &SavedResponse { status: 201, body },
+                    Some(payment.id.as_uuid()),
+                )
+                .await?;
+                tx.commit().await?;
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            anyhow::Ok(())
+        }));
+    }
+    let started = Instant::now();
+    for t in tasks {
+        t.await??;
+    }
+    Ok(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
+}
+
+struct Step {
+    rate: u32,
+    achieved: f64,
+    p99: Vec<(String, f64)>,
+    error_pct: f64,
+    dropped: f64,
+    passed: bool,
+}
+
+fn judge(rate: u32, r: &Value, p99_ms: u32) -> Step {
+    let m = &r["metrics"];
+    let num = |v: &Value| v.as_f64().unwrap_or(0.0);
+    let p99: Vec<(String, f64)> = [
+        ("authorize", "payment_authorize_duration"),
+        ("capture", "payment_capture_duration"),
+        ("refund", "payment_refund_duration"),
+    ]
+    .iter()
+    .filter(|(_, n)| m[*n].is_object())
+    .map(|(s, n)| (s.to_string(), num(&m[*n]["p(99)"])))
+    .collect();
+    let error_pct = num(&m["payment_errors"]["value"]) * 100.0;
+    let dropped = num(&m["dropped_iterations"]["count"]);
+    Step {
+        rate,
+        achieved: num(&m["iterations"]["rate"]),
+        passed: p99.iter().all(|(_, v)| *v <= f64::from(p99_ms))
+            && error_pct < 0.1
+            && dropped == 0.0,
+        p99,
+        error_pct,
+        dropped,
+    }
+}
+
+async fn search(
+    home: &Path,
+    a: &BenchArgs,
+    keys: &[String],
+    flow: Flow,
+    rates: &[u32],
+) -> anyhow::Result<(Option<u32>, Vec<Step>)> {
+    let mut steps = Vec::new();
+    let mut best = None;
+    for &rate in rates {
+        let summary = home
+            .join("load")
+            .join(format!("bench-{}-{rate}.json", flow.name()));
+        let (_, report, _) = run_k6(
+            home,
+            &K6Run {
+                api_url: &a.api_url,
+                keys,
+                flow,
+                rate,
+                duration: &a.step,
+                p99_ms: a.p99_ms,
+                summary,
+            },
+        )
+        .await?;
+        let step = judge(rate, &report, a.p99_ms);
+        println!(
+            "{} {:<9} {:>6}/s → achieved {:>8.1}/s, p99 {}, errors {:.3} %, dropped {}",
+            mark(step.passed),
+            flow.name(),
+            step.rate,
+            step.achieved,
+            step.p99
+                .iter()
+                .map(|(s, v)| format!("{s} {v:.1} ms"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            step.error_pct,
+            step.dropped
+        );
+        let passed = step.passed;
+        steps.push(step);
+        if !passed {
+            break;
+        }
+        best = Some(rate);
+    }
+    Ok((best, steps))
+}
+
+fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+pub async fn run(home: &Path, a: BenchArgs) -> anyhow::Result<ExitCode> {
+    let url = native::database_url(home, &a.ports)?;
+    println!(
+        "(a) baseline: authorize's writes straight to MariaDB, {} connections, {} s …",
+        a.concurrency, a.baseline_seconds
+    );
+    let base = baseline(&url, a.concurrency, a.baseline_seconds).await?;
+    println!("    {base:.0} transactions/s");
+
+    let db = sqlx::MySqlPool::connect(&url).await?;
+    let keys = merchant_keys(&db, a.merchants, "bench-merchant").await?;
+    println!(
+        "(b) authorize step search ({} per step, p99 ≤ {} ms, errors < 0.1 %, none dropped)",
+        a.step, a.p99_ms
+    );
+    let (best_auth, _) = search(home, &a, &keys, Flow::Authorize, &a.rates).await?;
+    println!("(c) full-flow step search");
+    let (best_full, _) = search(home, &a, &keys, Flow::Full, &a.full_rates).await?;
+
+    println!("(d) ledger catch-up and memory");
+    let ended = Instant::now();
+    loop {
+        let behind: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM outbox_events o WHERE NOT EXISTS (SELECT 1 FROM ledger_entries l WHERE l.event_id = o.event_id)",
+        )
+        .fetch_one(&db)
+        .await?;
+        if behind == 0 || ended.elapsed() > Duration::from_secs(300) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let catch_up = ended.elapsed();
+    let mut rss = Vec::new();
+    for svc in native::saved_plan(home, &a.ports) {
+        if matches!(svc.kind, Kind::Ingest | Kind::Consumer) {
+            if let Some(mib) = native::running_pid(home, &svc.name).and_then(peak_rss_mib) {
+                rss.push(vec![
+                    format!("peak RSS {}", svc.name),
+                    format!("{mib:.1} MiB"),
+                ]);
+            }
+        }
+    }
+    let ratio = |r: Option<u32>| {
+        r.map(|r| format!("{r}/s ({:.2} × baseline)", f64::from(r) / base))
+            .unwrap_or_else(|| "none passed".into())
+    };
+    let mut rows = vec![
+        vec![
+            "database baseline".to_owned(),
+            format!("{base:.0} tx/s at {} connections", a.concurrency),
+        ],
+        vec!["authorize sustained".to_owned(), ratio(best_auth)],
+        vec![
+            "full flow sustained".to_owned(),
+            best_full
+                .map(|r| format!("{r} flows/s"))
+                .unwrap_or_else(|| "none passed".into()),
+        ],
+        vec![
+            "ledger catch-up".to_owned(),
+            format!("{catch_up:.1?} after the last run"),
+        ],
+    ];
+    rows.extend(rss);
+    println!("{}", table(&["figure", "value"], rows));
+    crate::checks::reconcile(home, &a.ports, Duration::ZERO, false).await
+}
