@@ -8,10 +8,11 @@ use payctl_domain::{
     EventId, EventType, PaymentEvent, PaymentId, PaymentStatus, EVENT_SCHEMA_VERSION,
 };
 use payctl_stack::testing::{self, Services};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
+
 use serde_json::Value;
 use sqlx::MySqlPool;
 use std::path::Path;
@@ -312,41 +313,9 @@ pub fn event(event_type: EventType, payment: PaymentId, amount: i64) -> PaymentE
 }
 
 fn read_all(bootstrap: &str, topic: &str) -> Vec<Value> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    let partitions: Vec<i32> = metadata.topics()[0]
-        .partitions()
-        .iter()
-        .map(|p| p.id())
-        .collect();
-    let mut tpl = TopicPartitionList::new();
-    let mut high = std::collections::HashMap::new();
-    for p in &partitions {
-        let (_, h) = consumer
-            .fetch_watermarks(topic, *p, Duration::from_secs(10))
-            .unwrap();
-        high.insert(*p, h);
-        tpl.add_partition_offset(topic, *p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
-    let mut position: std::collections::HashMap<i32, i64> =
-        partitions.iter().map(|p| (*p, 0)).collect();
-    let mut out = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while partitions.iter().any(|p| position[p] < high[p]) {
-        assert!(Instant::now() < deadline, "reading {topic} timed out");
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            position.insert(m.partition(), m.offset() + 1);
-            out.push(serde_json::from_slice(m.payload().unwrap_or_default()).unwrap());
-        }
-    }
-    out
+    pay_consumer::topics::read_to_end(bootstrap, topic, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("reading {topic}: {e:#}"))
+        .into_iter()
+        .map(|r| serde_json::from_slice(&r.payload).unwrap())
+        .collect()
 }

@@ -7,8 +7,7 @@ use pay_server::config::Config;
 use pay_server::startup::{AppState, Application};
 use payctl_domain::MerchantId;
 use payctl_stack::testing::{self, Services};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
 use serde_json::Value;
 use sqlx::MySqlPool;
 use std::path::Path;
@@ -320,44 +319,13 @@ impl TopicReader {
 }
 
 fn read_all(bootstrap: &str, topic: &str) -> Vec<Value> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("test-reader-{}", uuid::Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    let partitions: Vec<i32> = metadata.topics()[0]
-        .partitions()
-        .iter()
-        .map(|p| p.id())
-        .collect();
-    let mut high = std::collections::HashMap::new();
-    let mut tpl = TopicPartitionList::new();
-    for p in &partitions {
-        let (_, h) = consumer
-            .fetch_watermarks(topic, *p, Duration::from_secs(10))
-            .unwrap();
-        high.insert(*p, h);
-        tpl.add_partition_offset(topic, *p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
-    let mut out = Vec::new();
-    let mut position: std::collections::HashMap<i32, i64> =
-        partitions.iter().map(|p| (*p, 0)).collect();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while partitions.iter().any(|p| position[p] < high[p]) {
-        assert!(Instant::now() < deadline, "reading {topic} timed out");
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            position.insert(m.partition(), m.offset() + 1);
-            let mut v: Value = serde_json::from_slice(m.payload().unwrap_or_default()).unwrap();
-            v["_key"] =
-                Value::String(String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned());
-            out.push(v);
-        }
-    }
-    out
+    pay_consumer::topics::read_to_end(bootstrap, topic, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("reading {topic}: {e:#}"))
+        .into_iter()
+        .map(|r| {
+            let mut v: Value = serde_json::from_slice(&r.payload).unwrap();
+            v["_key"] = Value::String(r.key.unwrap_or_default());
+            v
+        })
+        .collect()
 }
