@@ -52,7 +52,7 @@ pub struct Config {
     pub redis_key_prefix: String,
 
     /// Redis command timeout; past it the rate limiter fails open and the cache is skipped.
-    #[arg(long, env = "APP_REDIS_TIMEOUT_MS", default_value_t = 50)]
+    #[arg(long, env = "APP_REDIS_TIMEOUT_MS", default_value_t = 200)]
     pub redis_timeout_ms: u64,
 
     /// Token for the operator endpoints (breaker control). Unset: those endpoints answer 403.

@@ -43,6 +43,15 @@ impl Base {
         self.dir.join(format!("{name}.log"))
     }
 
+    /// Starts `cmd` as this service and waits until `ready(port)`.
+    fn launch(&mut self, name: &str, cmd: Command, ready: fn(u16) -> bool) -> anyhow::Result<()> {
+        let mut process = Supervised::spawn(name, cmd, &self.log_path(name), self.lifetime)?;
+        let port = self.port;
+        wait_ready(&mut process, START_TIMEOUT, || ready(port))?;
+        self.process = Some(process);
+        Ok(())
+    }
+
     fn stop(&mut self) -> anyhow::Result<()> {
         if let Some(mut p) = self.process.take() {
             p.stop(STOP_GRACE)?;
@@ -73,14 +82,6 @@ impl MariaDb {
             base: Base::new(dir, port, lifetime),
             extra_args: Vec::new(),
         }
-    }
-
-    pub fn port(&self) -> u16 {
-        self.base.port
-    }
-
-    pub fn pid(&self) -> Option<u32> {
-        self.base.process.as_ref().map(|p| p.pid)
     }
 
     /// `mysql://` URL for `database` as root.
@@ -144,24 +145,7 @@ impl MariaDb {
                 "--skip-log-bin",
             ])
             .args(&self.extra_args);
-        let mut process = Supervised::spawn(
-            "mariadb",
-            cmd,
-            &self.base.log_path("mariadb"),
-            self.base.lifetime,
-        )?;
-        let port = self.base.port;
-        wait_ready(&mut process, START_TIMEOUT, || mariadb_greets(port))?;
-        self.base.process = Some(process);
-        Ok(())
-    }
-
-    pub fn stop(&mut self) -> anyhow::Result<()> {
-        self.base.stop()
-    }
-
-    pub fn kill(&mut self) -> anyhow::Result<()> {
-        self.base.kill()
+        self.base.launch("mariadb", cmd, mariadb_greets)
     }
 }
 
@@ -190,14 +174,6 @@ impl Redis {
         }
     }
 
-    pub fn port(&self) -> u16 {
-        self.base.port
-    }
-
-    pub fn pid(&self) -> Option<u32> {
-        self.base.process.as_ref().map(|p| p.pid)
-    }
-
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.base.port)
     }
@@ -218,24 +194,7 @@ impl Redis {
             .arg("--dir")
             .arg(&self.base.dir)
             .args(["--appendonly", if self.persistent { "yes" } else { "no" }]);
-        let mut process = Supervised::spawn(
-            "redis",
-            cmd,
-            &self.base.log_path("redis"),
-            self.base.lifetime,
-        )?;
-        let port = self.base.port;
-        wait_ready(&mut process, START_TIMEOUT, || redis_pongs(port))?;
-        self.base.process = Some(process);
-        Ok(())
-    }
-
-    pub fn stop(&mut self) -> anyhow::Result<()> {
-        self.base.stop()
-    }
-
-    pub fn kill(&mut self) -> anyhow::Result<()> {
-        self.base.kill()
+        self.base.launch("redis", cmd, redis_pongs)
     }
 }
 
@@ -262,14 +221,6 @@ impl Tansu {
         Self {
             base: Base::new(dir, port, lifetime),
         }
-    }
-
-    pub fn port(&self) -> u16 {
-        self.base.port
-    }
-
-    pub fn pid(&self) -> Option<u32> {
-        self.base.process.as_ref().map(|p| p.pid)
     }
 
     /// Bootstrap servers for Kafka clients. `127.0.0.1`, not `localhost`: tansu advertises what it is told,
@@ -302,23 +253,33 @@ impl Tansu {
             .arg("--advertised-listener-url")
             .arg(&url)
             .args(["--storage-engine", "sqlite://tansu.db"]);
-        let mut process = Supervised::spawn(
-            "tansu",
-            cmd,
-            &self.base.log_path("tansu"),
-            self.base.lifetime,
-        )?;
-        let port = self.base.port;
-        wait_ready(&mut process, START_TIMEOUT, || connect(port).is_some())?;
-        self.base.process = Some(process);
-        Ok(())
-    }
-
-    pub fn stop(&mut self) -> anyhow::Result<()> {
-        self.base.stop()
-    }
-
-    pub fn kill(&mut self) -> anyhow::Result<()> {
-        self.base.kill()
+        self.base
+            .launch("tansu", cmd, |port| connect(port).is_some())
     }
 }
+
+/// What every service shares: its port, its pid, and stopping it.
+macro_rules! service_common {
+    ($($service:ty),*) => {$(
+        impl $service {
+            pub fn port(&self) -> u16 {
+                self.base.port
+            }
+
+            pub fn pid(&self) -> Option<u32> {
+                self.base.process.as_ref().map(|p| p.pid)
+            }
+
+            pub fn stop(&mut self) -> anyhow::Result<()> {
+                self.base.stop()
+            }
+
+            /// SIGKILL, for crash tests.
+            pub fn kill(&mut self) -> anyhow::Result<()> {
+                self.base.kill()
+            }
+        }
+    )*};
+}
+
+service_common!(MariaDb, Redis, Tansu);

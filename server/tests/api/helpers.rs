@@ -243,6 +243,25 @@ impl TestApp {
         r.json()["paymentId"].as_str().unwrap().to_owned()
     }
 
+    /// Drops this app's idempotency responses from Redis, so replays must come from the database.
+    pub async fn forget_cached_responses(&self) {
+        // Our own connection: the app's has a deliberately short timeout.
+        let client = redis::Client::open(self.state.config.redis_url.as_str()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(self.state.redis.key(&["idem", "*"]))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if !keys.is_empty() {
+            let _: () = redis::cmd("DEL")
+                .arg(&keys)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         sqlx::query_scalar::<_, i64>(sql)
             .fetch_one(&self.db)

@@ -21,20 +21,7 @@ async fn a_replay_returns_the_original_status_and_identical_bytes() {
 async fn a_replay_from_the_database_when_redis_lost_the_entry_is_identical_too() {
     let app = spawn_app().await;
     let first = app.authorize(1000, "db-key").await;
-    // Drop every cached response of this app's prefix.
-    let mut conn = app.state.redis.connection().expect("redis connected");
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(app.state.redis.key(&["idem", "*"]))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL")
-            .arg(&keys)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    }
+    app.forget_cached_responses().await;
     let second = app.authorize(1000, "db-key").await;
     assert_eq!((second.status, &second.bytes), (201, &first.bytes));
     assert_eq!(second.header("idempotent-replayed"), Some("true"));
@@ -194,19 +181,7 @@ async fn an_expired_key_may_be_used_again() {
         .execute(&app.db)
         .await
         .unwrap();
-    let mut conn = app.state.redis.connection().unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(app.state.redis.key(&["idem", "*"]))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL")
-            .arg(&keys)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    }
+    app.forget_cached_responses().await;
     let r = app.authorize(2000, "old").await;
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.bytes));
     assert!(r.header("idempotent-replayed").is_none());
