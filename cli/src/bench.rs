@@ -30,6 +30,9 @@ pub struct BenchArgs {
     pub concurrency: u32,
     #[arg(long, default_value_t = 10)]
     pub baseline_seconds: u64,
+    /// Messages for the broker-alone measurement (0 skips it).
+    #[arg(long, default_value_t = 20_000)]
+    pub broker_messages: u32,
     /// Time at each rate of the step search (k6 duration).
     #[arg(long, default_value = "60s")]
     pub step: String,
@@ -134,6 +137,56 @@ async fn baseline(url: &str, concurrency: u32, seconds: u64) -> anyhow::Result<f
         t.await??;
     }
     Ok(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Messages per second the broker accepts from one producer, with the relay's settings, on a scratch
+/// topic: separates the broker's limit from the API's.
+async fn broker_alone(ports: &Ports, messages: u32) -> anyhow::Result<f64> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka::ClientConfig;
+    let bootstrap = format!("127.0.0.1:{}", ports.kafka_port);
+    let topic = "payctl.bench.broker";
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()?;
+    let _ = admin
+        .create_topics(
+            &[NewTopic::new(topic, 3, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await?;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "2")
+        .set("message.timeout.ms", "60000")
+        .create()?;
+    // About the size of a payment event.
+    let payload = "x".repeat(420);
+    let started = Instant::now();
+    for chunk in (0..messages).collect::<Vec<_>>().chunks(1000) {
+        let sends = chunk.iter().map(|i| {
+            let key = i.to_string();
+            let producer = &producer;
+            let payload = &payload;
+            async move {
+                producer
+                    .send(
+                        FutureRecord::to(topic).key(&key).payload(payload),
+                        rdkafka::util::Timeout::After(Duration::from_secs(5)),
+                    )
+                    .await
+                    .map_err(|(e, _)| e)
+            }
+        });
+        for r in futures::future::join_all(sends).await {
+            r?;
+        }
+    }
+    Ok(f64::from(messages) / started.elapsed().as_secs_f64())
 }
 
 struct Step {
@@ -242,6 +295,17 @@ pub async fn run(home: &Path, a: BenchArgs) -> anyhow::Result<ExitCode> {
     );
     let base = baseline(&url, a.concurrency, a.baseline_seconds).await?;
     println!("    {base:.0} transactions/s");
+    let broker = if a.broker_messages > 0 {
+        println!(
+            "    broker alone: {} event-sized messages, idempotent producer, acks=all …",
+            a.broker_messages
+        );
+        let rate = broker_alone(&a.ports, a.broker_messages).await?;
+        println!("    {rate:.0} messages/s");
+        Some(rate)
+    } else {
+        None
+    };
 
     let db = sqlx::MySqlPool::connect(&url).await?;
     let keys = merchant_keys(&db, a.merchants, "bench-merchant").await?;
@@ -299,6 +363,15 @@ pub async fn run(home: &Path, a: BenchArgs) -> anyhow::Result<ExitCode> {
             format!("{catch_up:.1?} after the last run"),
         ],
     ];
+    if let Some(rate) = broker {
+        rows.insert(
+            1,
+            vec![
+                "broker alone (produce)".to_owned(),
+                format!("{rate:.0} messages/s"),
+            ],
+        );
+    }
     rows.extend(rss);
     println!("{}", table(&["figure", "value"], rows));
     crate::checks::reconcile(home, &a.ports, Duration::ZERO, false).await

@@ -403,6 +403,8 @@ fn up_smoke_reconcile_down_end_to_end_on_the_native_runtime() {
         "10".into(),
         "--full-rates".into(),
         "5".into(),
+        "--broker-messages".into(),
+        "200".into(),
         "--p99-ms".into(),
         "2000".into(),
         "--api-url".into(),
@@ -415,6 +417,7 @@ fn up_smoke_reconcile_down_end_to_end_on_the_native_runtime() {
     assert!(o.status.success(), "bench failed:\n{out}\n{err}");
     for figure in [
         "database baseline",
+        "broker alone",
         "authorize sustained",
         "ledger catch-up",
         "peak RSS ingest",
