@@ -276,6 +276,13 @@ pub struct RelayConfig {
         default_value_t = 1000
     )]
     pub poll_interval_ms: u64,
+    /// After a wake-up, how long the relay waits for more commits before it publishes (bigger batches).
+    #[arg(
+        long = "relay-gather-ms",
+        env = "APP_RELAY_GATHER_MS",
+        default_value_t = 5
+    )]
+    pub gather_ms: u64,
     /// Disable the relay in this instance (another instance or process publishes).
     #[arg(
         long = "relay-disabled",

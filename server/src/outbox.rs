@@ -87,7 +87,13 @@ impl Relay {
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = self.wake.notified() => {}
+                _ = self.wake.notified() => {
+                    // Let a few more commits land so one produce request carries many events: the
+                    // broker's cost is per request, and a request per commit caps the whole pipeline.
+                    if self.config.gather_ms > 0 {
+                        tokio::time::sleep(Duration::from_millis(self.config.gather_ms)).await;
+                    }
+                }
                 _ = tokio::time::sleep(pause) => {}
             }
         }
