@@ -72,3 +72,29 @@ pub fn shared(root: &Path) -> &'static Mutex<Services> {
     static SHARED: OnceLock<Mutex<Services>> = OnceLock::new();
     SHARED.get_or_init(|| Mutex::new(Services::start(root, "shared").expect("test services start")))
 }
+
+/// Polls `condition` every 50 ms until it holds; panics naming `what` after `timeout`. The one way
+/// the integration tests wait: on a condition, never on a fixed sleep.
+pub async fn eventually<F, Fut>(what: &str, timeout: std::time::Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    while !condition().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The sum of every sample of metric `name` (all label sets) in a Prometheus text exposition.
+pub fn metric_sum(exposition: &str, name: &str) -> f64 {
+    exposition
+        .lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

@@ -17,7 +17,7 @@ use serde_json::Value;
 use sqlx::MySqlPool;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub const MERCHANT: &str = "M-LEDGER";
@@ -117,12 +117,7 @@ impl Running {
     }
 
     pub fn metric(&self, name: &str) -> f64 {
-        self.metrics
-            .render()
-            .lines()
-            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        payctl_stack::testing::metric_sum(&self.metrics.render(), name)
     }
 }
 
@@ -274,16 +269,12 @@ impl Env {
         self.count("SELECT COUNT(*) FROM ledger_entries").await
     }
 
-    pub async fn eventually<F, Fut>(&self, what: &str, timeout: Duration, mut condition: F)
+    pub async fn eventually<F, Fut>(&self, what: &str, timeout: Duration, condition: F)
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        let deadline = Instant::now() + timeout;
-        while !condition().await {
-            assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        payctl_stack::testing::eventually(what, timeout, condition).await
     }
 
     /// Every message now on the DLQ topic.

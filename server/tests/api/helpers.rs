@@ -12,7 +12,7 @@ use serde_json::Value;
 use sqlx::MySqlPool;
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// Runs blocking work (starting or stopping a service) off the test's runtime thread.
@@ -275,24 +275,16 @@ impl TestApp {
     }
 
     /// Waits for `condition` to hold, polling; panics with `what` after `timeout`.
-    pub async fn eventually<F, Fut>(&self, what: &str, timeout: Duration, mut condition: F)
+    pub async fn eventually<F, Fut>(&self, what: &str, timeout: Duration, condition: F)
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        let deadline = Instant::now() + timeout;
-        while !condition().await {
-            assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        payctl_stack::testing::eventually(what, timeout, condition).await
     }
 
     pub fn metric(&self, name: &str) -> f64 {
-        let text = self.state.metrics.render();
-        text.lines()
-            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        payctl_stack::testing::metric_sum(&self.state.metrics.render(), name)
     }
 
     /// Every message on `base` topic, read up to the high watermark of each partition.
