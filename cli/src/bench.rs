@@ -141,7 +141,16 @@ async fn baseline(url: &str, concurrency: u32, seconds: u64) -> anyhow::Result<f
 
 /// Messages per second the broker accepts from one producer, with the relay's settings, on a scratch
 /// topic: separates the broker's limit from the API's.
-async fn broker_alone(ports: &Ports, messages: u32) -> anyhow::Result<f64> {
+/// Produce and consume rates of the broker alone, in messages/s.
+struct BrokerRates {
+    produce: f64,
+    consume: f64,
+}
+
+/// The broker without our services in the way: `messages` event-sized messages from one idempotent
+/// producer (acks=all, 1,000 in flight), then the whole scratch topic read back with the ledger
+/// consumer's fetch settings.
+async fn broker_alone(ports: &Ports, messages: u32) -> anyhow::Result<BrokerRates> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::client::DefaultClientContext;
     use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -186,7 +195,14 @@ async fn broker_alone(ports: &Ports, messages: u32) -> anyhow::Result<f64> {
             r?;
         }
     }
-    Ok(f64::from(messages) / started.elapsed().as_secs_f64())
+    let produce = f64::from(messages) / started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let read = tokio::task::spawn_blocking(move || {
+        pay_consumer::topics::read_to_end(&bootstrap, topic, Duration::from_secs(600))
+    })
+    .await??;
+    let consume = read.len() as f64 / started.elapsed().as_secs_f64();
+    Ok(BrokerRates { produce, consume })
 }
 
 struct Step {
@@ -196,6 +212,90 @@ struct Step {
     error_pct: f64,
     dropped: f64,
     passed: bool,
+    /// CPU milliseconds per flow, by service, then "other" (k6, the kernel, everything else).
+    cpu_per_flow: Vec<(String, f64)>,
+}
+
+/// CPU time used so far (user + system, in clock ticks) by each service with its child processes (nginx's
+/// workers), and by the whole machine.
+struct CpuSample {
+    services: Vec<(String, u64)>,
+    machine: u64,
+}
+
+fn ticks_of(stat: &str) -> Option<(u32, u64)> {
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ppid = f.get(1)?.parse().ok()?;
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some((ppid, ticks))
+}
+
+fn cpu_sample(home: &Path, ports: &Ports) -> CpuSample {
+    let mut all: Vec<(u32, u32, u64)> = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            if let Some((ppid, t)) = std::fs::read_to_string(e.path().join("stat"))
+                .ok()
+                .and_then(|s| ticks_of(&s))
+            {
+                all.push((pid, ppid, t));
+            }
+        }
+    }
+    let services = native::saved_plan(home, ports)
+        .into_iter()
+        .filter_map(|svc| {
+            let pid = native::running_pid(home, &svc.name)?;
+            let t = all
+                .iter()
+                .filter(|(p, pp, _)| *p == pid || *pp == pid)
+                .map(|(_, _, t)| t)
+                .sum();
+            Some((svc.name, t))
+        })
+        .collect();
+    // /proc/stat "cpu" line: user nice system idle iowait irq softirq steal …; busy = all but idle+iowait.
+    let machine = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            let v: Vec<u64> = s
+                .lines()
+                .next()?
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            Some(v.iter().sum::<u64>() - v.get(3)? - v.get(4)?)
+        })
+        .unwrap_or(0);
+    CpuSample { services, machine }
+}
+
+/// CPU milliseconds per flow between two samples.
+fn cpu_per_flow(before: &CpuSample, after: &CpuSample, flows: f64) -> Vec<(String, f64)> {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let ms = |ticks: u64| ticks as f64 * 1000.0 / hz / flows.max(1.0);
+    let mut out = Vec::new();
+    let mut services_total = 0;
+    for (name, t) in &after.services {
+        let start = before
+            .services
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |(_, t)| *t);
+        let used = t.saturating_sub(start);
+        services_total += used;
+        out.push((name.clone(), ms(used)));
+    }
+    let machine = after.machine.saturating_sub(before.machine);
+    out.push(("other".into(), ms(machine.saturating_sub(services_total))));
+    out
 }
 
 fn judge(rate: u32, r: &Value, p99_ms: u32) -> Step {
@@ -221,6 +321,7 @@ fn judge(rate: u32, r: &Value, p99_ms: u32) -> Step {
         p99,
         error_pct,
         dropped,
+        cpu_per_flow: Vec::new(),
     }
 }
 
@@ -237,6 +338,7 @@ async fn search(
         let summary = home
             .join("load")
             .join(format!("bench-{}-{rate}.json", flow.name()));
+        let cpu_before = cpu_sample(home, &a.ports);
         let (_, report, _) = run_k6(
             home,
             &K6Run {
@@ -250,7 +352,11 @@ async fn search(
             },
         )
         .await?;
-        let step = judge(rate, &report, a.p99_ms);
+        let mut step = judge(rate, &report, a.p99_ms);
+        let flows = report["metrics"]["iterations"]["count"]
+            .as_f64()
+            .unwrap_or(0.0);
+        step.cpu_per_flow = cpu_per_flow(&cpu_before, &cpu_sample(home, &a.ports), flows);
         println!(
             "{} {:<9} {:>6}/s → achieved {:>8.1}/s, p99 {}, errors {:.3} %, dropped {}",
             mark(step.passed),
@@ -264,6 +370,17 @@ async fn search(
                 .join(", "),
             step.error_pct,
             step.dropped
+        );
+        let total: f64 = step.cpu_per_flow.iter().map(|(_, v)| v).sum();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        println!(
+            "    CPU per flow {total:.2} ms ({cores} cores ⇒ ceiling ~{:.0} flows/s): {}",
+            cores as f64 * 1000.0 / total.max(0.001),
+            step.cpu_per_flow
+                .iter()
+                .map(|(s, v)| format!("{s} {v:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         let passed = step.passed;
         steps.push(step);
@@ -300,9 +417,12 @@ pub async fn run(home: &Path, a: BenchArgs) -> anyhow::Result<ExitCode> {
             "    broker alone: {} event-sized messages, idempotent producer, acks=all …",
             a.broker_messages
         );
-        let rate = broker_alone(&a.ports, a.broker_messages).await?;
-        println!("    {rate:.0} messages/s");
-        Some(rate)
+        let rates = broker_alone(&a.ports, a.broker_messages).await?;
+        println!(
+            "    produce {:.0} messages/s, consume {:.0} messages/s",
+            rates.produce, rates.consume
+        );
+        Some(rates)
     } else {
         None
     };
@@ -363,12 +483,15 @@ pub async fn run(home: &Path, a: BenchArgs) -> anyhow::Result<ExitCode> {
             format!("{catch_up:.1?} after the last run"),
         ],
     ];
-    if let Some(rate) = broker {
+    if let Some(rates) = broker {
         rows.insert(
             1,
             vec![
-                "broker alone (produce)".to_owned(),
-                format!("{rate:.0} messages/s"),
+                "broker alone".to_owned(),
+                format!(
+                    "produce {:.0} messages/s, consume {:.0} messages/s",
+                    rates.produce, rates.consume
+                ),
             ],
         );
     }

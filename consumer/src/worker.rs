@@ -47,6 +47,7 @@ pub fn consumer(config: &Config) -> anyhow::Result<StreamConsumer> {
         client.set("group.instance.id", id);
     }
     let consumer: StreamConsumer = client
+        .set("fetch.wait.max.ms", config.fetch_wait_ms.to_string())
         .set("bootstrap.servers", &config.kafka_bootstrap)
         .set("group.id", &config.group_id)
         .set("client.id", "pay-consumer")
@@ -61,8 +62,6 @@ pub fn consumer(config: &Config) -> anyhow::Result<StreamConsumer> {
         // A worker blocked longer than this on a database outage leaves the group and rejoins; its
         // uncommitted batch is redelivered and deduplicated.
         .set("max.poll.interval.ms", "20000")
-        // tansu does not end a long-poll fetch early when data arrives: keep the wait short.
-        .set("fetch.wait.max.ms", "100")
         .set("socket.connection.setup.timeout.ms", "3000")
         .create()?;
     let topics: Vec<String> = EventType::ALL
