@@ -374,8 +374,8 @@ async fn search(
         let total: f64 = step.cpu_per_flow.iter().map(|(_, v)| v).sum();
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         println!(
-            "    CPU per flow {total:.2} ms ({cores} cores ⇒ ceiling ~{:.0} flows/s): {}",
-            cores as f64 * 1000.0 / total.max(0.001),
+            "    CPU per flow {total:.2} ms, machine {:.0} % busy: {}",
+            total * step.achieved / (cores as f64 * 10.0),
             step.cpu_per_flow
                 .iter()
                 .map(|(s, v)| format!("{s} {v:.2}"))

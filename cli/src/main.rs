@@ -10,8 +10,10 @@ mod checks;
 mod dlq;
 mod doctor;
 mod load;
+mod monitoring;
 mod native;
 mod output;
+mod top;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
@@ -75,7 +77,7 @@ enum Command {
         #[command(flatten)]
         ports: native::Ports,
     },
-    /// Print a service's log (mariadb, redis, kafka, ingest, consumer).
+    /// Print a service's log (mariadb, redis, kafka, ingest[-N], consumer, prometheus, gateway).
     Logs {
         service: String,
         /// Keep printing what is appended.
@@ -168,6 +170,9 @@ enum Command {
     /// Measure: the database's own limit, the highest sustained rates (authorize, full flow), ledger
     /// catch-up and memory. Reports figures; asserts nothing.
     Bench(bench::BenchArgs),
+    /// Key figures live from every service's /metrics: request rate, p99, errors, breaker state,
+    /// outbox backlog, consumer lag, ledger lag, DLQ (the terminal's Grafana on the native runtime).
+    Top(top::TopArgs),
     /// The dead-letter queue: inject poison, tail it, replay records once their cause is fixed.
     Dlq {
         #[command(subcommand)]
@@ -249,6 +254,7 @@ async fn main() -> ExitCode {
             Command::Dlq { command } => dlq::run(command).await,
             Command::Load(args) => load::run(&home, args).await,
             Command::Bench(args) => bench::run(&home, args).await,
+            Command::Top(args) => top::run(&home, args).await,
             Command::Doctor { json, ports } => doctor::run(&home, &ports, json),
             Command::Completions { shell } => {
                 clap_complete::generate(

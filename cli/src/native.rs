@@ -40,6 +40,9 @@ pub struct Ports {
     /// Ledger consumer (pay-consumer) health and metrics port.
     #[arg(long, env = "PAYCTL_CONSUMER_PORT", default_value_t = 18091)]
     pub consumer_port: u16,
+    /// Prometheus: scrapes every service, evaluates the alert rules (monitoring/prometheus).
+    #[arg(long, env = "PAYCTL_PROMETHEUS_PORT", default_value_t = 19090)]
+    pub prometheus_port: u16,
     /// Gateway (nginx): the store at /, the API at /api.
     #[arg(long, env = "PAYCTL_GATEWAY_PORT", default_value_t = 8080)]
     pub gateway_port: u16,
@@ -52,6 +55,7 @@ pub enum Kind {
     Kafka,
     Ingest,
     Consumer,
+    Prometheus,
     Gateway,
 }
 
@@ -89,6 +93,7 @@ pub fn plan(ports: &Ports, ingest: u16) -> Vec<Svc> {
         });
     }
     v.push(svc("consumer", Kind::Consumer, ports.consumer_port));
+    v.push(svc("prometheus", Kind::Prometheus, ports.prometheus_port));
     v.push(svc("gateway", Kind::Gateway, ports.gateway_port));
     v
 }
@@ -185,13 +190,13 @@ async fn healthy(kind: Kind, port: u16) -> bool {
         Kind::Kafka => tokio::task::spawn_blocking(move || ports::is_listening(port))
             .await
             .unwrap_or(false),
-        Kind::Ingest | Kind::Consumer | Kind::Gateway => reqwest::Client::new()
+        Kind::Ingest | Kind::Consumer | Kind::Gateway | Kind::Prometheus => reqwest::Client::new()
             .get(format!(
                 "http://127.0.0.1:{port}/{}",
-                if kind == Kind::Gateway {
-                    "health"
-                } else {
-                    "ready"
+                match kind {
+                    Kind::Gateway => "health",
+                    Kind::Prometheus => "-/ready",
+                    _ => "ready",
                 }
             ))
             .timeout(Duration::from_secs(2))
@@ -242,6 +247,7 @@ const REQUIRED: &[(&str, &str)] = &[
     ("redis-server", "apt-get install -y redis-server"),
     ("tansu", payctl_stack::install::TANSU_INSTALL),
     ("nginx", "apt-get install -y nginx"),
+    ("prometheus", "apt-get install -y prometheus"),
 ];
 
 /// Installs what is missing (Debian packages as root, tansu with cargo), or with `no_install` names
@@ -518,9 +524,10 @@ pub fn log_path(home: &Path, service: &str) -> anyhow::Result<PathBuf> {
         "redis" => "redis.log".to_owned(),
         "kafka" => "tansu.log".to_owned(),
         "gateway" => "error.log".to_owned(),
+        "prometheus" => "prometheus.log".to_owned(),
         "consumer" => "consumer.log".to_owned(),
         s if s == "ingest" || s.starts_with("ingest-") => format!("{s}.log"),
-        other => bail!("unknown service '{other}'; one of: mariadb, redis, kafka, ingest[-N], consumer, gateway"),
+        other => bail!("unknown service '{other}'; one of: mariadb, redis, kafka, ingest[-N], consumer, prometheus, gateway"),
     };
     Ok(home.join(service).join(file))
 }
@@ -618,6 +625,18 @@ async fn start_service(
                 .env("APP_CONSUMER_INSTANCE_ID", format!("payctl-{name}"));
             cmd
         }
+        Kind::Prometheus => {
+            let conf = prometheus_config(&dir, stack)?;
+            let mut cmd = Command::new(payctl_stack::install::require("prometheus")?);
+            cmd.arg(format!("--config.file={}", conf.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.join("data").display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg("--storage.tsdb.retention.time=7d");
+            cmd
+        }
         Kind::Gateway => {
             let upstreams: Vec<u16> = stack
                 .iter()
@@ -652,6 +671,36 @@ async fn start_service(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(())
+}
+
+/// Prometheus for the native runtime: the repository's config and alert rules (monitoring/prometheus,
+/// built into payctl) and a targets file per job written from the stack definition.
+fn prometheus_config(dir: &Path, stack: &[Svc]) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir.join("targets"))?;
+    let config = dir.join("prometheus.yml");
+    std::fs::write(&config, crate::monitoring::PROMETHEUS_YML)?;
+    std::fs::write(dir.join("alerts.yml"), crate::monitoring::ALERTS_YML)?;
+    for (job, kind) in [
+        ("ingest", Kind::Ingest),
+        ("consumer", Kind::Consumer),
+        ("prometheus", Kind::Prometheus),
+    ] {
+        let targets: Vec<serde_json::Value> = stack
+            .iter()
+            .filter(|s| s.kind == kind)
+            .map(|s| {
+                serde_json::json!({
+                    "targets": [format!("127.0.0.1:{}", s.port)],
+                    "labels": {"service": s.name},
+                })
+            })
+            .collect();
+        std::fs::write(
+            dir.join("targets").join(format!("{job}.json")),
+            serde_json::to_vec_pretty(&targets)?,
+        )?;
+    }
+    Ok(config)
 }
 
 /// nginx for the native runtime: `/` serves the store (frontend/dist when built), `/api/` balances over

@@ -24,13 +24,14 @@ fn text(o: &Output) -> (String, String) {
     )
 }
 
-const PORT_FLAGS: [&str; 6] = [
+const PORT_FLAGS: [&str; 7] = [
     "--mariadb-port",
     "--redis-port",
     "--kafka-port",
     "--ingest-port",
     "--consumer-port",
     "--gateway-port",
+    "--prometheus-port",
 ];
 
 /// Free ports for every service (the ingest range gets room for 3 instances), as flags.
@@ -229,6 +230,312 @@ fn a_service_that_fails_to_start_shows_its_log_and_up_stops_what_it_started() {
     );
 }
 
+fn repo_file(path: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path))
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Every PromQL expression of the Grafana dashboard and of the alert rules.
+fn monitoring_exprs() -> Vec<String> {
+    let dash: Value = serde_json::from_str(&repo_file(
+        "monitoring/grafana/dashboards/payment-overview.json",
+    ))
+    .unwrap();
+    let mut exprs: Vec<String> = dash["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .map(|t| t["expr"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(exprs.len() > 20, "the dashboard has its queries");
+    // alerts.yml: `expr: <one line>` or `expr: |` followed by more-indented lines.
+    let alerts = repo_file("monitoring/prometheus/alerts.yml");
+    let lines: Vec<&str> = alerts.lines().collect();
+    let mut rules = 0;
+    for (i, line) in lines.iter().enumerate() {
+        let Some((indent, rest)) = line.split_once("expr:") else {
+            continue;
+        };
+        rules += 1;
+        let rest = rest.trim();
+        if rest == "|" {
+            let body: Vec<&str> = lines[i + 1..]
+                .iter()
+                .take_while(|l| l.len() - l.trim_start().len() > indent.len())
+                .map(|l| l.trim())
+                .collect();
+            exprs.push(body.join(" "));
+        } else {
+            exprs.push(rest.to_owned());
+        }
+    }
+    assert_eq!(rules, 7, "every alert rule was read");
+    exprs
+}
+
+/// The metric names a PromQL expression reads: identifiers that are not functions, keywords, label
+/// names (inside braces or by/without lists) or durations.
+fn promql_metric_names(expr: &str) -> Vec<String> {
+    const WORDS: [&str; 12] = [
+        "sum", "max", "min", "avg", "count", "by", "without", "on", "ignoring", "and", "or",
+        "unless",
+    ];
+    // Drop label matchers, range selectors, strings and grouping lists.
+    let mut cleaned = String::new();
+    let mut depth_brace = 0;
+    let mut in_range = false;
+    for c in expr.chars() {
+        match c {
+            '{' => depth_brace += 1,
+            '}' => depth_brace -= 1,
+            '[' => in_range = true,
+            ']' => in_range = false,
+            _ if depth_brace > 0 || in_range => {}
+            c => cleaned.push(c),
+        }
+        if matches!(c, '{' | '}' | '[' | ']') {
+            cleaned.push(' ');
+        }
+    }
+    let mut names = Vec::new();
+    let chars: Vec<char> = cleaned.chars().collect();
+    let mut i = 0;
+    let mut after_grouping = false;
+    while i < chars.len() {
+        if chars[i].is_ascii_alphabetic() || chars[i] == '_' {
+            let start = i;
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_') {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            let next = chars[i..].iter().find(|c| !c.is_whitespace());
+            let is_call = next == Some(&'(');
+            if word == "by" || word == "without" {
+                after_grouping = true;
+            } else if !is_call && !WORDS.contains(&word.as_str()) && !after_grouping {
+                names.push(word);
+            }
+        } else {
+            if chars[i] == ')' {
+                after_grouping = false;
+            }
+            if chars[i].is_ascii_digit() || chars[i] == '.' {
+                // Skip numbers (and their exponent/unit letters) whole.
+                while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
+                    i += 1;
+                }
+                continue;
+            }
+            i += 1;
+        }
+    }
+    names
+}
+
+#[test]
+fn promql_names_are_read_from_expressions() {
+    assert_eq!(
+        promql_metric_names(
+            "histogram_quantile(0.99, sum by (le, route) (rate(http_request_duration_seconds_bucket{job=\"ingest\"}[1m]))) * 1000"
+        ),
+        ["http_request_duration_seconds_bucket"]
+    );
+    assert_eq!(
+        promql_metric_names(
+            "sum(rate(a_total{status=~\"5..\"}[5m])) / sum(rate(b_total[5m])) > 0.01"
+        ),
+        ["a_total", "b_total"]
+    );
+    assert_eq!(
+        promql_metric_names("up{job=~\"ingest|consumer\"} == 0"),
+        ["up"]
+    );
+}
+
+/// What a dashboard or alert names must be exported by a service; Prometheus scrapes every service and
+/// has loaded the alert rules.
+fn monitoring_matches_the_running_services(ports: &[u16]) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let mut exported = std::collections::BTreeSet::new();
+        for port in [ports[3], ports[4]] {
+            let body = http
+                .get(format!("http://127.0.0.1:{port}/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            for line in body
+                .lines()
+                .filter(|l| !l.starts_with('#') && !l.is_empty())
+            {
+                let name = line.split(['{', ' ']).next().unwrap();
+                exported.insert(name.to_owned());
+            }
+        }
+        let mut missing = std::collections::BTreeSet::new();
+        for expr in monitoring_exprs() {
+            for name in promql_metric_names(&expr) {
+                // `up` is written by Prometheus itself for every target.
+                if name != "up" && !exported.contains(&name) {
+                    missing.insert(format!("{name} (in: {expr})"));
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "dashboard/alert queries name metrics no service exports:\n{}",
+            missing.into_iter().collect::<Vec<_>>().join("\n")
+        );
+
+        let prometheus = format!("http://127.0.0.1:{}", ports[6]);
+        let mut up = Value::Null;
+        for _ in 0..100 {
+            up = http
+                .get(format!("{prometheus}/api/v1/query?query=up"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let healthy: Vec<&str> = up["data"]["result"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["value"][1] == "1")
+                .filter_map(|r| r["metric"]["job"].as_str())
+                .collect();
+            if healthy.contains(&"ingest") && healthy.contains(&"consumer") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        let jobs: Vec<&str> = up["data"]["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["value"][1] == "1")
+            .filter_map(|r| r["metric"]["job"].as_str())
+            .collect();
+        assert!(
+            jobs.contains(&"ingest") && jobs.contains(&"consumer"),
+            "Prometheus scrapes both services: {up:#}"
+        );
+        let rules: Value = http
+            .get(format!("{prometheus}/api/v1/rules"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let loaded = rules["data"]["groups"][0]["rules"]
+            .as_array()
+            .map_or(0, Vec::len);
+        assert_eq!(loaded, 7, "alert rules loaded: {rules:#}");
+    });
+}
+
+#[test]
+fn monitoring_files_pass_promtool_and_the_alert_unit_tests() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../monitoring/prometheus");
+    let promtool = payctl_stack::install::require("promtool").expect("promtool (apt: prometheus)");
+    for args in [
+        vec!["check", "config", "prometheus.yml"],
+        vec!["check", "rules", "alerts.yml"],
+        vec!["test", "rules", "alerts.test.yml"],
+    ] {
+        let o = Command::new(&promtool)
+            .args(&args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "promtool {args:?}: {:?}", text(&o));
+    }
+}
+
+/// The Jenkinsfile: braces balance, the stages come in the documented order, and every payctl command
+/// it runs parses with this payctl (`--help` after the arguments makes clap check each one, then exit 0).
+#[test]
+fn jenkinsfile_stages_run_real_payctl_commands() {
+    let jf = repo_file("Jenkinsfile");
+    let code: String = jf
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut depth = 0i32;
+    let mut quote: Option<char> = None;
+    for c in code.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '{') => depth += 1,
+            (None, '}') => depth -= 1,
+            _ => {}
+        }
+        assert!(depth >= 0, "unbalanced braces");
+    }
+    assert_eq!((depth, quote), (0, None), "braces and quotes balance");
+    let stages: Vec<&str> = jf
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("stage('"))
+        .filter_map(|l| l.split('\'').next())
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            "Checkout",
+            "Test",
+            "Build",
+            "Up",
+            "Smoke",
+            "Circuit breaker",
+            "Load",
+            "Reconcile"
+        ]
+    );
+    assert!(
+        jf.contains("sh './scripts/test.sh'"),
+        "the README's test command"
+    );
+    assert!(jf.contains("githubPush()") && jf.contains("AUTO_CLEANUP"));
+    let calls: Vec<Vec<&str>> = jf
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("sh '$PAYCTL "))
+        // The command itself, without a shell `|| …` tail (diagnostics in `post { failure }`).
+        .map(|l| {
+            let command = l.trim_end_matches('\'').split("||").next().unwrap();
+            command.split_whitespace().collect()
+        })
+        .collect();
+    let subcommands: Vec<&str> = calls.iter().map(|c| c[0]).collect();
+    for needed in ["up", "smoke", "cb", "load", "reconcile", "down"] {
+        assert!(
+            subcommands.contains(&needed),
+            "Jenkinsfile runs payctl {needed}"
+        );
+    }
+    let home = temp_home("jenkinsfile");
+    for call in &calls {
+        let mut args = call.clone();
+        args.push("--help");
+        let o = payctl(&home, &args);
+        assert!(
+            o.status.success(),
+            "payctl {}: {:?}",
+            call.join(" "),
+            text(&o)
+        );
+    }
+}
+
 /// Stops the stack even when an assertion fails half-way.
 struct Stack<'a> {
     home: &'a Path,
@@ -291,7 +598,15 @@ fn up_smoke_reconcile_down_end_to_end_on_the_native_runtime() {
         .collect();
     assert_eq!(
         services,
-        ["mariadb", "redis", "kafka", "ingest", "consumer", "gateway"]
+        [
+            "mariadb",
+            "redis",
+            "kafka",
+            "ingest",
+            "consumer",
+            "prometheus",
+            "gateway"
+        ]
     );
     assert!(status
         .as_array()
@@ -391,6 +706,28 @@ fn up_smoke_reconcile_down_end_to_end_on_the_native_runtime() {
             > 0.0
     );
     assert_eq!(k6["metrics"]["payment_errors"]["value"].as_f64(), Some(0.0));
+
+    monitoring_matches_the_running_services(&ports);
+
+    let o = stack.run(&["top", "--json", "--interval", "0.5"]);
+    assert!(o.status.success(), "top: {:?}", text(&o));
+    let top: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        top["breaker"][0],
+        serde_json::json!(["ingest", "CLOSED"]),
+        "{top:#}"
+    );
+    assert!(
+        top["dlqTotal"].as_f64().unwrap() >= 2.0,
+        "the two injected: {top:#}"
+    );
+    assert_eq!(top["unreachable"], serde_json::json!([]), "{top:#}");
+    let o = stack.run(&["top", "--once", "--interval", "0.5"]);
+    let (out, _) = text(&o);
+    assert!(
+        o.status.success() && out.contains("outbox backlog") && out.contains("API p99"),
+        "{out}"
+    );
 
     // bench in miniature: every part runs and reports (the figures themselves are not asserted).
     let mut bench = vec![

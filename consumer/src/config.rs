@@ -86,6 +86,14 @@ impl Config {
         format!("{}{}", self.topic_prefix, base)
     }
 
+    /// The four payment event topics this consumer reads, as named on the broker.
+    pub fn event_topics(&self) -> Vec<String> {
+        payctl_domain::EventType::ALL
+            .iter()
+            .map(|t| self.topic(t.topic()))
+            .collect()
+    }
+
     pub fn for_tests(database_url: &str, kafka_bootstrap: &str, topic_prefix: &str) -> Self {
         let mut c = Config::parse_from([
             "pay-consumer",

@@ -25,9 +25,10 @@ fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> 
 }
 
 impl Metrics {
-    pub fn new() -> Arc<Self> {
+    /// `topics`: the topics this consumer reads, as named on the broker.
+    pub fn new(topics: &[String]) -> Arc<Self> {
         let r = Registry::new();
-        Arc::new(Self {
+        let metrics = Self {
             consumed: reg(
                 &r,
                 IntCounterVec::new(
@@ -99,7 +100,12 @@ impl Metrics {
                 .expect("valid"),
             ),
             registry: r,
-        })
+        };
+        // The series every dashboard panel reads exist from the start, at zero.
+        for topic in topics {
+            metrics.consumed.with_label_values(&[topic.as_str()]);
+        }
+        Arc::new(metrics)
     }
 
     pub fn render(&self) -> String {

@@ -43,7 +43,7 @@ impl App {
         payctl_db::migrate_when_available(&db).await?;
         let consumer = Arc::new(worker::consumer(&config)?);
         let dlq = worker::dlq_producer(&config)?;
-        let metrics = Metrics::new();
+        let metrics = Metrics::new(&config.event_topics());
         let listener = TcpListener::bind(config.listen).await?;
         let http = HttpState {
             db: db.clone(),

@@ -9,7 +9,7 @@ use crate::apply::{self, Poison};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use payctl_domain::event::DLQ_TOPIC;
-use payctl_domain::{EventType, PaymentEvent};
+use payctl_domain::PaymentEvent;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -64,10 +64,7 @@ pub fn consumer(config: &Config) -> anyhow::Result<StreamConsumer> {
         .set("max.poll.interval.ms", "20000")
         .set("socket.connection.setup.timeout.ms", "3000")
         .create()?;
-    let topics: Vec<String> = EventType::ALL
-        .iter()
-        .map(|t| config.topic(t.topic()))
-        .collect();
+    let topics = config.event_topics();
     let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
     Ok(consumer)

@@ -45,7 +45,7 @@ impl Metrics {
             0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25,
             0.5, 1.0, 2.5, 5.0, 10.0,
         ];
-        Arc::new(Self {
+        let metrics = Self {
             http_requests: register(
                 &r,
                 IntCounterVec::new(
@@ -164,7 +164,16 @@ impl Metrics {
                 .expect("valid"),
             ),
             registry: r,
-        })
+        };
+        // Every label value the code can use, at zero: dashboards and alerts see the series (and rate()
+        // has a starting point) before the first payment or the first 429.
+        for operation in ["authorized", "captured", "refunded", "voided"] {
+            metrics.payments.with_label_values(&[operation]);
+        }
+        for action in crate::ratelimit::Action::ALL {
+            metrics.rate_limited.with_label_values(&[action.as_str()]);
+        }
+        Arc::new(metrics)
     }
 
     /// The text exposition of every metric.

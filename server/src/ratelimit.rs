@@ -39,6 +39,8 @@ pub enum Action {
 }
 
 impl Action {
+    pub const ALL: [Action; 4] = [Self::Authorize, Self::Capture, Self::Refund, Self::Void];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Authorize => "authorize",

@@ -19,6 +19,8 @@ pub const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("mariadb-install-db", "mariadb-server"),
     ("redis-server", "redis-server"),
     ("nginx", "nginx"),
+    ("prometheus", "prometheus"),
+    ("promtool", "prometheus"),
 ];
 
 /// Looks `program` up on PATH and in the sbin directories (mariadbd lives in /usr/sbin, which a

@@ -1,0 +1,375 @@
+//! `payctl top`: the platform's key figures live in the terminal, for the native runtime where there is
+//! no Grafana. Reads every service's `/metrics` directly (no Prometheus needed), twice per refresh, and
+//! shows rates and the interval's p99 from the differences.
+//!
+//! The exposition parser is a few lines on purpose: our services emit plain `name{labels} value` lines
+//! (no timestamps, exemplars or escapes in label values), and nothing more is needed here.
+
+use crate::native::{self, Kind, Ports};
+use crate::output::table;
+use clap::Args;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Seconds between refreshes (and the window rates and p99 are computed over).
+    #[arg(long, default_value_t = 2.0, value_parser = parse_interval)]
+    pub interval: f64,
+    /// Print one refresh and exit (for scripts; implied by --json).
+    #[arg(long)]
+    pub once: bool,
+    /// One refresh as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub ports: Ports,
+}
+
+fn parse_interval(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| (0.2..=3600.0).contains(v))
+        .ok_or_else(|| format!("'{s}' is not a number of seconds from 0.2 to 3600"))
+}
+
+/// One sample line of the text exposition format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+}
+
+impl Sample {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Parses Prometheus text exposition (comments and malformed lines are skipped).
+pub fn parse(text: &str) -> Vec<Sample> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let value = match value {
+                "+Inf" => f64::INFINITY,
+                "-Inf" => f64::NEG_INFINITY,
+                v => v.parse().ok()?,
+            };
+            let (name, labels) = match series.split_once('{') {
+                Some((name, rest)) => {
+                    let body = rest.strip_suffix('}')?;
+                    let labels = body
+                        .split("\",")
+                        .filter(|p| !p.is_empty())
+                        .filter_map(|p| {
+                            let (k, v) = p.split_once("=\"")?;
+                            Some((k.to_owned(), v.trim_end_matches('"').to_owned()))
+                        })
+                        .collect();
+                    (name, labels)
+                }
+                None => (series, Vec::new()),
+            };
+            Some(Sample {
+                name: name.to_owned(),
+                labels,
+                value,
+            })
+        })
+        .collect()
+}
+
+/// The `/metrics` of every ingest instance and the consumer, by service name.
+async fn scrape(home: &Path, ports: &Ports) -> Vec<(String, Kind, Option<Vec<Sample>>)> {
+    let client = reqwest::Client::new();
+    let mut out = Vec::new();
+    for svc in native::saved_plan(home, ports) {
+        if !matches!(svc.kind, Kind::Ingest | Kind::Consumer) {
+            continue;
+        }
+        let body = async {
+            client
+                .get(format!("http://127.0.0.1:{}/metrics", svc.port))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await?
+                .error_for_status()?
+                .text()
+                .await
+        }
+        .await
+        .ok();
+        out.push((svc.name, svc.kind, body.map(|b| parse(&b))));
+    }
+    out
+}
+
+fn sum(samples: &[Sample], name: &str, keep: impl Fn(&Sample) -> bool) -> f64 {
+    samples
+        .iter()
+        .filter(|s| s.name == name && keep(s))
+        .map(|s| s.value)
+        .sum()
+}
+
+/// The q-quantile of the observations between two cumulative histograms (summed over every label but
+/// `le`), interpolated linearly within the bucket as Prometheus' histogram_quantile does.
+pub fn quantile_between(before: &[Sample], after: &[Sample], name: &str, q: f64) -> Option<f64> {
+    let buckets = |samples: &[Sample]| {
+        let mut by_le: HashMap<String, f64> = HashMap::new();
+        for s in samples.iter().filter(|s| s.name == name) {
+            if let Some(le) = s.label("le") {
+                *by_le.entry(le.to_owned()).or_default() += s.value;
+            }
+        }
+        by_le
+    };
+    let (b, a) = (buckets(before), buckets(after));
+    let mut delta: Vec<(f64, f64)> = a
+        .iter()
+        .filter_map(|(le, v)| {
+            let bound = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((bound, v - b.get(le).copied().unwrap_or(0.0)))
+        })
+        .collect();
+    delta.sort_by(|x, y| x.0.total_cmp(&y.0));
+    let total = delta.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let rank = q * total;
+    let mut prev = (0.0, 0.0);
+    for &(bound, count) in &delta {
+        if count >= rank {
+            if bound.is_infinite() {
+                return Some(prev.0);
+            }
+            let within = (rank - prev.1) / (count - prev.1).max(f64::MIN_POSITIVE);
+            return Some(prev.0 + (bound - prev.0) * within);
+        }
+        prev = (bound, count);
+    }
+    None
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Figures {
+    pub interval_seconds: f64,
+    pub requests_per_second: f64,
+    pub p99_ms: Option<f64>,
+    pub errors_4xx_per_second: f64,
+    pub errors_5xx_per_second: f64,
+    pub payments_per_second: f64,
+    pub breaker: Vec<(String, String)>,
+    pub outbox_backlog: f64,
+    pub outbox_oldest_age_seconds: f64,
+    pub events_consumed_per_second: f64,
+    pub consumer_lag: f64,
+    pub ledger_lag_seconds: f64,
+    pub dlq_total: f64,
+    pub unreachable: Vec<String>,
+}
+
+fn figures(
+    before: &[(String, Kind, Option<Vec<Sample>>)],
+    after: &[(String, Kind, Option<Vec<Sample>>)],
+    seconds: f64,
+) -> Figures {
+    let all = |v: &[(String, Kind, Option<Vec<Sample>>)], kind: Kind| -> Vec<Sample> {
+        v.iter()
+            .filter(|(_, k, _)| *k == kind)
+            .filter_map(|(_, _, s)| s.clone())
+            .flatten()
+            .collect()
+    };
+    let (ib, ia) = (all(before, Kind::Ingest), all(after, Kind::Ingest));
+    let (cb, ca) = (all(before, Kind::Consumer), all(after, Kind::Consumer));
+    let rate = |b: &[Sample], a: &[Sample], name: &str, keep: &dyn Fn(&Sample) -> bool| {
+        ((sum(a, name, keep) - sum(b, name, keep)) / seconds).max(0.0)
+    };
+    let status_class =
+        |c: char| move |s: &Sample| s.label("status").is_some_and(|v| v.starts_with(c));
+    let max = |samples: &[Sample], name: &str| {
+        samples
+            .iter()
+            .filter(|s| s.name == name)
+            .map(|s| s.value)
+            .fold(0.0, f64::max)
+    };
+    let breaker = after
+        .iter()
+        .filter(|(_, k, _)| *k == Kind::Ingest)
+        .map(|(name, _, samples)| {
+            let state = samples
+                .as_ref()
+                .and_then(|s| {
+                    s.iter()
+                        .find(|s| s.name == "circuit_breaker_state" && s.value >= 1.0)
+                        .and_then(|s| s.label("state"))
+                        .map(str::to_uppercase)
+                })
+                .unwrap_or_else(|| "unknown".into());
+            (name.clone(), state)
+        })
+        .collect();
+    Figures {
+        interval_seconds: seconds,
+        requests_per_second: rate(&ib, &ia, "http_requests_total", &|_| true),
+        p99_ms: quantile_between(&ib, &ia, "http_request_duration_seconds_bucket", 0.99)
+            .map(|s| s * 1000.0),
+        errors_4xx_per_second: rate(&ib, &ia, "http_requests_total", &status_class('4')),
+        errors_5xx_per_second: rate(&ib, &ia, "http_requests_total", &status_class('5')),
+        payments_per_second: rate(&ib, &ia, "payments_total", &|_| true),
+        breaker,
+        // Every instance reports the same table-wide backlog: take the largest, not the sum.
+        outbox_backlog: max(&ia, "outbox_backlog"),
+        outbox_oldest_age_seconds: max(&ia, "outbox_oldest_unpublished_age_seconds"),
+        events_consumed_per_second: rate(&cb, &ca, "consumer_events_consumed_total", &|_| true),
+        consumer_lag: sum(&ca, "consumer_lag", |_| true),
+        ledger_lag_seconds: max(&ca, "ledger_lag_seconds"),
+        dlq_total: sum(&ca, "consumer_dlq_sent_total", |_| true),
+        unreachable: after
+            .iter()
+            .filter(|(_, _, s)| s.is_none())
+            .map(|(n, _, _)| n.clone())
+            .collect(),
+    }
+}
+
+fn render(f: &Figures) -> String {
+    let ms = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:.1} ms"));
+    let rows = vec![
+        vec![
+            "API requests".into(),
+            format!("{:.1}/s", f.requests_per_second),
+        ],
+        vec!["API p99".into(), ms(f.p99_ms)],
+        vec![
+            "errors".into(),
+            format!(
+                "4xx {:.1}/s, 5xx {:.1}/s",
+                f.errors_4xx_per_second, f.errors_5xx_per_second
+            ),
+        ],
+        vec!["payments".into(), format!("{:.1}/s", f.payments_per_second)],
+        vec![
+            "breaker".into(),
+            f.breaker
+                .iter()
+                .map(|(n, s)| format!("{n} {s}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ],
+        vec![
+            "outbox backlog".into(),
+            format!(
+                "{:.0} (oldest {:.1} s)",
+                f.outbox_backlog, f.outbox_oldest_age_seconds
+            ),
+        ],
+        vec![
+            "consumer".into(),
+            format!(
+                "{:.1} events/s, lag {:.0}",
+                f.events_consumed_per_second, f.consumer_lag
+            ),
+        ],
+        vec![
+            "ledger lag".into(),
+            format!("{:.2} s", f.ledger_lag_seconds),
+        ],
+        vec!["DLQ".into(), format!("{:.0} records", f.dlq_total)],
+    ];
+    let mut out = table(&["figure", "value"], rows);
+    if !f.unreachable.is_empty() {
+        out.push_str(&format!(
+            "\nnot answering: {} (is the stack up? payctl status)",
+            f.unreachable.join(", ")
+        ));
+    }
+    out
+}
+
+pub async fn run(home: &Path, a: TopArgs) -> anyhow::Result<ExitCode> {
+    let interval = Duration::from_secs_f64(a.interval);
+    let mut before = scrape(home, &a.ports).await;
+    if before.iter().all(|(_, _, s)| s.is_none()) {
+        anyhow::bail!("no service answers /metrics; start the stack with `payctl up`");
+    }
+    let mut taken = Instant::now();
+    let live = !a.once && !a.json && std::io::stdout().is_terminal();
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+            _ = tokio::time::sleep(interval) => {}
+        }
+        let after = scrape(home, &a.ports).await;
+        let now = Instant::now();
+        let f = figures(&before, &after, (now - taken).as_secs_f64());
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&f)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        if live {
+            // Clear the screen and go home, like top(1).
+            print!("\x1b[2J\x1b[H");
+            println!("payctl top — every {:.1} s, Ctrl-C to quit", a.interval);
+        }
+        println!("{}", render(&f));
+        if a.once {
+            return Ok(ExitCode::SUCCESS);
+        }
+        before = after;
+        taken = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "# HELP x y\n# TYPE h histogram\n\
+        h_bucket{route=\"/a\",le=\"0.01\"} 10\nh_bucket{route=\"/a\",le=\"0.1\"} 20\n\
+        h_bucket{route=\"/a\",le=\"+Inf\"} 20\nplain 3.5\n";
+
+    #[test]
+    fn parses_names_labels_and_values() {
+        let s = parse(TEXT);
+        assert_eq!(s.len(), 4);
+        assert_eq!(s[0].name, "h_bucket");
+        assert_eq!(s[0].label("route"), Some("/a"));
+        assert_eq!(s[2].label("le"), Some("+Inf"));
+        assert_eq!(s[3].value, 3.5);
+        assert!(s[3].labels.is_empty());
+    }
+
+    #[test]
+    fn quantile_interpolates_within_the_bucket_of_the_interval() {
+        let before = parse(TEXT);
+        // 100 new observations: 50 under 10 ms, 50 between 10 and 100 ms.
+        let after = parse(
+            "h_bucket{route=\"/a\",le=\"0.01\"} 60\nh_bucket{route=\"/a\",le=\"0.1\"} 120\n\
+             h_bucket{route=\"/a\",le=\"+Inf\"} 120\n",
+        );
+        let p50 = quantile_between(&before, &after, "h_bucket", 0.5).unwrap();
+        assert!((p50 - 0.01).abs() < 1e-9, "{p50}");
+        let p99 = quantile_between(&before, &after, "h_bucket", 0.99).unwrap();
+        assert!((p99 - 0.0982).abs() < 1e-6, "{p99}");
+        assert_eq!(quantile_between(&after, &after, "h_bucket", 0.99), None);
+    }
+}
