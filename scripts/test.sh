@@ -12,6 +12,10 @@ have mariadbd || missing+=(mariadb-server)
 have redis-server || missing+=(redis-server)
 have nginx || missing+=(nginx)
 have prometheus || missing+=(prometheus)
+have chromium || missing+=(chromium)
+# Korean glyphs for the store's screenshots.
+[ -d /usr/share/fonts/truetype/nanum ] || missing+=(fonts-nanum)
+have node || missing+=(nodejs npm)
 have cc || missing+=(gcc)
 have make || missing+=(make)
 have perl || missing+=(perl)
@@ -39,6 +43,15 @@ if ! have tansu && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/tansu" ]; then
   echo "installing tansu (one-time build)"
   cargo install tansu --version 0.6.0 --locked --features dynostore,libsql
 fi
+
+# The store: npm packages (from package-lock.json), unit tests (Vitest) and the build the gateway serves;
+# its browser tests run inside `cargo test` against a real stack (cli/tests: store_in_headless_chromium…).
+(
+  cd frontend
+  [ -d node_modules ] || npm ci --no-audit --no-fund
+  npm test
+  npm run build
+)
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

@@ -109,6 +109,8 @@ pub fn saved_plan(home: &Path, ports: &Ports) -> Vec<Svc> {
 const DATABASE: &str = "payments";
 const DB_USER: &str = "payctl";
 const DEV_MERCHANT: &str = "dev-merchant";
+/// The merchant the demo store (frontend/) sells as.
+pub const STORE_MERCHANT: &str = "store-merchant";
 
 fn pid_file(home: &Path, name: &str) -> PathBuf {
     home.join(name).join("pid")
@@ -390,18 +392,29 @@ async fn provision_database(home: &Path, ports: &Ports) -> anyhow::Result<()> {
 
 /// The dev merchant's API key: created (and stored, 0600) on the first `up`, reused after.
 async fn dev_merchant_key(home: &Path, ports: &Ports) -> anyhow::Result<ApiKey> {
-    let path = home.join("secrets").join("dev-merchant.key");
+    merchant_key(home, ports, DEV_MERCHANT, "Dev merchant (payctl up)").await
+}
+
+/// The API key of a merchant payctl provisions (kept in `secrets/<merchant>.key`, mode 0600), created
+/// with the merchant on first use. Dev-only.
+async fn merchant_key(
+    home: &Path,
+    ports: &Ports,
+    merchant: &str,
+    description: &str,
+) -> anyhow::Result<ApiKey> {
+    let path = home.join("secrets").join(format!("{merchant}.key"));
     let db = sqlx::MySqlPool::connect(&database_url(home, ports)?).await?;
-    let id = MerchantId::parse("merchantId", DEV_MERCHANT).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let id = MerchantId::parse("merchantId", merchant).map_err(|e| anyhow::anyhow!("{e}"))?;
     let known: Option<(String,)> =
         sqlx::query_as("SELECT merchant_id FROM merchants WHERE merchant_id = ?")
-            .bind(DEV_MERCHANT)
+            .bind(merchant)
             .fetch_optional(&db)
             .await?;
     if let (Ok(key), Some(_)) = (std::fs::read_to_string(&path), known) {
         return Ok(ApiKey::from_string(key.trim().to_owned()));
     }
-    let key = create_merchant(&db, &id, "Dev merchant (payctl up)").await?;
+    let key = create_merchant(&db, &id, description).await?;
     std::fs::create_dir_all(home.join("secrets"))?;
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -643,7 +656,16 @@ async fn start_service(
                 .filter(|s| s.kind == Kind::Ingest)
                 .map(|s| s.port)
                 .collect();
-            let conf = gateway_config(&dir, port, &upstreams)?;
+            // The store calls /store-api, where the gateway adds the store merchant's key: a browser
+            // never holds an API key.
+            let store_key = merchant_key(
+                home,
+                ports,
+                STORE_MERCHANT,
+                "Demo store (gateway /store-api)",
+            )
+            .await?;
+            let conf = gateway_config(&dir, port, &upstreams, store_key.expose())?;
             let mut cmd = Command::new(payctl_stack::install::require("nginx")?);
             cmd.arg("-p").arg(&dir).arg("-c").arg(conf);
             cmd
@@ -707,11 +729,20 @@ fn prometheus_config(dir: &Path, stack: &[Svc]) -> anyhow::Result<PathBuf> {
 /// the ingest instances. A refused connection is retried on the next instance and the failed one is
 /// left out for a few seconds (passive health checks), so a dead instance costs at most its in-flight
 /// requests.
-fn gateway_config(dir: &Path, port: u16, upstreams: &[u16]) -> anyhow::Result<PathBuf> {
+fn gateway_config(
+    dir: &Path,
+    port: u16,
+    upstreams: &[u16],
+    store_key: &str,
+) -> anyhow::Result<PathBuf> {
     for sub in ["tmp", "www"] {
         std::fs::create_dir_all(dir.join(sub))?;
     }
-    let store = std::env::current_dir()?.join("frontend/dist");
+    // The built store: $PAYCTL_STORE_DIR, else frontend/dist under the current directory.
+    let store = match std::env::var_os("PAYCTL_STORE_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => std::env::current_dir()?.join("frontend/dist"),
+    };
     let root = if store.join("index.html").exists() {
         store
     } else {
@@ -744,6 +775,11 @@ fn gateway_config(dir: &Path, port: u16, upstreams: &[u16]) -> anyhow::Result<Pa
          proxy_set_header Connection \"\";\n            proxy_set_header X-Forwarded-For $remote_addr;\n\
          proxy_connect_timeout 1s;\n            proxy_read_timeout 30s;\n\
          proxy_next_upstream error timeout http_502;\n            proxy_next_upstream_tries 3;\n        }}\n\
+         location /store-api/ {{\n            proxy_pass http://ingest/;\n            proxy_http_version 1.1;\n\
+         proxy_set_header Connection \"\";\n            proxy_set_header Authorization \"Bearer {store_key}\";\n\
+         proxy_set_header X-Forwarded-For $remote_addr;\n            proxy_connect_timeout 1s;\n\
+         proxy_read_timeout 30s;\n            proxy_next_upstream error timeout http_502;\n\
+         proxy_next_upstream_tries 3;\n        }}\n\
          location / {{ root {root}; try_files $uri /index.html; }}\n    }}\n}}\n",
         pid = dir.join("nginx.pid").display(),
         err = dir.join("error.log").display(),
@@ -752,6 +788,16 @@ fn gateway_config(dir: &Path, port: u16, upstreams: &[u16]) -> anyhow::Result<Pa
         root = root.display(),
     );
     let path = dir.join("nginx.conf");
-    std::fs::write(&path, conf)?;
+    // It holds the store merchant's key.
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(&path)?;
+        std::io::Write::write_all(&mut f, conf.as_bytes())?;
+    }
     Ok(path)
 }

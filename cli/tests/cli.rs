@@ -922,3 +922,84 @@ async fn three_ingest_instances_behind_the_gateway_lose_nothing_when_one_dies() 
         waited.elapsed()
     );
 }
+
+/// The store (frontend/) in real headless Chromium against a running native stack: buy → captured →
+/// ledger lines → refunds, a double-click makes one payment, a lost answer retried makes one payment,
+/// keyboard use, no console errors; phone-viewport screenshots kept as artifacts.
+#[test]
+fn store_in_headless_chromium_against_the_native_stack() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let frontend = repo.join("frontend");
+    assert!(
+        frontend.join("dist/index.html").exists() && frontend.join("node_modules").exists(),
+        "the store is not built: cd frontend && npm ci && npm run build (scripts/test.sh does this)"
+    );
+    let chromium = payctl_stack::install::require("chromium").expect("chromium (apt)");
+    let home = temp_home("store");
+    let (ports, port_args) = free_ports();
+    let stack = Stack {
+        home: &home,
+        ports: port_args.clone(),
+    };
+    let mut up = vec![
+        "--home".to_string(),
+        home.display().to_string(),
+        "up".into(),
+    ];
+    up.extend(port_args.iter().cloned());
+    let o = Command::new(env!("CARGO_BIN_EXE_payctl"))
+        .args(&up)
+        .env("PAYCTL_STORE_DIR", frontend.join("dist"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "up: {:?}", text(&o));
+
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("store-screenshots");
+    let _ = std::fs::remove_dir_all(&shots);
+    let o = Command::new("node")
+        .args(["--test", "--test-reporter=spec", "e2e/store.e2e.mjs"])
+        .current_dir(&frontend)
+        .env("STORE_URL", format!("http://127.0.0.1:{}", ports[5]))
+        .env("SCREENSHOT_DIR", &shots)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .expect("node runs");
+    let (out, err) = text(&o);
+    eprintln!("{out}\n{err}");
+    assert!(o.status.success(), "store e2e failed:\n{out}\n{err}");
+    assert!(
+        out.contains("pass 4") && out.contains("fail 0"),
+        "all four browser tests ran: {out}"
+    );
+    for shot in [
+        "iphone-cart.png",
+        "iphone-order-captured.png",
+        "iphone-order-refunded.png",
+        "galaxy-order.png",
+    ] {
+        let size = std::fs::metadata(shots.join(shot))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        assert!(size > 10_000, "screenshot {shot} saved ({size} bytes)");
+    }
+    eprintln!("screenshots: {}", shots.display());
+
+    // What the browser did left the books right.
+    let mut clean = false;
+    for _ in 0..50 {
+        if stack
+            .run(&["reconcile", "--settle-seconds", "0"])
+            .status
+            .success()
+        {
+            clean = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(
+        clean,
+        "reconcile after the store run: {:?}",
+        text(&stack.run(&["reconcile", "--settle-seconds", "0"]))
+    );
+}

@@ -21,6 +21,7 @@ pub const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("nginx", "nginx"),
     ("prometheus", "prometheus"),
     ("promtool", "prometheus"),
+    ("chromium", "chromium"),
 ];
 
 /// Looks `program` up on PATH and in the sbin directories (mariadbd lives in /usr/sbin, which a
