@@ -756,6 +756,17 @@ fn prometheus_config(dir: &Path, stack: &[Svc]) -> anyhow::Result<PathBuf> {
     Ok(config)
 }
 
+/// One proxied path to the ingest instances: keep-alive upstream connections, a refused connection or
+/// a 502 retried on the next instance. `extra`: more directives (the store's key).
+fn api_location(path: &str, extra: &str) -> String {
+    format!(
+        "location {path} {{\n            proxy_pass http://ingest/;\n            proxy_http_version 1.1;\n\
+         proxy_set_header Connection \"\";\n            proxy_set_header X-Forwarded-For $remote_addr;\n\
+         {extra}\n            proxy_connect_timeout 1s;\n            proxy_read_timeout 30s;\n\
+         proxy_next_upstream error timeout http_502;\n            proxy_next_upstream_tries 3;\n        }}\n        "
+    )
+}
+
 /// nginx for the native runtime: `/` serves the store (frontend/dist when built), `/api/` balances over
 /// the ingest instances. A refused connection is retried on the next instance and the failed one is
 /// left out for a few seconds (passive health checks), so a dead instance costs at most its in-flight
@@ -802,16 +813,13 @@ fn gateway_config(
          include /etc/nginx/mime.types;\n    upstream ingest {{\n{servers}        keepalive 64;\n    }}\n\
          server {{\n        listen 127.0.0.1:{port};\n\
          location = /health {{ default_type application/json; return 200 '{{\"status\":\"UP\"}}'; }}\n\
-         location /api/ {{\n            proxy_pass http://ingest/;\n            proxy_http_version 1.1;\n\
-         proxy_set_header Connection \"\";\n            proxy_set_header X-Forwarded-For $remote_addr;\n\
-         proxy_connect_timeout 1s;\n            proxy_read_timeout 30s;\n\
-         proxy_next_upstream error timeout http_502;\n            proxy_next_upstream_tries 3;\n        }}\n\
-         location /store-api/ {{\n            proxy_pass http://ingest/;\n            proxy_http_version 1.1;\n\
-         proxy_set_header Connection \"\";\n            proxy_set_header Authorization \"Bearer {store_key}\";\n\
-         proxy_set_header X-Forwarded-For $remote_addr;\n            proxy_connect_timeout 1s;\n\
-         proxy_read_timeout 30s;\n            proxy_next_upstream error timeout http_502;\n\
-         proxy_next_upstream_tries 3;\n        }}\n\
+         {api}{store_api}\
          location / {{ root {root}; try_files $uri /index.html; }}\n    }}\n}}\n",
+        api = api_location("/api/", ""),
+        store_api = api_location(
+            "/store-api/",
+            &format!("proxy_set_header Authorization \"Bearer {store_key}\";"),
+        ),
         pid = dir.join("nginx.pid").display(),
         err = dir.join("error.log").display(),
         access = dir.join("access.log").display(),

@@ -554,23 +554,46 @@ impl Stack<'_> {
         all.extend(self.ports.iter().map(String::as_str));
         payctl(self.home, &all)
     }
+
+    /// `payctl up` with extra environment for the services (they inherit payctl's).
+    fn up_with_env(&self, env: &[(&str, &std::ffi::OsStr)]) -> Output {
+        let mut all = vec![
+            "--home".to_string(),
+            self.home.display().to_string(),
+            "up".to_string(),
+        ];
+        all.extend(self.ports.iter().cloned());
+        Command::new(env!("CARGO_BIN_EXE_payctl"))
+            .args(&all)
+            .envs(env.iter().copied())
+            .output()
+            .expect("payctl runs")
+    }
+
+    /// Waits until `payctl reconcile` is clean (changes still on their way to the ledger settle), or
+    /// returns its last report.
+    fn reconciled_within(&self, timeout: std::time::Duration) -> Result<(), String> {
+        let started = std::time::Instant::now();
+        loop {
+            let o = self.run(&["reconcile", "--settle-seconds", "0"]);
+            if o.status.success() {
+                return Ok(());
+            }
+            if started.elapsed() > timeout {
+                return Err(text(&o).0);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
 }
 
 /// `payctl up` with a breaker that reacts in seconds rather than the production half-minute; the
 /// services inherit these variables.
 fn up_fast_breaker(stack: &Stack) -> Output {
-    let mut all = vec![
-        "--home".to_string(),
-        stack.home.display().to_string(),
-        "up".to_string(),
-    ];
-    all.extend(stack.ports.iter().cloned());
-    Command::new(env!("CARGO_BIN_EXE_payctl"))
-        .args(&all)
-        .env("APP_CB_KAFKA_WAIT_DURATION", "2000")
-        .env("APP_KAFKA_DELIVERY_TIMEOUT_MS", "2000")
-        .output()
-        .expect("payctl runs")
+    stack.up_with_env(&[
+        ("APP_CB_KAFKA_WAIT_DURATION", "2000".as_ref()),
+        ("APP_KAFKA_DELIVERY_TIMEOUT_MS", "2000".as_ref()),
+    ])
 }
 
 #[test]
@@ -791,21 +814,10 @@ fn up_smoke_reconcile_down_end_to_end_on_the_native_runtime() {
     let page: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(page["data"][0]["paymentId"], id);
 
-    let o = stack.run(&["reconcile", "--settle-seconds", "0", "--json"]);
-    let report: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
     // The authorize just made may still be on its way to the ledger; reconcile must be clean once it lands.
-    let mut clean = o.status.success();
-    for _ in 0..50 {
-        if clean {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        clean = stack
-            .run(&["reconcile", "--settle-seconds", "0"])
-            .status
-            .success();
+    if let Err(report) = stack.reconciled_within(std::time::Duration::from_secs(10)) {
+        panic!("reconcile reported violations: {report}");
     }
-    assert!(clean, "reconcile reported violations: {report}");
 
     let logs = payctl(&home, &["logs", "ingest", "-n", "5"]);
     assert!(logs.status.success() && !logs.stdout.is_empty());
@@ -899,23 +911,10 @@ async fn three_ingest_instances_behind_the_gateway_lose_nothing_when_one_dies() 
     // Rows the killed instance had claimed wait for its lease (delivery timeout + 10 s) to run out;
     // then a surviving relay publishes them.
     let waited = std::time::Instant::now();
-    let mut clean = false;
-    while waited.elapsed() < std::time::Duration::from_secs(90) {
-        if stack
-            .run(&["reconcile", "--settle-seconds", "0"])
-            .status
-            .success()
-        {
-            clean = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    }
-    let o = stack.run(&["reconcile", "--settle-seconds", "0"]);
+    let reconciled = stack.reconciled_within(std::time::Duration::from_secs(90));
     assert!(
-        clean,
-        "reconcile is clean after the instance died: {}",
-        text(&o).0
+        reconciled.is_ok(),
+        "reconcile is clean after the instance died: {reconciled:?}"
     );
     eprintln!(
         "scale: reconcile clean {:.1?} after the stream",
@@ -941,17 +940,7 @@ fn store_in_headless_chromium_against_the_native_stack() {
         home: &home,
         ports: port_args.clone(),
     };
-    let mut up = vec![
-        "--home".to_string(),
-        home.display().to_string(),
-        "up".into(),
-    ];
-    up.extend(port_args.iter().cloned());
-    let o = Command::new(env!("CARGO_BIN_EXE_payctl"))
-        .args(&up)
-        .env("PAYCTL_STORE_DIR", frontend.join("dist"))
-        .output()
-        .unwrap();
+    let o = stack.up_with_env(&[("PAYCTL_STORE_DIR", frontend.join("dist").as_os_str())]);
     assert!(o.status.success(), "up: {:?}", text(&o));
 
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("store-screenshots");
@@ -985,21 +974,7 @@ fn store_in_headless_chromium_against_the_native_stack() {
     eprintln!("screenshots: {}", shots.display());
 
     // What the browser did left the books right.
-    let mut clean = false;
-    for _ in 0..50 {
-        if stack
-            .run(&["reconcile", "--settle-seconds", "0"])
-            .status
-            .success()
-        {
-            clean = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
+    if let Err(report) = stack.reconciled_within(std::time::Duration::from_secs(10)) {
+        panic!("reconcile after the store run: {report}");
     }
-    assert!(
-        clean,
-        "reconcile after the store run: {:?}",
-        text(&stack.run(&["reconcile", "--settle-seconds", "0"]))
-    );
 }
