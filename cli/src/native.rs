@@ -153,6 +153,19 @@ pub fn secret(home: &Path, name: &str) -> anyhow::Result<String> {
     Ok(value)
 }
 
+/// Writes a file only its owner can read (mode 0600 when created): keys and configs that hold them.
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)?;
+    std::io::Write::write_all(&mut f, bytes)?;
+    Ok(())
+}
+
 pub fn database_url(home: &Path, ports: &Ports) -> anyhow::Result<String> {
     Ok(format!(
         "mysql://{DB_USER}:{}@127.0.0.1:{}/{DATABASE}",
@@ -447,16 +460,7 @@ async fn merchant_key(
     }
     let key = create_merchant(&db, &id, description).await?;
     std::fs::create_dir_all(home.join("secrets"))?;
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .mode(0o600)
-            .open(&path)?;
-        std::io::Write::write_all(&mut f, key.expose().as_bytes())?;
-    }
+    write_private(&path, key.expose().as_bytes())?;
     Ok(key)
 }
 
@@ -828,15 +832,6 @@ fn gateway_config(
     );
     let path = dir.join("nginx.conf");
     // It holds the store merchant's key.
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .mode(0o600)
-            .open(&path)?;
-        std::io::Write::write_all(&mut f, conf.as_bytes())?;
-    }
+    write_private(&path, conf.as_bytes())?;
     Ok(path)
 }

@@ -393,47 +393,38 @@ fn monitoring_matches_the_running_services(ports: &[u16]) {
         );
 
         let prometheus = format!("http://127.0.0.1:{}", ports[6]);
-        let mut up = Value::Null;
-        for _ in 0..100 {
-            up = http
-                .get(format!("{prometheus}/api/v1/query?query=up"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            let healthy: Vec<&str> = up["data"]["result"]
+        let get = |path: String| {
+            let http = http.clone();
+            async move {
+                let v: Value = http.get(path).send().await.unwrap().json().await.unwrap();
+                v
+            }
+        };
+        // The jobs whose every target Prometheus reports up.
+        let jobs_up = |up: &Value| -> Vec<String> {
+            up["data"]["result"]
                 .as_array()
                 .unwrap()
                 .iter()
                 .filter(|r| r["value"][1] == "1")
-                .filter_map(|r| r["metric"]["job"].as_str())
-                .collect();
-            if healthy.contains(&"ingest") && healthy.contains(&"consumer") {
+                .filter_map(|r| r["metric"]["job"].as_str().map(str::to_owned))
+                .collect()
+        };
+        let mut up = Value::Null;
+        for _ in 0..100 {
+            up = get(format!("{prometheus}/api/v1/query?query=up")).await;
+            let jobs = jobs_up(&up);
+            if jobs.iter().any(|j| j == "ingest") && jobs.iter().any(|j| j == "consumer") {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
-        let jobs: Vec<&str> = up["data"]["result"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|r| r["value"][1] == "1")
-            .filter_map(|r| r["metric"]["job"].as_str())
-            .collect();
+        let jobs = jobs_up(&up);
         assert!(
-            jobs.contains(&"ingest") && jobs.contains(&"consumer"),
+            jobs.iter().any(|j| j == "ingest") && jobs.iter().any(|j| j == "consumer"),
             "Prometheus scrapes both services: {up:#}"
         );
-        let rules: Value = http
-            .get(format!("{prometheus}/api/v1/rules"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let rules = get(format!("{prometheus}/api/v1/rules")).await;
         let loaded = rules["data"]["groups"][0]["rules"]
             .as_array()
             .map_or(0, Vec::len);
