@@ -60,7 +60,10 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace 2>&1 | tee "$log" || status=$?
-# One closing line for the whole run, summed over every test binary.
+# The Docker runtime against a real engine (starts dockerd when it can; one line and a skip when not).
+./scripts/docker-test.sh 2>&1 | tee -a "$log" || status=1
+# One closing line for the whole run, summed over every test binary and the Docker steps.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     /^docker: ok/ { p++ } /^docker: FAIL/ { f++ }
      END { printf "%d passed, %d failed\n", p, f }' "$log"
 exit "$status"

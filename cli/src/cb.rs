@@ -259,7 +259,13 @@ async fn test(
     steps.report(3, "5 payments with Kafka up, all published", t, ok, "");
 
     let t = Instant::now();
-    let stopped = native::stop_one(home, "kafka")?;
+    // The Kafka process natively, its container on the Docker runtime.
+    let on_docker = crate::docker::saved(home).is_some();
+    let stopped = if on_docker {
+        crate::docker::stop_service(home, "kafka").await?
+    } else {
+        native::stop_one(home, "kafka")?
+    };
     steps.report(4, "stop Kafka", t, stopped, "");
     if !stopped {
         bail!("Kafka was not running under {}", home.display());
@@ -323,7 +329,15 @@ async fn test(
     );
 
     let t = Instant::now();
-    let restarted = native::start_kafka(home, ports);
+    let restarted = if on_docker {
+        let kafka = native::saved_plan(home, ports)
+            .into_iter()
+            .find(|s| s.kind == native::Kind::Kafka)
+            .context("no kafka in the saved stack")?;
+        crate::docker::start_service(home, &kafka).await
+    } else {
+        native::start_kafka(home, ports)
+    };
     steps.report(
         7,
         "start Kafka",

@@ -7,7 +7,10 @@ mod api;
 mod bench;
 mod cb;
 mod checks;
+mod compose;
+mod containers;
 mod dlq;
+mod docker;
 mod doctor;
 mod load;
 mod monitoring;
@@ -48,19 +51,22 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Start the platform (native processes) and wait until every part is healthy.
+    /// Start the platform (Docker containers when an engine answers, else native processes) and wait
+    /// until every part is healthy.
     Up {
         /// Do not install anything: print the commands for what is missing and exit 1.
         #[arg(long)]
         no_install: bool,
         /// Where to run: native processes, or Docker (auto: Docker when an engine answers).
-        #[arg(long, value_enum, default_value_t = native::Runtime::Auto)]
+        #[arg(long, value_enum, env = "PAYCTL_RUNTIME", default_value_t = native::Runtime::Auto)]
         runtime: native::Runtime,
         /// Instances per service; only the API scales: --scale ingest=3.
         #[arg(long, value_parser = parse_scale, default_value = "ingest=1")]
         scale: u16,
         #[command(flatten)]
         ports: native::Ports,
+        #[command(flatten)]
+        docker: Box<docker::DockerArgs>,
     },
     /// Stop what `payctl up` started. Data is kept unless --volumes.
     Down {
@@ -70,7 +76,10 @@ enum Command {
         #[command(flatten)]
         ports: native::Ports,
     },
-    /// Show each service: pid, address, health (exit 3 if one is not healthy).
+    /// Write compose/docker-compose.yml and the configs it uses from payctl's stack definition
+    /// (--check: exit 1 if the files in the repository differ from it).
+    Compose(compose::ComposeArgs),
+    /// Show each service: pid or container, address, health (exit 3 if one is not healthy).
     Status {
         #[arg(long)]
         json: bool,
@@ -195,6 +204,11 @@ fn parse_scale(s: &str) -> Result<u16, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // `payctl logs ingest | head` ends quietly when the reader goes away, like other Unix tools.
+    // SAFETY: called before any thread of ours writes; restores the default disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let home = cli.home.clone();
     let result = async {
@@ -204,17 +218,28 @@ async fn main() -> ExitCode {
                 runtime,
                 scale,
                 ports,
-            } => {
-                native::choose_runtime(runtime)?;
-                native::up(&home, &ports, scale, no_install).await
-            }
-            Command::Down { volumes, ports } => native::down(&home, &ports, volumes),
-            Command::Status { json, ports } => native::status(&home, &ports, json).await,
+                docker,
+            } => match native::choose_runtime(runtime).await? {
+                native::Runtime::Docker => docker::up(&home, &ports, scale, &docker).await,
+                _ => native::up(&home, &ports, scale, no_install).await,
+            },
+            Command::Down { volumes, ports } => match docker::saved(&home) {
+                Some(saved) => docker::down(&home, &saved.project, volumes).await,
+                None => native::down(&home, &ports, volumes),
+            },
+            Command::Compose(args) => compose::run(&args),
+            Command::Status { json, ports } => match docker::saved(&home) {
+                Some(_) => docker::status(&home, json).await,
+                None => native::status(&home, &ports, json).await,
+            },
             Command::Logs {
                 service,
                 follow,
                 lines,
-            } => native::logs(&home, &service, lines, follow).await,
+            } => match docker::saved(&home) {
+                Some(_) => docker::logs(&home, &service, lines, follow).await,
+                None => native::logs(&home, &service, lines, follow).await,
+            },
             Command::Authorize { args, target } => {
                 api::authorize(&api::Api::new(&home, &target)?, args)
                     .await

@@ -3,3 +3,6 @@
 
 pub const PROMETHEUS_YML: &str = include_str!("../../monitoring/prometheus/prometheus.yml");
 pub const ALERTS_YML: &str = include_str!("../../monitoring/prometheus/alerts.yml");
+/// Grafana's Prometheus data source; the Docker runtime points its URL at where Prometheus runs.
+pub const GRAFANA_DATASOURCE: &str =
+    include_str!("../../monitoring/grafana/provisioning/datasources/prometheus.yml");

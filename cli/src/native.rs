@@ -46,6 +46,9 @@ pub struct Ports {
     /// Gateway (nginx): the store at /, the API at /api.
     #[arg(long, env = "PAYCTL_GATEWAY_PORT", default_value_t = 8080)]
     pub gateway_port: u16,
+    /// Grafana (Docker runtime only).
+    #[arg(long, env = "PAYCTL_GRAFANA_PORT", default_value_t = 13000)]
+    pub grafana_port: u16,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +60,8 @@ pub enum Kind {
     Consumer,
     Prometheus,
     Gateway,
+    /// Docker runtime only: not packaged for the native one.
+    Grafana,
 }
 
 /// One process of the stack.
@@ -176,7 +181,7 @@ pub fn database_url(home: &Path, ports: &Ports) -> anyhow::Result<String> {
 
 /// Builds the store (frontend/dist) when this is a checkout without a build and npm is here, so that the
 /// gateway serves the store on the first `up`. Without npm the gateway shows a page that says how.
-fn build_store_if_missing() {
+pub fn build_store_if_missing() {
     let Ok(cwd) = std::env::current_dir() else {
         return;
     };
@@ -224,7 +229,10 @@ fn binaries() -> anyhow::Result<(PathBuf, PathBuf)> {
     Ok((server, consumer))
 }
 
-async fn healthy(kind: Kind, port: u16) -> bool {
+/// True when the service on 127.0.0.1:`port` answers as itself (a greeting, a PONG, broker metadata,
+/// an HTTP 200), not merely when the port accepts: Docker's port proxy accepts for a container that is
+/// not up yet.
+pub async fn healthy(kind: Kind, port: u16) -> bool {
     match kind {
         Kind::MariaDb => tokio::task::spawn_blocking(move || mariadb_greets(port))
             .await
@@ -232,24 +240,37 @@ async fn healthy(kind: Kind, port: u16) -> bool {
         Kind::Redis => tokio::task::spawn_blocking(move || redis_pongs(port))
             .await
             .unwrap_or(false),
-        Kind::Kafka => tokio::task::spawn_blocking(move || ports::is_listening(port))
+        Kind::Kafka => tokio::task::spawn_blocking(move || kafka_answers(port))
             .await
             .unwrap_or(false),
-        Kind::Ingest | Kind::Consumer | Kind::Gateway | Kind::Prometheus => reqwest::Client::new()
-            .get(format!(
-                "http://127.0.0.1:{port}/{}",
-                match kind {
-                    Kind::Gateway => "health",
-                    Kind::Prometheus => "-/ready",
-                    _ => "ready",
-                }
-            ))
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .map(|r| r.status().is_success())
-            .unwrap_or(false),
+        Kind::Ingest | Kind::Consumer | Kind::Gateway | Kind::Prometheus | Kind::Grafana => {
+            reqwest::Client::new()
+                .get(format!(
+                    "http://127.0.0.1:{port}/{}",
+                    match kind {
+                        Kind::Gateway => "health",
+                        Kind::Prometheus => "-/ready",
+                        Kind::Grafana => "api/health",
+                        _ => "ready",
+                    }
+                ))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .map(|r| r.status().is_success())
+                .unwrap_or(false)
+        }
     }
+}
+
+/// A broker answers a metadata request on 127.0.0.1:`port`.
+fn kafka_answers(port: u16) -> bool {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: Result<BaseConsumer, _> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", format!("127.0.0.1:{port}"))
+        .set_log_level(rdkafka::config::RDKafkaLogLevel::Emerg)
+        .create();
+    consumer.is_ok_and(|c| c.fetch_metadata(None, Duration::from_secs(2)).is_ok())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -259,30 +280,13 @@ pub enum Runtime {
     Docker,
 }
 
-/// True when a Docker engine answers on its socket.
-fn docker_answers() -> bool {
-    Path::new("/var/run/docker.sock").exists()
-        && Command::new("docker")
-            .args(["version", "--format", "{{.Server.Version}}"])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
-}
-
-/// Picks the runtime. Only the native runtime exists so far; the Docker one (bollard) is next.
-pub fn choose_runtime(requested: Runtime) -> anyhow::Result<()> {
-    match requested {
-        Runtime::Native => Ok(()),
-        Runtime::Docker => bail!("the Docker runtime is not available yet; use --runtime native"),
-        Runtime::Auto => {
-            if docker_answers() {
-                eprintln!(
-                    "a Docker engine answers, but the Docker runtime is not available yet: using native processes"
-                );
-            }
-            Ok(())
-        }
-    }
+/// Picks the runtime: Docker when asked, or (auto) when an engine answers; native otherwise.
+pub async fn choose_runtime(requested: Runtime) -> anyhow::Result<Runtime> {
+    Ok(match requested {
+        Runtime::Auto if crate::docker::answers().await => Runtime::Docker,
+        Runtime::Auto => Runtime::Native,
+        other => other,
+    })
 }
 
 /// What the native runtime runs, the package that provides it, and how to install it.
@@ -393,8 +397,15 @@ pub async fn up(
     }
     let key = dev_merchant_key(home, ports).await?;
     print_status(home, ports, false).await?;
+    print_endpoints(home, ports, &key);
+    println!("Grafana:      needs the Docker runtime (payctl top shows the key figures)");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The gateway, the API and the dev merchant's key, after `up` on either runtime.
+pub fn print_endpoints(home: &Path, ports: &Ports, key: &ApiKey) {
     println!(
-        "\ngateway:      http://127.0.0.1:{}/   (store; Grafana needs the Docker runtime)",
+        "\ngateway:      http://127.0.0.1:{}/   (the store)",
         ports.gateway_port
     );
     println!("API:          http://127.0.0.1:{}/api", ports.gateway_port);
@@ -409,7 +420,6 @@ pub async fn up(
         key.expose(),
         ports.gateway_port
     );
-    Ok(ExitCode::SUCCESS)
 }
 
 /// The application's database and its own user with a generated password (root stays local-only).
@@ -435,8 +445,19 @@ async fn provision_database(home: &Path, ports: &Ports) -> anyhow::Result<()> {
 }
 
 /// The dev merchant's API key: created (and stored, 0600) on the first `up`, reused after.
-async fn dev_merchant_key(home: &Path, ports: &Ports) -> anyhow::Result<ApiKey> {
+pub async fn dev_merchant_key(home: &Path, ports: &Ports) -> anyhow::Result<ApiKey> {
     merchant_key(home, ports, DEV_MERCHANT, "Dev merchant (payctl up)").await
+}
+
+/// The demo store's key, which the gateway adds on /store-api: a browser never holds an API key.
+pub async fn store_key(home: &Path, ports: &Ports) -> anyhow::Result<ApiKey> {
+    merchant_key(
+        home,
+        ports,
+        STORE_MERCHANT,
+        "Demo store (gateway /store-api)",
+    )
+    .await
 }
 
 /// The API key of a merchant payctl provisions (kept in `secrets/<merchant>.key`, mode 0600), created
@@ -685,21 +706,14 @@ async fn start_service(
                 .arg("--storage.tsdb.retention.time=7d");
             cmd
         }
+        Kind::Grafana => bail!("Grafana is not available natively; use --runtime docker"),
         Kind::Gateway => {
             let upstreams: Vec<u16> = stack
                 .iter()
                 .filter(|s| s.kind == Kind::Ingest)
                 .map(|s| s.port)
                 .collect();
-            // The store calls /store-api, where the gateway adds the store merchant's key: a browser
-            // never holds an API key.
-            let store_key = merchant_key(
-                home,
-                ports,
-                STORE_MERCHANT,
-                "Demo store (gateway /store-api)",
-            )
-            .await?;
+            let store_key = store_key(home, ports).await?;
             let conf = gateway_config(&dir, port, &upstreams, store_key.expose())?;
             let mut cmd = Command::new(payctl_stack::install::require("nginx")?);
             cmd.arg("-p").arg(&dir).arg("-c").arg(conf);
@@ -731,12 +745,25 @@ async fn start_service(
 }
 
 /// Prometheus for the native runtime: the repository's config and alert rules (monitoring/prometheus,
-/// built into payctl) and a targets file per job written from the stack definition.
+/// built into payctl) and the targets files written from the stack definition.
 fn prometheus_config(dir: &Path, stack: &[Svc]) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir.join("targets"))?;
     let config = dir.join("prometheus.yml");
     std::fs::write(&config, crate::monitoring::PROMETHEUS_YML)?;
     std::fs::write(dir.join("alerts.yml"), crate::monitoring::ALERTS_YML)?;
+    for (file, body) in prometheus_targets(stack, &|s| format!("127.0.0.1:{}", s.port))? {
+        std::fs::write(dir.join(file), body)?;
+    }
+    Ok(config)
+}
+
+/// Prometheus' targets files (`targets/<job>.json`, file_sd) for every service it scrapes, each at
+/// the address `addr` gives: 127.0.0.1:port natively, the service name on a Docker network.
+pub fn prometheus_targets(
+    stack: &[Svc],
+    addr: &dyn Fn(&Svc) -> String,
+) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let mut files = Vec::new();
     for (job, kind) in [
         ("ingest", Kind::Ingest),
         ("consumer", Kind::Consumer),
@@ -745,19 +772,13 @@ fn prometheus_config(dir: &Path, stack: &[Svc]) -> anyhow::Result<PathBuf> {
         let targets: Vec<serde_json::Value> = stack
             .iter()
             .filter(|s| s.kind == kind)
-            .map(|s| {
-                serde_json::json!({
-                    "targets": [format!("127.0.0.1:{}", s.port)],
-                    "labels": {"service": s.name},
-                })
-            })
+            .map(|s| serde_json::json!({"targets": [addr(s)], "labels": {"service": s.name}}))
             .collect();
-        std::fs::write(
-            dir.join("targets").join(format!("{job}.json")),
-            serde_json::to_vec_pretty(&targets)?,
-        )?;
+        let mut body = serde_json::to_vec_pretty(&targets)?;
+        body.push(b'\n');
+        files.push((format!("targets/{job}.json"), body));
     }
-    Ok(config)
+    Ok(files)
 }
 
 /// One proxied path to the ingest instances: keep-alive upstream connections, a refused connection or
@@ -771,10 +792,62 @@ fn api_location(path: &str, extra: &str) -> String {
     )
 }
 
-/// nginx for the native runtime: `/` serves the store (frontend/dist when built), `/api/` balances over
-/// the ingest instances. A refused connection is retried on the next instance and the failed one is
+/// Where nginx keeps its files: under the native runtime's state directory, or in a container's
+/// standard places.
+pub struct NginxLayout {
+    pub pid: String,
+    pub error_log: String,
+    pub access_log: String,
+    pub temp: String,
+    pub root: String,
+    /// `user root root;`: nginx started by root on the native runtime serves files root can read.
+    pub as_root: bool,
+}
+
+/// The gateway's nginx.conf, for both runtimes and the compose file: `/` serves the store, `/api/`
+/// balances over the ingest instances (`upstreams`, host:port), `/store-api/` adds the store merchant's
+/// key when there is one. A refused connection is retried on the next instance and the failed one is
 /// left out for a few seconds (passive health checks), so a dead instance costs at most its in-flight
 /// requests.
+pub fn nginx_conf(
+    listen: &str,
+    upstreams: &[String],
+    store_key: Option<&str>,
+    layout: &NginxLayout,
+) -> String {
+    let servers: String = upstreams
+        .iter()
+        .map(|a| format!("        server {a} max_fails=1 fail_timeout=5s;\n"))
+        .collect();
+    let user = if layout.as_root {
+        "user root root;\n"
+    } else {
+        ""
+    };
+    let store_auth = store_key
+        .map(|k| format!("proxy_set_header Authorization \"Bearer {k}\";"))
+        .unwrap_or_default();
+    format!(
+        "# Generated by payctl; changes are overwritten.\n{user}daemon off;\nworker_processes 1;\n\
+         pid {pid};\nerror_log {err} warn;\nevents {{ worker_connections 1024; }}\nhttp {{\n\
+         access_log {access};\n    client_body_temp_path {tmp}/body;\n    proxy_temp_path {tmp}/proxy;\n\
+         fastcgi_temp_path {tmp}/fastcgi;\n    uwsgi_temp_path {tmp}/uwsgi;\n    scgi_temp_path {tmp}/scgi;\n\
+         include /etc/nginx/mime.types;\n    upstream ingest {{\n{servers}        keepalive 64;\n    }}\n\
+         server {{\n        listen {listen};\n\
+         location = /health {{ default_type application/json; return 200 '{{\"status\":\"UP\"}}'; }}\n\
+         {api}{store_api}\
+         location / {{ root {root}; try_files $uri /index.html; }}\n    }}\n}}\n",
+        api = api_location("/api/", ""),
+        store_api = api_location("/store-api/", &store_auth),
+        pid = layout.pid,
+        err = layout.error_log,
+        access = layout.access_log,
+        tmp = layout.temp,
+        root = layout.root,
+    )
+}
+
+/// nginx for the native runtime, in its state directory; the store from frontend/dist when built.
 fn gateway_config(
     dir: &Path,
     port: u16,
@@ -799,36 +872,21 @@ fn gateway_config(
         )?;
         dir.join("www")
     };
-    let servers: String = upstreams
-        .iter()
-        .map(|p| format!("        server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;\n"))
-        .collect();
-    let tmp = dir.join("tmp");
-    let user = if payctl_stack::install::is_root() {
-        "user root root;\n"
-    } else {
-        ""
+    let path_of = |p: PathBuf| p.display().to_string();
+    let layout = NginxLayout {
+        pid: path_of(dir.join("nginx.pid")),
+        error_log: path_of(dir.join("error.log")),
+        access_log: path_of(dir.join("access.log")),
+        temp: path_of(dir.join("tmp")),
+        root: path_of(root),
+        as_root: payctl_stack::install::is_root(),
     };
-    let conf = format!(
-        "# Generated by payctl up; changes are overwritten.\n{user}daemon off;\nworker_processes 1;\n\
-         pid {pid};\nerror_log {err} warn;\nevents {{ worker_connections 1024; }}\nhttp {{\n\
-         access_log {access};\n    client_body_temp_path {tmp}/body;\n    proxy_temp_path {tmp}/proxy;\n\
-         fastcgi_temp_path {tmp}/fastcgi;\n    uwsgi_temp_path {tmp}/uwsgi;\n    scgi_temp_path {tmp}/scgi;\n\
-         include /etc/nginx/mime.types;\n    upstream ingest {{\n{servers}        keepalive 64;\n    }}\n\
-         server {{\n        listen 127.0.0.1:{port};\n\
-         location = /health {{ default_type application/json; return 200 '{{\"status\":\"UP\"}}'; }}\n\
-         {api}{store_api}\
-         location / {{ root {root}; try_files $uri /index.html; }}\n    }}\n}}\n",
-        api = api_location("/api/", ""),
-        store_api = api_location(
-            "/store-api/",
-            &format!("proxy_set_header Authorization \"Bearer {store_key}\";"),
-        ),
-        pid = dir.join("nginx.pid").display(),
-        err = dir.join("error.log").display(),
-        access = dir.join("access.log").display(),
-        tmp = tmp.display(),
-        root = root.display(),
+    let upstreams: Vec<String> = upstreams.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let conf = nginx_conf(
+        &format!("127.0.0.1:{port}"),
+        &upstreams,
+        Some(store_key),
+        &layout,
     );
     let path = dir.join("nginx.conf");
     // It holds the store merchant's key.

@@ -1,0 +1,1036 @@
+//! The Docker runtime: the stack as containers through the engine's API (bollard).
+//!
+//! Every resource it creates carries the label `com.payctl.project=<project>`; `down`, `status` and
+//! `logs` find what to act on by that label and nothing else, so a user's other containers are never
+//! touched. The containers come from [`containers`](crate::containers), the same definition
+//! `payctl compose` writes `compose/docker-compose.yml` from. Health is checked from the host on the
+//! published (or, on the host network, the service's own) port, exactly as on the native runtime.
+
+use crate::containers::{self, Container, Images, Network, Secrets};
+use crate::native::{self, Kind, Ports, Svc};
+use crate::output;
+use anyhow::{bail, Context};
+use bollard::models::{
+    ContainerCreateBody, HostConfig, NetworkCreateRequest, PortBinding, RestartPolicy,
+    RestartPolicyNameEnum, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    BuildImageOptions, CreateContainerOptions, CreateImageOptions, InspectContainerOptions,
+    ListContainersOptions, ListNetworksOptions, ListVolumesOptions, LogsOptions,
+    RemoveContainerOptions, RemoveVolumeOptions, StartContainerOptions, StopContainerOptions,
+    UploadToContainerOptions,
+};
+use bollard::Docker;
+use clap::Args;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+const PROJECT_LABEL: &str = "com.payctl.project";
+const SERVICE_LABEL: &str = "com.payctl.service";
+
+/// Options of the Docker runtime (`payctl up --runtime docker`).
+#[derive(Debug, Clone, Args)]
+pub struct DockerArgs {
+    /// Container network: bridge (services by name, ports published on 127.0.0.1) or host.
+    #[arg(long, value_enum, env = "PAYCTL_DOCKER_NETWORK", default_value_t = Network::Bridge)]
+    pub network: Network,
+    /// Name of this stack: prefix of its containers, volumes and network, and its label value.
+    #[arg(long, env = "PAYCTL_PROJECT", default_value = "payctl")]
+    pub project: String,
+    /// Build argument for the project's images (repeatable), e.g. RUNTIME_IMAGE=debian:bookworm-slim.
+    #[arg(
+        long = "build-arg",
+        value_name = "NAME=VALUE",
+        env = "PAYCTL_BUILD_ARGS",
+        value_delimiter = ','
+    )]
+    pub build_args: Vec<String>,
+    /// Network mode for image builds (RUN steps), e.g. host where the default bridge is unavailable.
+    #[arg(long, env = "PAYCTL_BUILD_NETWORK")]
+    pub build_network: Option<String>,
+    /// Put pay-server and pay-consumer from this directory into their images instead of compiling in a
+    /// container (e.g. target/release).
+    #[arg(long, env = "PAYCTL_PREBUILT", value_name = "DIR")]
+    pub prebuilt: Option<PathBuf>,
+    /// Build the project's images even when they exist.
+    #[arg(long)]
+    pub rebuild: bool,
+    /// Services to leave out (prometheus, grafana), comma-separated.
+    #[arg(long, value_delimiter = ',', value_parser = ["prometheus", "grafana"])]
+    pub without: Vec<String>,
+    /// How long a service may take to become healthy.
+    #[arg(long, default_value_t = 180, value_name = "SECONDS")]
+    pub health_timeout: u64,
+    #[command(flatten)]
+    pub images: Images,
+}
+
+/// What `up` ran, for the commands that follow (`down`, `status`, `logs`, `cb test`).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Saved {
+    pub project: String,
+    pub network: Network,
+}
+
+fn saved_path(home: &Path) -> PathBuf {
+    home.join("docker.json")
+}
+
+/// The Docker stack `up` started under `home`, if that is the runtime in use.
+pub fn saved(home: &Path) -> Option<Saved> {
+    serde_json::from_slice(&std::fs::read(saved_path(home)).ok()?).ok()
+}
+
+/// Connects to the engine and agrees on an API version (Debian's engine speaks 1.41; bollard asks for
+/// newer by default).
+pub async fn connect() -> anyhow::Result<Docker> {
+    let docker =
+        Docker::connect_with_local_defaults().context("connecting to the Docker engine")?;
+    let docker = docker
+        .negotiate_version()
+        .await
+        .context("the Docker engine does not answer (is dockerd running?)")?;
+    docker
+        .ping()
+        .await
+        .context("the Docker engine does not answer")?;
+    Ok(docker)
+}
+
+/// True when an engine answers on the local socket.
+pub async fn answers() -> bool {
+    tokio::time::timeout(Duration::from_secs(3), connect())
+        .await
+        .is_ok_and(|r| r.is_ok())
+}
+
+fn container_name(project: &str, service: &str) -> String {
+    format!("{project}-{service}")
+}
+
+fn labels(project: &str, service: Option<&str>) -> HashMap<String, String> {
+    let mut l = HashMap::from([(PROJECT_LABEL.to_owned(), project.to_owned())]);
+    if let Some(s) = service {
+        l.insert(SERVICE_LABEL.to_owned(), s.to_owned());
+    }
+    l
+}
+
+fn project_filter(project: &str) -> HashMap<String, Vec<String>> {
+    HashMap::from([(
+        "label".to_owned(),
+        vec![format!("{PROJECT_LABEL}={project}")],
+    )])
+}
+
+/// The secrets the containers run with, generated once per state directory (dev only).
+async fn secrets(home: &Path, ports: &Ports, with_store_key: bool) -> anyhow::Result<Secrets> {
+    Ok(Secrets {
+        db_password: native::secret(home, "db-password")?,
+        db_root_password: native::secret(home, "db-root-password")?,
+        admin_token: native::secret(home, "admin-token")?,
+        grafana_password: native::secret(home, "grafana-admin-password")?,
+        store_key: if with_store_key {
+            Some(native::store_key(home, ports).await?.expose().to_owned())
+        } else {
+            None
+        },
+    })
+}
+
+pub async fn up(
+    home: &Path,
+    ports: &Ports,
+    ingest: u16,
+    args: &DockerArgs,
+) -> anyhow::Result<ExitCode> {
+    let docker = connect().await?;
+    std::fs::create_dir_all(home)?;
+    let home = &home.canonicalize()?;
+    let project = args.project.as_str();
+    let stack = containers::plan(ports, ingest, &args.without);
+    check_ports(&docker, project, &stack).await?;
+    std::fs::write(
+        saved_path(home),
+        serde_json::to_vec_pretty(&Saved {
+            project: project.to_owned(),
+            network: args.network,
+        })?,
+    )?;
+    std::fs::write(home.join("stack.json"), serde_json::to_vec_pretty(&stack)?)?;
+
+    // Images first: nothing starts until every image is there.
+    let defs = containers::containers(
+        &stack,
+        args.network,
+        &args.images,
+        &secrets(home, ports, false).await?,
+    );
+    for def in &defs {
+        ensure_image(&docker, def, args).await?;
+    }
+    if args.network == Network::Bridge {
+        ensure_network(&docker, project).await?;
+    }
+
+    for svc in &stack {
+        let started = Instant::now();
+        // The gateway's config holds the store merchant's key, which needs the database up.
+        let secrets = secrets(home, ports, svc.kind == Kind::Gateway).await?;
+        let defs = containers::containers(&stack, args.network, &args.images, &secrets);
+        let def = defs
+            .iter()
+            .find(|d| d.service == svc.name)
+            .context("service without a container definition")?;
+        let name = container_name(project, &svc.name);
+        if is_running(&docker, &name).await {
+            eprintln!("{:<10} already running ({name})", svc.name);
+            continue;
+        }
+        let spinner = indicatif::ProgressBar::new_spinner();
+        spinner.set_message(format!(
+            "{:<10} starting {name} ({}) …",
+            svc.name, def.image
+        ));
+        spinner.enable_steady_tick(Duration::from_millis(100));
+        let result = start(&docker, project, args, def).await;
+        let result = match result {
+            Ok(()) => {
+                wait_healthy(
+                    &docker,
+                    &name,
+                    svc,
+                    Duration::from_secs(args.health_timeout),
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        spinner.finish_and_clear();
+        if let Err(e) = result {
+            eprintln!(
+                "{} {:<10} failed after {:.1?}",
+                output::mark(false),
+                svc.name,
+                started.elapsed()
+            );
+            return Err(e.context(format!(
+                "{} failed to start; `payctl logs {}` shows its log, `payctl down` removes the stack",
+                svc.name, svc.name
+            )));
+        }
+        eprintln!(
+            "{} {:<10} healthy on 127.0.0.1:{} in {:.1?}",
+            output::mark(true),
+            svc.name,
+            svc.port,
+            started.elapsed()
+        );
+    }
+    let key = native::dev_merchant_key(home, ports).await?;
+    print_status(&docker, home, false).await?;
+    native::print_endpoints(home, ports, &key);
+    if stack.iter().any(|s| s.kind == Kind::Grafana) {
+        println!(
+            "Grafana:      http://127.0.0.1:{}/   (admin password in {})",
+            ports.grafana_port,
+            home.join("secrets/grafana-admin-password").display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Fails before anything starts when a port is taken by something other than this stack, naming the
+/// container (or process) that holds it.
+async fn check_ports(docker: &Docker, project: &str, stack: &[Svc]) -> anyhow::Result<()> {
+    let all = docker
+        .list_containers(Some(ListContainersOptions {
+            all: false,
+            ..Default::default()
+        }))
+        .await?;
+    for svc in stack {
+        let ours = container_name(project, &svc.name);
+        if is_running(docker, &ours).await || !payctl_stack::ports::is_listening(svc.port) {
+            continue;
+        }
+        let holder = payctl_stack::ports::holder(svc.port);
+        // A published port (docker-proxy) or a process inside a container (host network).
+        let container = all.iter().find(|c| {
+            let publishes = c
+                .ports
+                .iter()
+                .flatten()
+                .any(|p| p.public_port == Some(svc.port));
+            let runs_holder = holder.as_ref().is_some_and(|(pid, _)| {
+                let cgroup =
+                    std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+                c.id.as_deref().is_some_and(|id| cgroup.contains(id))
+            });
+            publishes || runs_holder
+        });
+        let who = match (container, holder) {
+            (Some(c), _) => format!(
+                "container {} ({})",
+                c.names
+                    .iter()
+                    .flatten()
+                    .next()
+                    .map(|n| n.trim_start_matches('/'))
+                    .unwrap_or("?"),
+                c.image.as_deref().unwrap_or("?")
+            ),
+            (None, Some((pid, cmd))) => format!("{cmd} (pid {pid})"),
+            (None, None) => "another process".into(),
+        };
+        let flag = svc.name.split('-').next().unwrap_or(&svc.name);
+        bail!(
+            "port {} for {} is already in use by {who}; free it or choose another with --{flag}-port",
+            svc.port,
+            svc.name
+        );
+    }
+    Ok(())
+}
+
+async fn image_exists(docker: &Docker, image: &str) -> bool {
+    docker.inspect_image(image).await.is_ok()
+}
+
+async fn ensure_image(docker: &Docker, def: &Container, args: &DockerArgs) -> anyhow::Result<()> {
+    match &def.build {
+        Some(build) => {
+            if args.rebuild || !image_exists(docker, &def.image).await {
+                build_image(docker, &def.image, build, args).await?;
+            }
+        }
+        None => {
+            if !image_exists(docker, &def.image).await {
+                pull(docker, &def.image).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Pulls an image with a progress bar per layer; retried on failure with a growing pause.
+async fn pull(docker: &Docker, image: &str) -> anyhow::Result<()> {
+    const ATTEMPTS: u32 = 4;
+    let (from_image, tag) = match image.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => (name, tag),
+        _ => (image, "latest"),
+    };
+    let mut last = None;
+    for attempt in 1..=ATTEMPTS {
+        eprintln!("pulling {image} (attempt {attempt}/{ATTEMPTS})");
+        let bars = indicatif::MultiProgress::new();
+        let mut layers: HashMap<String, indicatif::ProgressBar> = HashMap::new();
+        let style = indicatif::ProgressStyle::with_template(
+            "  {prefix:12} {msg:12} {bar:30} {bytes}/{total_bytes}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        let mut stream = docker.create_image(
+            Some(CreateImageOptions {
+                from_image: Some(from_image.to_owned()),
+                tag: Some(tag.to_owned()),
+                ..Default::default()
+            }),
+            None,
+            None,
+        );
+        let mut failed = None;
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(e) = info.error_detail.and_then(|e| e.message) {
+                        failed = Some(anyhow::anyhow!(e));
+                        break;
+                    }
+                    let Some(id) = info.id else { continue };
+                    let bar = layers.entry(id.clone()).or_insert_with(|| {
+                        let b = bars.add(indicatif::ProgressBar::new(0));
+                        b.set_style(style.clone());
+                        b.set_prefix(id);
+                        b
+                    });
+                    if let Some(p) = info.progress_detail {
+                        if let (Some(cur), Some(total)) = (p.current, p.total) {
+                            bar.set_length(total.max(0) as u64);
+                            bar.set_position(cur.max(0) as u64);
+                        }
+                    }
+                    bar.set_message(info.status.unwrap_or_default());
+                }
+                Err(e) => {
+                    failed = Some(e.into());
+                    break;
+                }
+            }
+        }
+        for bar in layers.values() {
+            bar.finish();
+        }
+        match failed {
+            None => return Ok(()),
+            Some(e) => {
+                eprintln!("  pull failed: {e}");
+                last = Some(e);
+                if attempt < ATTEMPTS {
+                    tokio::time::sleep(Duration::from_secs(2u64.pow(attempt))).await;
+                }
+            }
+        }
+    }
+    Err(last
+        .unwrap_or_else(|| anyhow::anyhow!("no attempt made"))
+        .context(format!("pulling {image} failed {ATTEMPTS} times")))
+}
+
+/// The repository checkout the project's images are built from.
+fn source_dir() -> anyhow::Result<PathBuf> {
+    let dir = match std::env::var_os("PAYCTL_SOURCE_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => std::env::current_dir()?,
+    };
+    if !dir.join("compose/rust-service.Dockerfile").exists() {
+        bail!(
+            "{} is not a payctl checkout (no compose/rust-service.Dockerfile); run from the checkout or set PAYCTL_SOURCE_DIR",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}
+
+/// The build context as a tar: the repository paths the Dockerfile uses (never target/ or
+/// node_modules/), plus the host-built binary with --prebuilt.
+fn context_tar(
+    source: &Path,
+    build: &containers::Build,
+    prebuilt: Option<&Path>,
+) -> anyhow::Result<Vec<u8>> {
+    let mut tar = tar::Builder::new(Vec::new());
+    tar.follow_symlinks(true);
+    // The classic builder rejects GNU sparse entries (debug binaries can be sparse on disk).
+    tar.sparse(false);
+    // Same bytes for the same files: the engine's build cache can reuse layers.
+    tar.mode(tar::HeaderMode::Deterministic);
+    for path in build.context {
+        let full = source.join(path);
+        if full.is_dir() {
+            tar.append_dir_all(path, &full)
+                .with_context(|| format!("adding {} to the build context", full.display()))?;
+        } else if full.exists() {
+            tar.append_path_with_name(&full, path)?;
+        } else {
+            bail!(
+                "{} is missing{}",
+                full.display(),
+                if path.starts_with("frontend/dist") {
+                    " (build the store: cd frontend && npm ci && npm run build)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    if let (Some(dir), Some(service)) = (prebuilt, build.service) {
+        let binary = dir.join(service);
+        tar.append_path_with_name(&binary, format!("compose/prebuilt/{service}"))
+            .with_context(|| format!("adding the prebuilt {}", binary.display()))?;
+    }
+    Ok(tar.into_inner()?)
+}
+
+async fn build_image(
+    docker: &Docker,
+    image: &str,
+    build: &containers::Build,
+    args: &DockerArgs,
+) -> anyhow::Result<()> {
+    let source = source_dir()?;
+    if build.dockerfile == "compose/gateway.Dockerfile" {
+        native::build_store_if_missing();
+    }
+    let prebuilt = args.prebuilt.as_deref().filter(|_| build.service.is_some());
+    let context = context_tar(&source, build, prebuilt)?;
+    let mut buildargs: HashMap<String, String> = args
+        .build_args
+        .iter()
+        .filter_map(|a| a.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    if let Some(service) = build.service {
+        buildargs.insert("SERVICE".into(), service.into());
+    }
+    let target = match (build.service, prebuilt) {
+        (Some(_), Some(_)) => "prebuilt",
+        (Some(_), None) => "release",
+        _ => "",
+    };
+    eprintln!(
+        "building {image} from {}{} ({} KiB context)",
+        build.dockerfile,
+        if target.is_empty() {
+            String::new()
+        } else {
+            format!(", target {target}")
+        },
+        context.len() / 1024
+    );
+    let spinner = indicatif::ProgressBar::new_spinner();
+    spinner.enable_steady_tick(Duration::from_millis(100));
+    let mut stream = docker.build_image(
+        BuildImageOptions {
+            dockerfile: build.dockerfile.to_owned(),
+            t: Some(image.to_owned()),
+            rm: true,
+            forcerm: true,
+            buildargs: Some(buildargs),
+            networkmode: args.build_network.clone(),
+            target: target.to_owned(),
+            labels: Some(labels("payctl-image", None)),
+            ..Default::default()
+        },
+        None,
+        Some(bollard::body_full(context.into())),
+    );
+    let mut tail: Vec<String> = Vec::new();
+    while let Some(item) = stream.next().await {
+        let info = match item {
+            Ok(info) => info,
+            Err(e) => {
+                spinner.finish_and_clear();
+                bail!("building {image}: {e}\n{}", tail.join("\n"));
+            }
+        };
+        if let Some(e) = info.error_detail.and_then(|e| e.message) {
+            spinner.finish_and_clear();
+            bail!("building {image}: {e}\nlast output:\n{}", tail.join("\n"));
+        }
+        for line in info.stream.unwrap_or_default().lines() {
+            let line = line.trim_end();
+            if line.is_empty() {
+                continue;
+            }
+            if line.starts_with("Step ") {
+                spinner.set_message(line.to_owned());
+            }
+            tail.push(line.to_owned());
+            if tail.len() > 30 {
+                tail.remove(0);
+            }
+        }
+    }
+    spinner.finish_and_clear();
+    eprintln!("{} built {image}", output::mark(true));
+    Ok(())
+}
+
+async fn ensure_network(docker: &Docker, project: &str) -> anyhow::Result<()> {
+    let existing = docker
+        .list_networks(Some(ListNetworksOptions {
+            filters: Some(project_filter(project)),
+        }))
+        .await?;
+    if existing.iter().any(|n| n.name.as_deref() == Some(project)) {
+        return Ok(());
+    }
+    docker
+        .create_network(NetworkCreateRequest {
+            name: project.to_owned(),
+            driver: Some("bridge".into()),
+            labels: Some(labels(project, None)),
+            ..Default::default()
+        })
+        .await
+        .with_context(|| format!("creating network {project}"))?;
+    Ok(())
+}
+
+/// True once a container has exited and been restarted by its restart policy: it is crash-looping.
+async fn has_restarted(docker: &Docker, name: &str) -> bool {
+    docker
+        .inspect_container(name, None::<InspectContainerOptions>)
+        .await
+        .ok()
+        .is_some_and(|c| {
+            c.restart_count.unwrap_or(0) > 0 || c.state.and_then(|s| s.restarting).unwrap_or(false)
+        })
+}
+
+async fn is_running(docker: &Docker, name: &str) -> bool {
+    docker
+        .inspect_container(name, None::<InspectContainerOptions>)
+        .await
+        .ok()
+        .and_then(|c| c.state?.running)
+        .unwrap_or(false)
+}
+
+/// Creates (replacing a stopped one) and starts one container, its config files placed first.
+async fn start(
+    docker: &Docker,
+    project: &str,
+    args: &DockerArgs,
+    def: &Container,
+) -> anyhow::Result<()> {
+    let name = container_name(project, &def.service);
+    // A stopped container of ours may hold an older definition: replace it (its data is in the volume).
+    let _ = docker
+        .remove_container(
+            &name,
+            Some(RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            }),
+        )
+        .await;
+    let mut binds = Vec::new();
+    if let Some(mount) = def.volume {
+        let volume = container_name(project, &def.service);
+        docker
+            .create_volume(VolumeCreateRequest {
+                name: Some(volume.clone()),
+                labels: Some(labels(project, Some(&def.service))),
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("creating volume {volume}"))?;
+        binds.push(format!("{volume}:{mount}"));
+    }
+    let port_bindings: HashMap<String, Option<Vec<PortBinding>>> = def
+        .publish
+        .iter()
+        .map(|(host, inside)| {
+            (
+                format!("{inside}/tcp"),
+                Some(vec![PortBinding {
+                    host_ip: Some("127.0.0.1".into()),
+                    host_port: Some(host.to_string()),
+                }]),
+            )
+        })
+        .collect();
+    let body = ContainerCreateBody {
+        image: Some(def.image.clone()),
+        env: Some(def.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        cmd: def.cmd.clone(),
+        labels: Some(labels(project, Some(&def.service))),
+        exposed_ports: Some(
+            def.publish
+                .iter()
+                .map(|(_, p)| format!("{p}/tcp"))
+                .collect(),
+        ),
+        host_config: Some(HostConfig {
+            network_mode: Some(match args.network {
+                Network::Bridge => project.to_owned(),
+                Network::Host => "host".into(),
+            }),
+            port_bindings: Some(port_bindings),
+            binds: Some(binds),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            }),
+            ..Default::default()
+        }),
+        networking_config: (args.network == Network::Bridge).then(|| {
+            bollard::models::NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    project.to_owned(),
+                    bollard::models::EndpointSettings {
+                        aliases: Some(vec![def.service.clone()]),
+                        ..Default::default()
+                    },
+                )])),
+            }
+        }),
+        ..Default::default()
+    };
+    docker
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(name.clone()),
+                ..Default::default()
+            }),
+            body,
+        )
+        .await
+        .with_context(|| format!("creating container {name} from {}", def.image))?;
+    if !def.files.is_empty() {
+        let mut tar = tar::Builder::new(Vec::new());
+        for (path, content) in &def.files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(content.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            tar.append_data(
+                &mut header,
+                path.trim_start_matches('/'),
+                content.as_slice(),
+            )?;
+        }
+        docker
+            .upload_to_container(
+                &name,
+                Some(UploadToContainerOptions {
+                    path: "/".into(),
+                    ..Default::default()
+                }),
+                bollard::body_full(tar.into_inner()?.into()),
+            )
+            .await
+            .with_context(|| format!("writing the config files into {name}"))?;
+    }
+    docker
+        .start_container(&name, None::<StartContainerOptions>)
+        .await
+        .with_context(|| format!("starting {name}"))?;
+    Ok(())
+}
+
+/// Waits until the service answers on its port; on a time-out or an exit, the container's last log
+/// lines are in the error.
+async fn wait_healthy(
+    docker: &Docker,
+    name: &str,
+    svc: &Svc,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if native::healthy(svc.kind, svc.port).await {
+            return Ok(());
+        }
+        let running = is_running(docker, name).await && !has_restarted(docker, name).await;
+        if !running || Instant::now() > deadline {
+            let why = if running {
+                format!("did not become healthy within {}s", timeout.as_secs())
+            } else {
+                "exited".to_owned()
+            };
+            bail!(
+                "container {name} {why}; its last log lines:\n{}",
+                log_lines(docker, name, 30).await.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn log_lines(docker: &Docker, name: &str, lines: usize) -> Vec<String> {
+    let mut stream = docker.logs(
+        name,
+        Some(LogsOptions {
+            stdout: true,
+            stderr: true,
+            tail: lines.to_string(),
+            ..Default::default()
+        }),
+    );
+    let mut out = Vec::new();
+    while let Some(Ok(chunk)) = stream.next().await {
+        out.extend(chunk.to_string().lines().map(str::to_owned));
+    }
+    out
+}
+
+/// Stops one service's container (for `payctl cb test`); true if it was running.
+pub async fn stop_service(home: &Path, service: &str) -> anyhow::Result<bool> {
+    let saved = saved(home).context("no Docker stack under this state directory")?;
+    let docker = connect().await?;
+    let name = container_name(&saved.project, service);
+    if !is_running(&docker, &name).await {
+        return Ok(false);
+    }
+    docker
+        .stop_container(
+            &name,
+            Some(StopContainerOptions {
+                t: Some(30),
+                ..Default::default()
+            }),
+        )
+        .await
+        .with_context(|| format!("stopping {name}"))?;
+    Ok(true)
+}
+
+/// Starts a stopped service's container again and waits until it is healthy.
+pub async fn start_service(home: &Path, svc: &Svc) -> anyhow::Result<()> {
+    let saved = saved(home).context("no Docker stack under this state directory")?;
+    let docker = connect().await?;
+    let name = container_name(&saved.project, &svc.name);
+    docker
+        .start_container(&name, None::<StartContainerOptions>)
+        .await
+        .with_context(|| format!("starting {name}"))?;
+    wait_healthy(&docker, &name, svc, Duration::from_secs(120)).await
+}
+
+/// Removes this project's containers and network, and with `volumes` its volumes and state directory.
+/// Only resources labelled with the project are touched.
+pub async fn down(home: &Path, project: &str, volumes: bool) -> anyhow::Result<ExitCode> {
+    let docker = connect().await?;
+    let filters = Some(project_filter(project));
+    let containers = docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: filters.clone(),
+            ..Default::default()
+        }))
+        .await?;
+    // Reverse start order: the gateway first, the database last.
+    let order = |c: &bollard::models::ContainerSummary| {
+        let service = c
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(SERVICE_LABEL))
+            .cloned()
+            .unwrap_or_default();
+        std::cmp::Reverse(start_rank(&service))
+    };
+    let mut containers = containers;
+    containers.sort_by_key(order);
+    for c in &containers {
+        let Some(id) = c.id.as_deref() else { continue };
+        let name = c
+            .names
+            .iter()
+            .flatten()
+            .next()
+            .map(|n| n.trim_start_matches('/').to_owned())
+            .unwrap_or_default();
+        let _ = docker
+            .stop_container(
+                id,
+                Some(StopContainerOptions {
+                    t: Some(30),
+                    ..Default::default()
+                }),
+            )
+            .await;
+        docker
+            .remove_container(
+                id,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+            .with_context(|| format!("removing container {name}"))?;
+        eprintln!("{name:<22} removed");
+    }
+    for n in docker
+        .list_networks(Some(ListNetworksOptions {
+            filters: filters.clone(),
+        }))
+        .await?
+    {
+        let name = n.name.unwrap_or_default();
+        docker
+            .remove_network(&name)
+            .await
+            .with_context(|| format!("removing network {name}"))?;
+        eprintln!("{name:<22} network removed");
+    }
+    if volumes {
+        let list = docker
+            .list_volumes(Some(ListVolumesOptions {
+                filters: filters.clone(),
+            }))
+            .await?;
+        for v in list.volumes.unwrap_or_default() {
+            docker
+                .remove_volume(&v.name, None::<RemoveVolumeOptions>)
+                .await
+                .with_context(|| format!("removing volume {}", v.name))?;
+            eprintln!("{:<22} volume removed", v.name);
+        }
+        if home.exists() {
+            std::fs::remove_dir_all(home)
+                .with_context(|| format!("removing {}", home.display()))?;
+            eprintln!("removed {}", home.display());
+        }
+    } else {
+        let _ = std::fs::remove_file(saved_path(home));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Position of a service in the start order (unknown ones last).
+fn start_rank(service: &str) -> usize {
+    let base = service.split('-').next().unwrap_or(service);
+    [
+        "mariadb",
+        "redis",
+        "kafka",
+        "ingest",
+        "consumer",
+        "prometheus",
+        "gateway",
+        "grafana",
+    ]
+    .iter()
+    .position(|s| *s == base)
+    .unwrap_or(usize::MAX)
+}
+
+#[derive(Serialize)]
+struct Row {
+    service: String,
+    container: String,
+    image: String,
+    state: String,
+    address: String,
+    health: &'static str,
+}
+
+async fn rows(docker: &Docker, home: &Path) -> anyhow::Result<Vec<Row>> {
+    let project = saved(home)
+        .map(|s| s.project)
+        .unwrap_or_else(|| "payctl".into());
+    let stack: Vec<Svc> = std::fs::read(home.join("stack.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let mut containers = docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(project_filter(&project)),
+            ..Default::default()
+        }))
+        .await?;
+    containers.sort_by_key(|c| {
+        let s = c
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(SERVICE_LABEL))
+            .cloned()
+            .unwrap_or_default();
+        (start_rank(&s), s)
+    });
+    let mut out = Vec::new();
+    for c in containers {
+        let service = c
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(SERVICE_LABEL))
+            .cloned()
+            .unwrap_or_default();
+        let svc = stack.iter().find(|s| s.name == service);
+        let running = c.state.as_ref().is_some_and(|s| s.to_string() == "running");
+        let health = match svc {
+            _ if !running => "stopped",
+            Some(s) if native::healthy(s.kind, s.port).await => "healthy",
+            _ => "unhealthy",
+        };
+        out.push(Row {
+            container: c
+                .names
+                .iter()
+                .flatten()
+                .next()
+                .map(|n| n.trim_start_matches('/').to_owned())
+                .unwrap_or_default(),
+            image: c.image.unwrap_or_default(),
+            state: c.status.unwrap_or_default(),
+            address: svc
+                .map(|s| format!("127.0.0.1:{}", s.port))
+                .unwrap_or_default(),
+            health,
+            service,
+        });
+    }
+    Ok(out)
+}
+
+async fn print_status(docker: &Docker, home: &Path, json: bool) -> anyhow::Result<bool> {
+    let rows = rows(docker, home).await?;
+    let all_healthy = !rows.is_empty() && rows.iter().all(|r| r.health == "healthy");
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        println!(
+            "{}",
+            output::table(
+                &[
+                    "service",
+                    "container",
+                    "image",
+                    "state",
+                    "address",
+                    "health"
+                ],
+                rows.iter().map(|r| {
+                    let health = match r.health {
+                        "healthy" => output::green(r.health),
+                        other => output::red(other),
+                    };
+                    vec![
+                        r.service.clone(),
+                        r.container.clone(),
+                        r.image.clone(),
+                        r.state.clone(),
+                        r.address.clone(),
+                        health,
+                    ]
+                })
+            )
+        );
+    }
+    Ok(all_healthy)
+}
+
+pub async fn status(home: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let docker = connect().await?;
+    Ok(if print_status(&docker, home, json).await? {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}
+
+/// `payctl logs SERVICE [-f]` on the Docker runtime: the container's log through the engine.
+pub async fn logs(
+    home: &Path,
+    service: &str,
+    lines: usize,
+    follow: bool,
+) -> anyhow::Result<ExitCode> {
+    let project = saved(home)
+        .map(|s| s.project)
+        .unwrap_or_else(|| "payctl".into());
+    let docker = connect().await?;
+    let name = container_name(&project, service);
+    docker
+        .inspect_container(&name, None::<InspectContainerOptions>)
+        .await
+        .with_context(|| format!("no container {name} for service '{service}'"))?;
+    let mut stream = docker.logs(
+        &name,
+        Some(LogsOptions {
+            follow,
+            stdout: true,
+            stderr: true,
+            tail: lines.to_string(),
+            ..Default::default()
+        }),
+    );
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+            item = stream.next() => match item {
+                Some(Ok(chunk)) => print!("{chunk}"),
+                Some(Err(e)) => return Err(e.into()),
+                None => return Ok(ExitCode::SUCCESS),
+            }
+        }
+    }
+}
