@@ -111,6 +111,36 @@ refused_naming_container() {
   grep -q "in use by container payctl-ci-mariadb" <<< "$out"
 }
 
+# Another project whose MariaDB image cannot be had (no registry here): four attempts, then an error,
+# and not one container.
+pull_fails_cleanly() {
+  local out
+  if out=$(PAYCTL_PROJECT=payctl-bad PAYCTL_HOME="$PAYCTL_HOME/bad" PAYCTL_MARIADB_IMAGE=payctl-test/missing:1 \
+    "$payctl" up --runtime docker --network host --without grafana 2>&1); then
+    echo "up succeeded without its image"
+    return 1
+  fi
+  echo "$out" | tail -1
+  grep -q "attempt 4/4" <<< "$out" && grep -q "pulling payctl-test/missing:1 failed 4 times" <<< "$out" \
+    && [ -z "$(docker ps -aq --filter label=com.payctl.project=payctl-bad)" ]
+}
+
+# Redis from an image that exits at once: up stops there and shows that container's log.
+crash_shows_log() {
+  local out rc=0
+  if out=$(PAYCTL_PROJECT=payctl-bad PAYCTL_HOME="$PAYCTL_HOME/bad" PAYCTL_REDIS_IMAGE="$PAYCTL_KAFKA_IMAGE" \
+    "$payctl" up --runtime docker --network host --without grafana 2>&1); then
+    echo "up succeeded with a broken redis"
+    rc=1
+  fi
+  echo "$out" | grep -A2 "payctl-bad-redis exited" || rc=1
+  grep -q "unbound variable" <<< "$out" || rc=1
+  PAYCTL_HOME="$PAYCTL_HOME/bad" "$payctl" down --volumes > /dev/null 2>&1 || rc=1
+  local filter="label=com.payctl.project=payctl-bad"
+  [ -z "$(docker ps -aq --filter "$filter")$(docker volume ls -q --filter "$filter")" ] || rc=1
+  return "$rc"
+}
+
 failed=0
 step() {
   local name=$1
@@ -137,6 +167,8 @@ if [ "$failed" = 0 ]; then
   step "logs ingest (from the container)" bash -c "'$payctl' logs ingest -n 100000 | grep -q 'pay-server listening'"
 fi
 step "down --volumes" "$payctl" down --volumes
+step "a missing image is pulled with retries, and nothing starts" pull_fails_cleanly
+step "a container that exits: up fails with its log lines; down removes what started" crash_shows_log
 left=$(left_behind)
 if [ "$left" = "0 containers, 0 networks, 0 volumes" ]; then
   echo "docker: ok   nothing labelled $PAYCTL_PROJECT is left"

@@ -211,6 +211,9 @@ mod tests {
             .filter(|l| l.trim_start().starts_with("- \"") && l.matches(':').count() == 2)
             .collect();
         assert!(!published.is_empty());
-        assert!(published.iter().all(|l| l.contains("\"127.0.0.1:")), "{published:?}");
+        assert!(
+            published.iter().all(|l| l.contains("\"127.0.0.1:")),
+            "{published:?}"
+        );
     }
 }

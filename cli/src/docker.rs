@@ -88,16 +88,11 @@ pub fn saved(home: &Path) -> Option<Saved> {
 /// Connects to the engine and agrees on an API version (Debian's engine speaks 1.41; bollard asks for
 /// newer by default).
 pub async fn connect() -> anyhow::Result<Docker> {
-    let docker =
-        Docker::connect_with_local_defaults().context("connecting to the Docker engine")?;
-    let docker = docker
-        .negotiate_version()
-        .await
-        .context("the Docker engine does not answer (is dockerd running?)")?;
-    docker
-        .ping()
-        .await
-        .context("the Docker engine does not answer")?;
+    const NO_ENGINE: &str =
+        "the Docker engine does not answer (is dockerd running? or use --runtime native)";
+    let docker = Docker::connect_with_local_defaults().context(NO_ENGINE)?;
+    let docker = docker.negotiate_version().await.context(NO_ENGINE)?;
+    docker.ping().await.context(NO_ENGINE)?;
     Ok(docker)
 }
 

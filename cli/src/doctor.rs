@@ -108,7 +108,8 @@ fn disk_free(path: &Path) -> Option<u64> {
     }
 }
 
-pub fn run(home: &Path, p: &Ports, json: bool) -> anyhow::Result<ExitCode> {
+/// `docker_engine`: whether an engine answered (asked through its API by the caller).
+pub fn run(home: &Path, p: &Ports, json: bool, docker_engine: bool) -> anyhow::Result<ExitCode> {
     let programs: Vec<Program> = PROGRAMS
         .iter()
         .map(|(name, needed_for, args, install)| {
@@ -140,12 +141,6 @@ pub fn run(home: &Path, p: &Ports, json: bool) -> anyhow::Result<ExitCode> {
         }
     })
     .collect();
-    let docker_engine = Path::new("/var/run/docker.sock").exists()
-        && Command::new("docker")
-            .arg("info")
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
     let report = Report {
         programs,
         ports,

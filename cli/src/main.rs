@@ -280,7 +280,9 @@ async fn main() -> ExitCode {
             Command::Load(args) => load::run(&home, args).await,
             Command::Bench(args) => bench::run(&home, args).await,
             Command::Top(args) => top::run(&home, args).await,
-            Command::Doctor { json, ports } => doctor::run(&home, &ports, json),
+            Command::Doctor { json, ports } => {
+                doctor::run(&home, &ports, json, docker::answers().await)
+            }
             Command::Completions { shell } => {
                 clap_complete::generate(
                     shell,
