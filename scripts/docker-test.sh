@@ -141,6 +141,17 @@ crash_shows_log() {
   return "$rc"
 }
 
+# A poison message reaches the DLQ through the Kafka and consumer containers.
+dead_lettered() {
+  "$payctl" dlq inject invalid-json || return 1
+  for _ in $(seq 60); do
+    "$payctl" dlq tail --json | grep -q InvalidJson && return 0
+    sleep 0.5
+  done
+  "$payctl" dlq tail
+  return 1
+}
+
 failed=0
 step() {
   local name=$1
@@ -164,6 +175,8 @@ if [ "$failed" = 0 ]; then
   step "smoke" "$payctl" smoke
   step "cb test (stops and starts the Kafka container)" "$payctl" cb test
   step "reconcile" "$payctl" reconcile
+  step "dlq: poison is dead-lettered by the consumer container" dead_lettered
+  step "load (k6 through the gateway container, then reconcile)" "$payctl" load --rate 50 --duration 5s
   step "logs ingest (from the container)" bash -c "'$payctl' logs ingest -n 100000 | grep -q 'pay-server listening'"
 fi
 step "down --volumes" "$payctl" down --volumes

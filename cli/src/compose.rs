@@ -2,10 +2,10 @@
 //! images bake in) from the same container definition the Docker runtime runs, for people who prefer
 //! `docker compose up`. A unit test fails when the committed files differ from what this generates.
 
-use crate::containers::{self, Container, Images, Network, Secrets};
-use crate::native::{Kind, Ports};
+use crate::containers::{self, Container, Network, Secrets};
+use crate::native::Kind;
 use anyhow::Context;
-use clap::{Args, Parser};
+use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -32,17 +32,9 @@ fn compose_secrets() -> Secrets {
 
 /// The default stack (one API instance, every service) with default ports and images.
 fn default_containers() -> Vec<Container> {
-    #[derive(Parser)]
-    struct Defaults {
-        #[command(flatten)]
-        ports: Ports,
-        #[command(flatten)]
-        images: Images,
-    }
-    // Defaults only: never the caller's PAYCTL_* environment.
-    let d = Defaults::parse_from(["payctl"]);
-    let stack = containers::plan(&d.ports, 1, &[]);
-    containers::containers(&stack, Network::Bridge, &d.images, &compose_secrets())
+    let (ports, images) = containers::defaults();
+    let stack = containers::plan(&ports, 1, &[]);
+    containers::containers(&stack, Network::Bridge, &images, &compose_secrets())
 }
 
 /// A YAML double-quoted scalar (JSON's string syntax is valid YAML).

@@ -136,6 +136,19 @@ pub fn container_port(kind: Kind) -> u16 {
     }
 }
 
+/// The default ports and images, never the caller's PAYCTL_* environment (the compose file, tests).
+pub fn defaults() -> (Ports, Images) {
+    #[derive(clap::Parser)]
+    struct Defaults {
+        #[command(flatten)]
+        ports: Ports,
+        #[command(flatten)]
+        images: Images,
+    }
+    let d = <Defaults as clap::Parser>::parse_from(["payctl"]);
+    (d.ports, d.images)
+}
+
 /// The stack's services for containers: the native plan, plus Grafana, minus what `without` names.
 pub fn plan(ports: &Ports, ingest: u16, without: &[String]) -> Vec<Svc> {
     let mut stack = native::plan(ports, ingest);
@@ -423,5 +436,95 @@ pub fn container_nginx() -> NginxLayout {
         temp: "/tmp".into(),
         root: "/usr/share/nginx/html".into(),
         as_root: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defs(network: Network, ingest: u16) -> Vec<Container> {
+        let (ports, images) = defaults();
+        let secrets = Secrets {
+            db_password: "db".into(),
+            db_root_password: "root".into(),
+            admin_token: "admin".into(),
+            grafana_password: "grafana".into(),
+            store_key: Some("sk_store".into()),
+        };
+        containers(&plan(&ports, ingest, &[]), network, &images, &secrets)
+    }
+
+    fn env<'a>(c: &'a Container, key: &str) -> &'a str {
+        c.env
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn on_a_bridge_services_meet_by_name_and_the_host_gets_loopback_ports() {
+        let defs = defs(Network::Bridge, 2);
+        let ingest = defs.iter().find(|c| c.service == "ingest-2").unwrap();
+        assert_eq!(
+            env(ingest, "APP_DATABASE_URL"),
+            "mysql://payctl:db@mariadb:3306/payments"
+        );
+        assert_eq!(env(ingest, "KAFKA_BOOTSTRAP_SERVERS"), "kafka:9092");
+        assert_eq!(ingest.publish, vec![(18081, 8080)]);
+        let kafka = defs.iter().find(|c| c.kind == Kind::Kafka).unwrap();
+        // Containers use kafka:9092, payctl on the host the advertised 127.0.0.1 listener.
+        assert!(env(kafka, "KAFKA_ADVERTISED_LISTENERS").contains("INTERNAL://kafka:9092"));
+        assert!(env(kafka, "KAFKA_ADVERTISED_LISTENERS").contains("HOST://127.0.0.1:19092"));
+        assert_eq!(kafka.publish, vec![(19092, 19092)]);
+        let gateway = defs.iter().find(|c| c.kind == Kind::Gateway).unwrap();
+        let conf = String::from_utf8(gateway.files[0].1.clone()).unwrap();
+        assert!(conf.contains("server ingest:8080") && conf.contains("server ingest-2:8080"));
+        assert!(conf.contains("Bearer sk_store"));
+        assert_eq!(gateway.depends_on, vec!["ingest", "ingest-2"]);
+    }
+
+    #[test]
+    fn on_the_host_network_every_service_listens_on_its_payctl_port() {
+        let defs = defs(Network::Host, 1);
+        assert!(defs.iter().all(|c| c.publish.is_empty()));
+        let ingest = defs.iter().find(|c| c.kind == Kind::Ingest).unwrap();
+        assert_eq!(env(ingest, "APP_LISTEN"), "127.0.0.1:18080");
+        assert_eq!(env(ingest, "APP_REDIS_URL"), "redis://127.0.0.1:16379/");
+        let mariadb = defs.iter().find(|c| c.kind == Kind::MariaDb).unwrap();
+        assert_eq!(
+            mariadb.cmd.as_deref(),
+            Some(
+                &[
+                    "--port=13306".to_owned(),
+                    "--bind-address=127.0.0.1".to_owned()
+                ][..]
+            )
+        );
+        let prometheus = defs.iter().find(|c| c.kind == Kind::Prometheus).unwrap();
+        let targets = prometheus
+            .files
+            .iter()
+            .find(|(p, _)| p.ends_with("ingest.json"))
+            .unwrap();
+        assert!(String::from_utf8_lossy(&targets.1).contains("127.0.0.1:18080"));
+    }
+
+    #[test]
+    fn left_out_services_are_neither_started_nor_waited_for() {
+        let (ports, images) = defaults();
+        let stack = plan(&ports, 1, &["prometheus".into()]);
+        assert!(stack.iter().all(|s| s.kind != Kind::Prometheus));
+        let secrets = Secrets {
+            db_password: String::new(),
+            db_root_password: String::new(),
+            admin_token: String::new(),
+            grafana_password: String::new(),
+            store_key: None,
+        };
+        let defs = containers(&stack, Network::Bridge, &images, &secrets);
+        let grafana = defs.iter().find(|c| c.kind == Kind::Grafana).unwrap();
+        assert!(grafana.depends_on.is_empty(), "{:?}", grafana.depends_on);
     }
 }
