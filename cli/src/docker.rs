@@ -11,8 +11,8 @@ use crate::native::{self, Kind, Ports, Svc};
 use crate::output;
 use anyhow::{bail, Context};
 use bollard::models::{
-    ContainerCreateBody, HostConfig, NetworkCreateRequest, PortBinding, RestartPolicy,
-    RestartPolicyNameEnum, VolumeCreateRequest,
+    ContainerCreateBody, ContainerSummary, HostConfig, NetworkCreateRequest, PortBinding,
+    RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     BuildImageOptions, CreateContainerOptions, CreateImageOptions, InspectContainerOptions,
@@ -271,12 +271,7 @@ async fn check_ports(docker: &Docker, project: &str, stack: &[Svc]) -> anyhow::R
         let who = match (container, holder) {
             (Some(c), _) => format!(
                 "container {} ({})",
-                c.names
-                    .iter()
-                    .flatten()
-                    .next()
-                    .map(|n| n.trim_start_matches('/'))
-                    .unwrap_or("?"),
+                name_of(c),
                 c.image.as_deref().unwrap_or("?")
             ),
             (None, Some((pid, cmd))) => format!("{cmd} (pid {pid})"),
@@ -781,26 +776,12 @@ pub async fn down(home: &Path, project: &str, volumes: bool) -> anyhow::Result<E
         }))
         .await?;
     // Reverse start order: the gateway first, the database last.
-    let order = |c: &bollard::models::ContainerSummary| {
-        let service = c
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(SERVICE_LABEL))
-            .cloned()
-            .unwrap_or_default();
-        std::cmp::Reverse(start_rank(&service))
-    };
+    let order = |c: &ContainerSummary| std::cmp::Reverse(start_rank(&service_of(c)));
     let mut containers = containers;
     containers.sort_by_key(order);
     for c in &containers {
         let Some(id) = c.id.as_deref() else { continue };
-        let name = c
-            .names
-            .iter()
-            .flatten()
-            .next()
-            .map(|n| n.trim_start_matches('/').to_owned())
-            .unwrap_or_default();
+        let name = name_of(c);
         let _ = docker
             .stop_container(
                 id,
@@ -859,6 +840,25 @@ pub async fn down(home: &Path, project: &str, volumes: bool) -> anyhow::Result<E
     Ok(ExitCode::SUCCESS)
 }
 
+/// The payctl service a container runs (its label).
+fn service_of(c: &ContainerSummary) -> String {
+    c.labels
+        .as_ref()
+        .and_then(|l| l.get(SERVICE_LABEL))
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// A container's name, without the engine's leading slash.
+fn name_of(c: &ContainerSummary) -> String {
+    c.names
+        .iter()
+        .flatten()
+        .next()
+        .map(|n| n.trim_start_matches('/').to_owned())
+        .unwrap_or_default()
+}
+
 /// Position of a service in the start order (unknown ones last).
 fn start_rank(service: &str) -> usize {
     let base = service.split('-').next().unwrap_or(service);
@@ -902,23 +902,10 @@ async fn rows(docker: &Docker, home: &Path) -> anyhow::Result<Vec<Row>> {
             ..Default::default()
         }))
         .await?;
-    containers.sort_by_key(|c| {
-        let s = c
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(SERVICE_LABEL))
-            .cloned()
-            .unwrap_or_default();
-        (start_rank(&s), s)
-    });
+    containers.sort_by_key(|c| (start_rank(&service_of(c)), service_of(c)));
     let mut out = Vec::new();
     for c in containers {
-        let service = c
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(SERVICE_LABEL))
-            .cloned()
-            .unwrap_or_default();
+        let service = service_of(&c);
         let svc = stack.iter().find(|s| s.name == service);
         let running = c.state.as_ref().is_some_and(|s| s.to_string() == "running");
         let health = match svc {
@@ -927,13 +914,7 @@ async fn rows(docker: &Docker, home: &Path) -> anyhow::Result<Vec<Row>> {
             _ => "unhealthy",
         };
         out.push(Row {
-            container: c
-                .names
-                .iter()
-                .flatten()
-                .next()
-                .map(|n| n.trim_start_matches('/').to_owned())
-                .unwrap_or_default(),
+            container: name_of(&c),
             image: c.image.unwrap_or_default(),
             state: c.status.unwrap_or_default(),
             address: svc
@@ -964,10 +945,7 @@ async fn print_status(docker: &Docker, home: &Path, json: bool) -> anyhow::Resul
                     "health"
                 ],
                 rows.iter().map(|r| {
-                    let health = match r.health {
-                        "healthy" => output::green(r.health),
-                        other => output::red(other),
-                    };
+                    let health = output::health(r.health);
                     vec![
                         r.service.clone(),
                         r.container.clone(),

@@ -560,10 +560,7 @@ async fn print_status(home: &Path, ports: &Ports, json: bool) -> anyhow::Result<
             output::table(
                 &["service", "pid", "address", "health"],
                 rows.iter().map(|r| {
-                    let health = match r.health {
-                        "healthy" => output::green(r.health),
-                        other => output::red(other),
-                    };
+                    let health = output::health(r.health);
                     vec![
                         r.service.clone(),
                         r.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),

@@ -26,6 +26,15 @@ pub fn red(s: &str) -> String {
     }
 }
 
+/// A service's health for a table: green when "healthy", red otherwise.
+pub fn health(health: &str) -> String {
+    if health == "healthy" {
+        green(health)
+    } else {
+        red(health)
+    }
+}
+
 pub fn mark(ok: bool) -> String {
     if ok {
         green("✓")
