@@ -279,11 +279,7 @@ pub async fn list(api: &Api, a: ListArgs) -> anyhow::Result<()> {
         return output::json(&page);
     }
     let rows = page["data"].as_array().cloned().unwrap_or_default();
-    let s = |v: &Value| {
-        v.as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| v.to_string())
-    };
+    let s = output::text;
     println!(
         "{}",
         table(
@@ -311,11 +307,7 @@ pub async fn ledger(api: &Api, a: GetArgs) -> anyhow::Result<()> {
         return output::json(&l);
     }
     let entries = l["entries"].as_array().cloned().unwrap_or_default();
-    let s = |v: &Value| {
-        v.as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| v.to_string())
-    };
+    let s = output::text;
     println!(
         "{}",
         table(

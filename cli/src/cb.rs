@@ -100,11 +100,7 @@ fn print(b: &Value) {
         "numberOfSlowCalls",
         "numberOfNotPermittedCalls",
     ];
-    let v = |k: &str| {
-        b[k].as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| b[k].to_string())
-    };
+    let v = |k: &str| output::text(&b[k]);
     println!(
         "{}",
         table(

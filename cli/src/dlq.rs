@@ -134,11 +134,7 @@ pub async fn run(cmd: Dlq) -> anyhow::Result<ExitCode> {
             if json {
                 output::json(&shown.iter().map(|(r, v)| json!({"partition": r.partition, "offset": r.offset, "record": v})).collect::<Vec<_>>())?;
             } else {
-                let s = |v: &Value| {
-                    v.as_str()
-                        .map(str::to_owned)
-                        .unwrap_or_else(|| v.to_string())
-                };
+                let s = output::text;
                 println!(
                     "{}",
                     table(

@@ -26,6 +26,13 @@ pub fn red(s: &str) -> String {
     }
 }
 
+/// A JSON value for a table cell: strings without their quotes, anything else as JSON.
+pub fn text(v: &serde_json::Value) -> String {
+    v.as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| v.to_string())
+}
+
 /// A service's health for a table: green when "healthy", red otherwise.
 pub fn health(health: &str) -> String {
     if health == "healthy" {
