@@ -91,7 +91,7 @@ export default function () {
     headers,
     tags: { step: 'authorize' },
   });
-  if (!record(auth, authorizeDuration, 201)) return;
+  if (!record(auth, authorizeDuration, 200)) return;
   if (FLOW === 'authorize') {
     flows.add(1);
     return;

@@ -90,6 +90,7 @@ async fn baseline(url: &str, concurrency: u32, seconds: u64) -> anyhow::Result<f
                     amount: 1000,
                     captured: 0,
                     refunded: 0,
+                    voided: 0,
                     currency: "KRW".into(),
                     version: 0,
                     created_at: now,
@@ -100,6 +101,7 @@ async fn baseline(url: &str, concurrency: u32, seconds: u64) -> anyhow::Result<f
                     event_type: EventType::PaymentAuthorized,
                     schema_version: EVENT_SCHEMA_VERSION,
                     payment_id: payment.id,
+                    sequence: 1,
                     merchant_id: payment.merchant_id.clone(),
                     amount: 1000,
                     currency: "KRW".into(),
@@ -108,6 +110,7 @@ async fn baseline(url: &str, concurrency: u32, seconds: u64) -> anyhow::Result<f
                     authorized_amount: 1000,
                     captured_amount: 0,
                     refunded_amount: 0,
+                    voided_amount: 0,
                     reason: None,
                 };
                 let mut tx = db.begin().await?;
@@ -122,7 +125,7 @@ async fn baseline(url: &str, concurrency: u32, seconds: u64) -> anyhow::Result<f
                 idempotency::complete(
                     &mut tx,
                     &keyed,
-                    &SavedResponse { status: 201, body },
+                    &SavedResponse { status: 200, body },
                     Some(payment.id.as_uuid()),
                 )
                 .await?;

@@ -876,7 +876,7 @@ async fn three_ingest_instances_behind_the_gateway_lose_nothing_when_one_dies() 
             .send()
             .await;
         match r {
-            Ok(r) if r.status() == 201 => ok += 1,
+            Ok(r) if r.status() == 200 => ok += 1,
             _ => failed += 1,
         }
     }

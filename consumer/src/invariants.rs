@@ -3,7 +3,7 @@
 //! Each check is one SQL query that lists its violations, so a report names exactly which currency,
 //! event or payment is wrong.
 
-use payctl_domain::ledger::MERCHANT_PAYABLE;
+use payctl_domain::ledger::{AUTHORIZATION_HOLD, MERCHANT_PAYABLE};
 use serde::Serialize;
 use sqlx::{MySqlPool, Row};
 use std::time::Duration;
@@ -109,6 +109,33 @@ pub async fn check(db: &MySqlPool, settle: Duration) -> Result<Report, sqlx::Err
     });
 
     let rows = sqlx::query(
+        "SELECT p.payment_id, p.amount - p.captured_amount - p.voided_amount AS expected, \
+         CAST(COALESCE(l.net, 0) AS SIGNED) AS actual FROM payments p LEFT JOIN ( \
+           SELECT payment_id, SUM(IF(side = 'D', amount, -amount)) AS net FROM ledger_entries \
+           WHERE account = ? GROUP BY payment_id) l ON l.payment_id = p.payment_id \
+         WHERE p.updated_at < UTC_TIMESTAMP(6) - INTERVAL ? MICROSECOND \
+           AND p.amount - p.captured_amount - p.voided_amount <> COALESCE(l.net, 0)",
+    )
+    .bind(AUTHORIZATION_HOLD)
+    .bind(settle_us)
+    .fetch_all(db)
+    .await?;
+    checks.push(Check {
+        name: "authorization hold equals authorized − captured − voided for every payment",
+        violations: rows
+            .iter()
+            .map(|r| Violation {
+                subject: format!("payment {}", r.get::<uuid::Uuid, _>("payment_id")),
+                detail: format!(
+                    "expected {} held, ledger holds {}",
+                    r.get::<i64, _>("expected"),
+                    r.get::<i64, _>("actual")
+                ),
+            })
+            .collect(),
+    });
+
+    let rows = sqlx::query(
         "SELECT event_id, event_type, created_at FROM outbox_events WHERE published_at IS NULL \
          AND created_at < UTC_TIMESTAMP(6) - INTERVAL ? MICROSECOND ORDER BY id LIMIT 100",
     )
@@ -153,7 +180,8 @@ pub async fn check(db: &MySqlPool, settle: Duration) -> Result<Report, sqlx::Err
 
     let rows = sqlx::query(
         "SELECT DISTINCT l.event_id FROM ledger_entries l LEFT JOIN outbox_events o ON o.event_id = l.event_id \
-         WHERE o.id IS NULL LIMIT 100",
+         WHERE o.id IS NULL AND l.occurred_at > \
+           COALESCE((SELECT purged_through FROM outbox_purged WHERE id = 1), '1000-01-01') LIMIT 100",
     )
     .fetch_all(db)
     .await?;

@@ -1,8 +1,24 @@
 //! The versioned event envelope the outbox relay publishes and the ledger consumer reads.
 //!
 //! Unlike the original's bare maps, every event carries its own id (the consumer's dedup key), its type and
-//! schema version, the merchant and the currency, and the Kafka key is the payment id so one payment's
-//! events stay in order on one partition.
+//! schema version, the merchant and the currency.
+//!
+//! # Ordering contract
+//!
+//! Delivery is at least once, and one payment's events are **not** guaranteed to arrive in order: each
+//! event type has its own topic (a consumer reading several topics interleaves them as it likes), and a
+//! relay that fails to publish one event retries it after later ones went out. What is guaranteed:
+//!
+//! * `sequence` numbers one payment's events 1, 2, 3, … in the order their changes committed (the
+//!   authorization is 1), with no gaps and no repeats; a redelivered event has the same `eventId` and
+//!   `sequence`.
+//! * The running totals (`status`, `capturedAmount`, `refundedAmount`, `voidedAmount`) are the payment's
+//!   state *after* that event. A consumer that keeps a view of the payment applies an event only if its
+//!   `sequence` is higher than the one it holds; otherwise totals could go backwards.
+//! * `amount` is what the event moved. Summing `amount` per type gives the same totals in any order, which
+//!   is why the ledger consumer (posting per-event legs, unique per `eventId`) needs no ordering at all.
+//!
+//! The Kafka key is the payment id, so within one topic a payment's events stay on one partition.
 
 use crate::{EventId, PaymentId, PaymentStatus};
 use serde::{Deserialize, Serialize};
@@ -70,6 +86,10 @@ pub struct PaymentEvent {
     pub event_type: EventType,
     pub schema_version: u32,
     pub payment_id: PaymentId,
+    /// This event's place among its payment's events: 1 for the authorization, then +1 per change.
+    /// (0 only in events written before sequences existed.)
+    #[serde(default)]
+    pub sequence: u32,
     pub merchant_id: String,
     /// The amount this event moves (the authorized, captured, refunded or voided amount).
     pub amount: i64,
@@ -81,6 +101,9 @@ pub struct PaymentEvent {
     pub authorized_amount: i64,
     pub captured_amount: i64,
     pub refunded_amount: i64,
+    /// The part of the authorization released by a void (all of it, or the uncaptured rest).
+    #[serde(default)]
+    pub voided_amount: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
@@ -96,6 +119,7 @@ mod tests {
             event_type: EventType::PaymentCaptured,
             schema_version: EVENT_SCHEMA_VERSION,
             payment_id: PaymentId::new(),
+            sequence: 2,
             merchant_id: "M1".into(),
             amount: 500,
             currency: "KRW".into(),
@@ -104,6 +128,7 @@ mod tests {
             authorized_amount: 1000,
             captured_amount: 500,
             refunded_amount: 0,
+            voided_amount: 0,
             reason: None,
         };
         let json = serde_json::to_value(&e).unwrap();
@@ -112,6 +137,7 @@ mod tests {
             "eventType",
             "schemaVersion",
             "paymentId",
+            "sequence",
             "merchantId",
             "occurredAt",
         ] {

@@ -2,13 +2,17 @@
 //!
 //! ```text
 //! AUTHORIZED ──capture──▶ CAPTURED ──refund──▶ PARTIALLY_REFUNDED ──refund──▶ REFUNDED
-//!     │                     │  ▲ (further partial captures while nothing is refunded)
+//!     │                     │  ▲ (further partial captures while nothing is refunded or voided)
 //!     └──void──▶ VOIDED      └──┘
 //! ```
 //!
-//! Captures add up to at most the authorized amount; refunds add up to at most what was captured. The
-//! server applies these rules while it holds the payment's row lock, and the schema repeats the bounds as
-//! CHECK constraints, so neither a bug here nor a concurrent request can move more money than exists.
+//! Captures add up to at most the authorized amount; refunds add up to at most what was captured. A void
+//! releases whatever of the authorization is not captured: all of it from AUTHORIZED (→ VOIDED), the
+//! uncaptured rest after a partial capture (the status stays what the captures and refunds make it, and
+//! nothing can be captured after it). So `captured + voided ≤ amount` always, and once voided the hold is
+//! gone. The server applies these rules while it holds the payment's row lock, and the schema repeats the
+//! bounds as CHECK constraints, so neither a bug here nor a concurrent request can move more money than
+//! exists.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -95,6 +99,8 @@ pub struct Balances {
     pub amount: i64,
     pub captured: i64,
     pub refunded: i64,
+    /// The part of the authorization a void released.
+    pub voided: i64,
 }
 
 /// What a permitted transition does: the amount it moves and the balances after it.
@@ -109,14 +115,14 @@ impl Balances {
         use PaymentStatus::*;
         match transition {
             Transition::Capture(requested) => {
-                if !matches!(self.status, Authorized | Captured) || self.captured == self.amount {
+                if !matches!(self.status, Authorized | Captured) || self.uncaptured() == 0 {
                     return Err(TransitionError::WrongState {
                         status: self.status,
-                        allowed: "AUTHORIZED or partially captured",
+                        allowed: "AUTHORIZED or partially captured (and not voided)",
                         verb: "captured",
                     });
                 }
-                let remaining = self.amount - self.captured;
+                let remaining = self.uncaptured();
                 let moved = self.within("capture", requested, remaining)?;
                 Ok(Applied {
                     moved,
@@ -154,22 +160,33 @@ impl Balances {
                 })
             }
             Transition::Void => {
-                if self.status != Authorized {
+                if self.status == Voided || self.uncaptured() == 0 {
                     return Err(TransitionError::WrongState {
                         status: self.status,
-                        allowed: "AUTHORIZED",
+                        allowed: "AUTHORIZED or partially captured",
                         verb: "voided",
                     });
                 }
+                let moved = self.uncaptured();
                 Ok(Applied {
-                    moved: self.amount,
+                    moved,
                     after: Balances {
-                        status: Voided,
+                        status: if self.status == Authorized {
+                            Voided
+                        } else {
+                            self.status
+                        },
+                        voided: self.voided + moved,
                         ..self
                     },
                 })
             }
         }
+    }
+
+    /// What is still held and could be captured or released.
+    pub fn uncaptured(self) -> i64 {
+        self.amount - self.captured - self.voided
     }
 
     fn within(
@@ -201,6 +218,7 @@ mod tests {
             amount,
             captured: 0,
             refunded: 0,
+            voided: 0,
         }
     }
 
@@ -215,7 +233,10 @@ mod tests {
             (rest.moved, rest.after.status, rest.after.refunded),
             (700, Refunded, 1000)
         );
-        assert!(rest.after.apply(Transition::Refund(None)).is_err());
+        assert!(matches!(
+            rest.after.apply(Transition::Refund(None)),
+            Err(TransitionError::WrongState { .. })
+        ));
     }
 
     #[test]
@@ -230,7 +251,10 @@ mod tests {
         ));
         let second = first.after.apply(Transition::Capture(None)).unwrap();
         assert_eq!((second.moved, second.after.captured), (400, 1000));
-        assert!(second.after.apply(Transition::Capture(None)).is_err());
+        assert!(matches!(
+            second.after.apply(Transition::Capture(None)),
+            Err(TransitionError::WrongState { .. })
+        ));
     }
 
     #[test]
@@ -238,15 +262,24 @@ mod tests {
         let c = authorized(1000)
             .apply(Transition::Capture(Some(500)))
             .unwrap();
-        assert!(c.after.apply(Transition::Refund(Some(501))).is_err());
+        assert!(matches!(
+            c.after.apply(Transition::Refund(Some(501))),
+            Err(TransitionError::ExceedsRemaining { remaining: 500, .. })
+        ));
         // Once something is refunded, no further capture.
         let r = c.after.apply(Transition::Refund(Some(100))).unwrap();
-        assert!(r.after.apply(Transition::Capture(None)).is_err());
+        assert!(matches!(
+            r.after.apply(Transition::Capture(None)),
+            Err(TransitionError::WrongState { .. })
+        ));
     }
 
     #[test]
     fn wrong_state_transitions_are_refused() {
-        assert!(authorized(10).apply(Transition::Refund(None)).is_err());
+        assert!(matches!(
+            authorized(10).apply(Transition::Refund(None)),
+            Err(TransitionError::WrongState { .. })
+        ));
         let voided = authorized(10).apply(Transition::Void).unwrap().after;
         assert_eq!(voided.status, Voided);
         for t in [
@@ -254,13 +287,53 @@ mod tests {
             Transition::Refund(None),
             Transition::Void,
         ] {
-            assert!(voided.apply(t).is_err(), "{t:?} on a voided payment");
+            assert!(
+                matches!(voided.apply(t), Err(TransitionError::WrongState { .. })),
+                "{t:?} on a voided payment"
+            );
         }
         let captured = authorized(10)
             .apply(Transition::Capture(None))
             .unwrap()
             .after;
-        assert!(captured.apply(Transition::Void).is_err());
+        assert!(matches!(
+            captured.apply(Transition::Void),
+            Err(TransitionError::WrongState { .. })
+        ));
+    }
+
+    #[test]
+    fn a_void_after_a_partial_capture_releases_the_rest_and_ends_capturing() {
+        let part = authorized(1000)
+            .apply(Transition::Capture(Some(600)))
+            .unwrap()
+            .after;
+        let refunded = part.apply(Transition::Refund(Some(100))).unwrap().after;
+        for from in [part, refunded] {
+            let void = from.apply(Transition::Void).unwrap();
+            assert_eq!(void.moved, 400, "{from:?}");
+            assert_eq!(void.after.status, from.status, "captures keep their status");
+            assert_eq!((void.after.voided, void.after.uncaptured()), (400, 0));
+            assert!(matches!(
+                void.after.apply(Transition::Capture(None)),
+                Err(TransitionError::WrongState { .. })
+            ));
+            assert!(matches!(
+                void.after.apply(Transition::Void),
+                Err(TransitionError::WrongState { .. })
+            ));
+            // Refunds of what was captured go on.
+            let rest = void.after.apply(Transition::Refund(None)).unwrap();
+            assert_eq!(rest.after.status, Refunded);
+        }
+        // A full void moves the whole amount; nothing left to void after a full capture.
+        let full = authorized(1000).apply(Transition::Void).unwrap();
+        assert_eq!((full.moved, full.after.voided), (1000, 1000));
+        let captured = authorized(10).apply(Transition::Capture(None)).unwrap();
+        assert!(matches!(
+            captured.after.apply(Transition::Void),
+            Err(TransitionError::WrongState { .. })
+        ));
     }
 
     #[test]

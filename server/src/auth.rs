@@ -2,12 +2,12 @@
 //!
 //! Keys are 40 random alphanumerics, so a single SHA-256 is the right hash: there is nothing to brute-force
 //! that a slow password hash would protect, and the hot path stays fast. Only the hash and a short prefix
-//! are stored. Verified keys are cached in memory for a minute; revoking a key takes that long to reach
-//! every instance.
+//! are stored. Lookups are cached both ways and guarded (see [`KeyCache`]).
 
+use crate::config::AuthConfig;
 use crate::error::ApiError;
 use crate::startup::AppState;
-use axum::extract::FromRequestParts;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use payctl_domain::MerchantId;
 use rand::distributions::Alphanumeric;
@@ -16,8 +16,10 @@ use sha2::{Digest, Sha256};
 use sqlx::MySqlPool;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::RwLock;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
 
 const CACHE_TTL: Duration = Duration::from_secs(60);
 const CACHE_MAX: usize = 10_000;
@@ -81,38 +83,159 @@ pub async fn create_merchant(
     Ok(key)
 }
 
-/// Known keys (by hash) and when they were verified.
-#[derive(Default)]
+/// API keys already looked up, both ways, and the guards in front of the database for keys that are
+/// not: a bearer token nobody issued must not cost a database round trip each time, or a flood of junk
+/// tokens takes the pool's connections from real merchants (503s) before any rate limit applies.
+///
+/// * known keys are cached for a minute (revoking a key takes that long to reach every instance);
+/// * unknown keys are cached for `unknown_key_ttl_seconds` and answered 401 from memory;
+/// * each client address may cause at most `lookups_per_second` failed lookups a second, then gets 429
+///   without the database being asked;
+/// * at most `lookup_concurrency` lookups run at once, so junk from many addresses still cannot hold
+///   more than that many connections.
 pub struct KeyCache {
-    entries: RwLock<HashMap<[u8; 32], (MerchantId, Instant)>>,
+    known: RwLock<HashMap<[u8; 32], (MerchantId, Instant)>>,
+    unknown: RwLock<HashMap<[u8; 32], Instant>>,
+    failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    lookups: Semaphore,
+    config: AuthConfig,
 }
 
 impl KeyCache {
-    async fn lookup(&self, pool: &MySqlPool, key: &ApiKey) -> Result<Option<MerchantId>, ApiError> {
+    pub fn new(config: AuthConfig) -> Self {
+        Self {
+            known: RwLock::default(),
+            unknown: RwLock::default(),
+            failures: Mutex::default(),
+            lookups: Semaphore::new(config.lookup_concurrency.max(1) as usize),
+            config,
+        }
+    }
+
+    async fn lookup(
+        &self,
+        state: &AppState,
+        key: &ApiKey,
+        client: Option<IpAddr>,
+    ) -> Result<Option<MerchantId>, ApiError> {
         let hash = key.hash();
-        if let Some((id, at)) = self.entries.read().ok().and_then(|m| m.get(&hash).cloned()) {
+        if let Some((id, at)) = self.known.read().ok().and_then(|m| m.get(&hash).cloned()) {
             if at.elapsed() < CACHE_TTL {
                 return Ok(Some(id));
             }
         }
+        let unknown_ttl = Duration::from_secs(self.config.unknown_key_ttl_seconds);
+        if let Some(at) = self.unknown.read().ok().and_then(|m| m.get(&hash).copied()) {
+            if at.elapsed() < unknown_ttl {
+                return Ok(None);
+            }
+        }
+        if let Some(client) = client {
+            if !self.may_look_up(client) {
+                state
+                    .metrics
+                    .rate_limited
+                    .with_label_values(&["authentication"])
+                    .inc();
+                return Err(ApiError::RateLimited {
+                    action: "authentication",
+                    retry_after_secs: 1,
+                    limit: self.config.lookups_per_second,
+                });
+            }
+        }
+        // The semaphore is never closed, so acquiring cannot fail.
+        let _permit = self.lookups.acquire().await.ok();
         let row: Option<(String,)> =
             sqlx::query_as("SELECT merchant_id FROM merchants WHERE api_key_hash = ?")
                 .bind(&hash[..])
-                .fetch_optional(pool)
+                .fetch_optional(&state.db)
                 .await?;
         let Some((id,)) = row else {
+            state
+                .metrics
+                .key_lookups
+                .with_label_values(&["unknown"])
+                .inc();
+            remember(&self.unknown, hash, Instant::now());
+            if let Some(client) = client {
+                self.count_failure(client);
+            }
             return Ok(None);
         };
+        state
+            .metrics
+            .key_lookups
+            .with_label_values(&["known"])
+            .inc();
         let id = MerchantId::parse("merchantId", &id)
             .map_err(|e| ApiError::Internal(anyhow::anyhow!("stored merchant id: {e}")))?;
-        if let Ok(mut m) = self.entries.write() {
-            if m.len() >= CACHE_MAX {
-                m.clear();
-            }
-            m.insert(hash, (id.clone(), Instant::now()));
+        if let Ok(mut m) = self.unknown.write() {
+            m.remove(&hash);
         }
+        remember(&self.known, hash, (id.clone(), Instant::now()));
         Ok(Some(id))
     }
+
+    /// Whether `client` is still within its budget of failed lookups this second.
+    fn may_look_up(&self, client: IpAddr) -> bool {
+        let Ok(m) = self.failures.lock() else {
+            return true;
+        };
+        match m.get(&client) {
+            Some((since, n)) if since.elapsed() < Duration::from_secs(1) => {
+                *n < self.config.lookups_per_second
+            }
+            _ => true,
+        }
+    }
+
+    fn count_failure(&self, client: IpAddr) {
+        let Ok(mut m) = self.failures.lock() else {
+            return;
+        };
+        if m.len() >= CACHE_MAX {
+            m.retain(|_, (since, _)| since.elapsed() < Duration::from_secs(1));
+        }
+        let entry = m.entry(client).or_insert((Instant::now(), 0));
+        if entry.0.elapsed() >= Duration::from_secs(1) {
+            *entry = (Instant::now(), 0);
+        }
+        entry.1 += 1;
+    }
+}
+
+/// Inserts into a bounded cache; when full it starts over (entries are cheap to look up again).
+fn remember<V>(cache: &RwLock<HashMap<[u8; 32], V>>, hash: [u8; 32], value: V) {
+    if let Ok(mut m) = cache.write() {
+        if m.len() >= CACHE_MAX {
+            m.clear();
+        }
+        m.insert(hash, value);
+    }
+}
+
+/// The client's address: the peer's, or — when the peer is a gateway on loopback or a private network —
+/// the last address the gateway put in `X-Forwarded-For`.
+fn client_address(parts: &Parts) -> Option<IpAddr> {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())?;
+    let behind_gateway = match peer {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private(),
+        IpAddr::V6(v6) => v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00,
+    };
+    if !behind_gateway {
+        return Some(peer);
+    }
+    let forwarded = parts
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(|v| v.trim().parse::<IpAddr>().ok());
+    Some(forwarded.unwrap_or(peer))
 }
 
 /// The authenticated merchant of a request.
@@ -136,7 +259,7 @@ impl FromRequestParts<AppState> for Merchant {
         let key = ApiKey::from_string(token.to_owned());
         state
             .keys
-            .lookup(&state.db, &key)
+            .lookup(state, &key, client_address(parts))
             .await?
             .map(Merchant)
             .ok_or(ApiError::Unauthorized)

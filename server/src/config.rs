@@ -66,6 +66,9 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
 
     #[command(flatten)]
+    pub auth: AuthConfig,
+
+    #[command(flatten)]
     pub idempotency: IdempotencyConfig,
 
     #[command(flatten)]
@@ -186,6 +189,36 @@ pub struct IdempotencyConfig {
     pub retention_hours: u32,
 }
 
+/// Guards in front of the API-key lookup, so junk bearer tokens cannot take the database's connections
+/// from real merchants.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct AuthConfig {
+    /// Database lookups of keys not already known, per client address per second; past it the client
+    /// gets 429 before the database is asked. Behind a gateway on loopback or a private network the
+    /// address is the `X-Forwarded-For` it sets.
+    #[arg(
+        long = "auth-lookups-per-second",
+        env = "APP_AUTH_LOOKUPS_PER_SECOND",
+        default_value_t = 20
+    )]
+    pub lookups_per_second: u32,
+    /// Key lookups running at once, all clients together: the most connections of the pool unknown keys
+    /// can ever hold.
+    #[arg(
+        long = "auth-lookup-concurrency",
+        env = "APP_AUTH_LOOKUP_CONCURRENCY",
+        default_value_t = 4
+    )]
+    pub lookup_concurrency: u32,
+    /// How long a key the database does not know is answered 401 from memory.
+    #[arg(
+        long = "auth-unknown-key-ttl-seconds",
+        env = "APP_AUTH_UNKNOWN_KEY_TTL_SECONDS",
+        default_value_t = 30
+    )]
+    pub unknown_key_ttl_seconds: u64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum InitialBreakerState {
     Closed,
@@ -283,6 +316,13 @@ pub struct RelayConfig {
         default_value_t = 5
     )]
     pub gather_ms: u64,
+    /// How long published outbox rows are kept (0 keeps them for ever). Every instance purges.
+    #[arg(
+        long = "outbox-retention-hours",
+        env = "APP_OUTBOX_RETENTION_HOURS",
+        default_value_t = 168
+    )]
+    pub outbox_retention_hours: u32,
     /// Disable the relay in this instance (another instance or process publishes).
     #[arg(
         long = "relay-disabled",

@@ -30,6 +30,10 @@ pub enum ApiError {
     Transition(#[from] TransitionError),
     #[error("a request with this idempotency key is still being processed")]
     IdempotencyInProgress,
+    /// A row lock (another request changing the same payment) was not released in time. Not
+    /// `IdempotencyInProgress`: the request may have no key at all.
+    #[error("another request is changing this payment; retry shortly")]
+    LockTimeout,
     #[error("this idempotency key was already used with a different request")]
     IdempotencyMismatch,
     #[error("rate limit exceeded for {action} requests; retry in {retry_after_secs} s")]
@@ -61,7 +65,9 @@ impl ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::PaymentNotFound | Self::RouteNotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Transition(_) | Self::IdempotencyInProgress => StatusCode::CONFLICT,
+            Self::Transition(_) | Self::IdempotencyInProgress | Self::LockTimeout => {
+                StatusCode::CONFLICT
+            }
             Self::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -84,6 +90,7 @@ impl ApiError {
                 "AMOUNT_EXCEEDS_REMAINING"
             }
             Self::IdempotencyInProgress => "IDEMPOTENCY_IN_PROGRESS",
+            Self::LockTimeout => "LOCK_TIMEOUT",
             Self::IdempotencyMismatch => "IDEMPOTENCY_KEY_REUSED",
             Self::RateLimited { .. } => "RATE_LIMIT_EXCEEDED",
             Self::DatabaseUnavailable => "DATABASE_UNAVAILABLE",
@@ -121,7 +128,7 @@ impl From<sqlx::Error> for ApiError {
             tracing::warn!(error = %e, "database unavailable");
             Self::DatabaseUnavailable
         } else if crate::storage::is_lock_wait(&e) {
-            Self::IdempotencyInProgress
+            Self::LockTimeout
         } else {
             Self::Internal(e.into())
         }
@@ -148,7 +155,7 @@ impl IntoResponse for ApiError {
                 headers.insert("ratelimit-remaining", HeaderValue::from(0));
                 headers.insert("ratelimit-reset", HeaderValue::from(*retry_after_secs));
             }
-            Self::DatabaseUnavailable => {
+            Self::DatabaseUnavailable | Self::LockTimeout | Self::IdempotencyInProgress => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(1));
             }
             Self::Unauthorized => {

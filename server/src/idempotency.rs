@@ -133,6 +133,34 @@ pub async fn reserve(
     Err(ApiError::IdempotencyInProgress)
 }
 
+/// The completed, unexpired response for `req`'s key, read without locking; `Err` on a fingerprint
+/// mismatch. For deciding before any effect (e.g. a rate-limited retry) whether this is a replay.
+pub async fn stored(
+    pool: &sqlx::MySqlPool,
+    req: &Keyed,
+) -> Result<Option<SavedResponse>, ApiError> {
+    let row = sqlx::query(
+        "SELECT request_fingerprint, response_status, response_body FROM idempotency_keys \
+         WHERE merchant_id = ? AND idempotency_key = ? AND state = 'COMPLETED' \
+         AND expires_at > UTC_TIMESTAMP(6)",
+    )
+    .bind(req.merchant.as_str())
+    .bind(req.key.as_str())
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let fingerprint: Vec<u8> = row.try_get("request_fingerprint")?;
+    if fingerprint != req.fingerprint {
+        return Err(ApiError::IdempotencyMismatch);
+    }
+    Ok(Some(SavedResponse {
+        status: row.try_get::<u16, _>("response_status")?,
+        body: row.try_get("response_body")?,
+    }))
+}
+
 /// Records the response in the key's row, in the same transaction as the effect.
 pub async fn complete(
     tx: &mut Tx,
@@ -199,11 +227,28 @@ pub async fn cache(redis: &RedisClient, req: &Keyed, response: &SavedResponse, t
         .await;
 }
 
-/// Deletes expired records, a batch at a time; run periodically.
-pub async fn purge_expired(pool: &sqlx::MySqlPool) -> Result<u64, sqlx::Error> {
-    let done =
-        sqlx::query("DELETE FROM idempotency_keys WHERE expires_at <= UTC_TIMESTAMP(6) LIMIT 1000")
-            .execute(pool)
-            .await?;
-    Ok(done.rows_affected())
+/// Rows one purge statement deletes: small enough that no statement holds locks for long.
+pub const PURGE_BATCH: u64 = 2_000;
+
+/// Deletes every expired record, a batch at a time, until none is left or `budget` has passed; run
+/// periodically. Must keep up with the busiest configuration (every merchant at its authorize limit, each
+/// request a new key), so it does not stop after one batch.
+pub async fn purge_expired(
+    pool: &sqlx::MySqlPool,
+    budget: std::time::Duration,
+) -> Result<u64, sqlx::Error> {
+    let started = std::time::Instant::now();
+    let mut total = 0;
+    loop {
+        let done = sqlx::query(
+            "DELETE FROM idempotency_keys WHERE expires_at <= UTC_TIMESTAMP(6) LIMIT ?",
+        )
+        .bind(PURGE_BATCH)
+        .execute(pool)
+        .await?;
+        total += done.rows_affected();
+        if done.rows_affected() < PURGE_BATCH || started.elapsed() >= budget {
+            return Ok(total);
+        }
+    }
 }

@@ -19,6 +19,7 @@ pub struct Metrics {
     pub idempotent_replays: IntCounter,
     pub rate_limited: IntCounterVec,
     pub ratelimit_fail_open: IntCounter,
+    pub key_lookups: IntCounterVec,
     pub outbox_backlog: IntGauge,
     pub outbox_oldest_age: Gauge,
     pub outbox_published: IntCounter,
@@ -92,6 +93,17 @@ impl Metrics {
                 IntCounter::new(
                     "ratelimit_fail_open_total",
                     "Requests let through because Redis did not answer the rate limiter in time",
+                )
+                .expect("valid"),
+            ),
+            key_lookups: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "auth_key_lookups_total",
+                        "API keys looked up in the database (not found in the in-memory caches), by result",
+                    ),
+                    &["result"],
                 )
                 .expect("valid"),
             ),
@@ -173,6 +185,10 @@ impl Metrics {
         for action in crate::ratelimit::Action::ALL {
             metrics.rate_limited.with_label_values(&[action.as_str()]);
         }
+        metrics.rate_limited.with_label_values(&["authentication"]);
+        for result in ["known", "unknown"] {
+            metrics.key_lookups.with_label_values(&[result]);
+        }
         Arc::new(metrics)
     }
 
@@ -192,16 +208,33 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: 
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let start = Instant::now();
     let response = next.run(request).await;
     metrics
         .http_duration
-        .with_label_values(&[&method, &route])
+        .with_label_values(&[method, &route])
         .observe(start.elapsed().as_secs_f64());
     metrics
         .http_requests
-        .with_label_values(&[&method, &route, response.status().as_str()])
+        .with_label_values(&[method, &route, response.status().as_str()])
         .inc();
     response
+}
+
+/// Label values must come from a fixed set, or every made-up method a client sends becomes new series
+/// (memory here and in Prometheus without bound). The route is already bounded: the matched route
+/// template or `unmatched`.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
 }

@@ -40,6 +40,56 @@ pub async fn enqueue(tx: &mut Tx, event: &PaymentEvent) -> Result<(), sqlx::Erro
     Ok(())
 }
 
+/// Deletes published rows older than `retention`, a batch at a time until none is left or `budget` has
+/// passed, and records the newest creation time deleted in `outbox_purged` (reconcile reads it: ledger
+/// legs up to then may have outlived their outbox row). Unpublished rows are never deleted.
+pub async fn purge_published(
+    pool: &MySqlPool,
+    retention: time::Duration,
+    budget: Duration,
+) -> Result<u64, sqlx::Error> {
+    const BATCH: u32 = 2_000;
+    let started = Instant::now();
+    let cutoff = storage::to_db(storage::now() - retention);
+    let mut total = 0;
+    loop {
+        let mut tx = pool.begin().await?;
+        let rows: Vec<(u64, time::PrimitiveDateTime)> = sqlx::query_as(
+            "SELECT id, created_at FROM outbox_events WHERE published_at IS NOT NULL \
+             AND published_at < ? ORDER BY published_at, id LIMIT ? FOR UPDATE SKIP LOCKED",
+        )
+        .bind(cutoff)
+        .bind(BATCH)
+        .fetch_all(&mut *tx)
+        .await?;
+        let Some(through) = rows.iter().map(|(_, created)| *created).max() else {
+            tx.rollback().await?;
+            return Ok(total);
+        };
+        let sql = format!(
+            "DELETE FROM outbox_events WHERE id IN ({})",
+            placeholders(rows.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for (id, _) in &rows {
+            q = q.bind(id);
+        }
+        q.execute(&mut *tx).await?;
+        sqlx::query(
+            "INSERT INTO outbox_purged (id, purged_through) VALUES (1, ?) \
+             ON DUPLICATE KEY UPDATE purged_through = GREATEST(purged_through, VALUES(purged_through))",
+        )
+        .bind(through)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        total += rows.len() as u64;
+        if rows.len() < BATCH as usize || started.elapsed() >= budget {
+            return Ok(total);
+        }
+    }
+}
+
 struct Claimed {
     id: u64,
     payment_id: Uuid,

@@ -27,6 +27,8 @@ pub struct PaymentView {
     pub amount: i64,
     pub captured_amount: i64,
     pub refunded_amount: i64,
+    /// The part of the authorization released by a void.
+    pub voided_amount: i64,
     pub currency: String,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -45,6 +47,7 @@ impl From<&PaymentRecord> for PaymentView {
             amount: p.amount,
             captured_amount: p.captured,
             refunded_amount: p.refunded,
+            voided_amount: p.voided,
             currency: p.currency.clone(),
             created_at: p.created_at,
             updated_at: p.updated_at,
@@ -98,6 +101,15 @@ pub async fn execute(
         retry_after_secs,
     } = decision
     {
+        // A retry of a request that already completed must get its answer, not a 429, even when Redis
+        // no longer holds the response: look in the database before refusing (only limited requests
+        // pay for that read).
+        if let Some(k) = &keyed {
+            if let Some(saved) = idempotency::stored(&state.db, k).await? {
+                cache_later(state, k, &saved);
+                return Ok(replay(state, saved));
+            }
+        }
         return Err(ApiError::RateLimited {
             action: action.as_str(),
             retry_after_secs,
@@ -206,6 +218,7 @@ async fn authorize(
         amount: amount.minor_units(),
         captured: 0,
         refunded: 0,
+        voided: 0,
         currency: currency.code().to_owned(),
         version: 0,
         created_at: now,
@@ -216,7 +229,9 @@ async fn authorize(
     Ok((
         payment,
         event,
-        StatusCode::CREATED,
+        // 200 like the original and Stripe: its clients check for 200 (a 201 failed every k6 flow of
+        // the original's scenario).
+        StatusCode::OK,
         "Payment authorized successfully",
     ))
 }
@@ -236,11 +251,13 @@ async fn change(
         status,
         captured,
         refunded,
+        voided,
         ..
     } = applied.after;
     payment.status = status;
     payment.captured = captured;
     payment.refunded = refunded;
+    payment.voided = voided;
     payment.version += 1;
     payment.updated_at = storage::now();
     storage::update_balances(tx, &payment).await?;
@@ -264,6 +281,7 @@ fn event_for(
         event_type,
         schema_version: EVENT_SCHEMA_VERSION,
         payment_id: p.id,
+        sequence: p.version + 1,
         merchant_id: p.merchant_id.clone(),
         amount,
         currency: p.currency.clone(),
@@ -272,6 +290,7 @@ fn event_for(
         authorized_amount: p.amount,
         captured_amount: p.captured,
         refunded_amount: p.refunded,
+        voided_amount: p.voided,
         reason,
     }
 }

@@ -8,7 +8,12 @@ use crate::metrics::Metrics;
 use crate::outbox::Relay;
 use crate::ratelimit::RateLimiter;
 use crate::redis_client::RedisClient;
-use crate::{idempotency, kafka, routes, storage};
+use crate::{idempotency, kafka, outbox, routes, storage};
+
+/// How often expired records are purged, and the most time one purge may take: a purge deletes
+/// everything due (in batches), so one every 10 s keeps up with any request rate the database can take.
+const RETENTION_INTERVAL: Duration = Duration::from_secs(10);
+const RETENTION_BUDGET: Duration = Duration::from_secs(5);
 use rdkafka::producer::FutureProducer;
 use sqlx::MySqlPool;
 use std::net::SocketAddr;
@@ -66,10 +71,10 @@ impl Application {
         let listener = TcpListener::bind(config.listen).await?;
         let state = AppState {
             limiter: Arc::new(RateLimiter::new(redis.clone(), config.rate_limit)),
+            keys: Arc::new(KeyCache::new(config.auth)),
             config: Arc::new(config),
             db,
             redis,
-            keys: Arc::new(KeyCache::default()),
             metrics,
             breaker,
             producer,
@@ -109,9 +114,12 @@ impl Application {
         let background = spawn_background(&state, shutdown.clone());
         let app = routes::router(state);
         let stop = shutdown.clone();
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await?;
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await?;
         shutdown.cancel();
         for task in background {
             let _ = task.await;
@@ -161,16 +169,23 @@ fn spawn_background(state: &AppState, shutdown: CancellationToken) -> Vec<JoinHa
         tasks.push(tokio::spawn(relay.run(shutdown.clone())));
     }
 
-    // Expired idempotency records.
+    // Retention: expired idempotency records and old published outbox rows.
     let db = state.db.clone();
+    let outbox_retention = state.config.relay.outbox_retention_hours;
     tasks.push(tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+                _ = tokio::time::sleep(RETENTION_INTERVAL) => {}
             }
-            if let Err(e) = idempotency::purge_expired(&db).await {
-                tracing::debug!(error = %e, "purging idempotency records failed");
+            if let Err(e) = idempotency::purge_expired(&db, RETENTION_BUDGET).await {
+                tracing::warn!(error = %e, "purging idempotency records failed");
+            }
+            if outbox_retention > 0 {
+                let keep = time::Duration::hours(i64::from(outbox_retention));
+                if let Err(e) = outbox::purge_published(&db, keep, RETENTION_BUDGET).await {
+                    tracing::warn!(error = %e, "purging published outbox rows failed");
+                }
             }
         }
     }));

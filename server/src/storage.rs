@@ -21,7 +21,9 @@ pub struct PaymentRecord {
     pub amount: i64,
     pub captured: i64,
     pub refunded: i64,
+    pub voided: i64,
     pub currency: String,
+    /// 0 when authorized, +1 per change: also the sequence of the payment's last event − 1.
     pub version: u32,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
@@ -34,6 +36,7 @@ impl PaymentRecord {
             amount: self.amount,
             captured: self.captured,
             refunded: self.refunded,
+            voided: self.voided,
         }
     }
 
@@ -48,6 +51,7 @@ impl PaymentRecord {
             amount: row.try_get("amount")?,
             captured: row.try_get("captured_amount")?,
             refunded: row.try_get("refunded_amount")?,
+            voided: row.try_get("voided_amount")?,
             currency: row.try_get("currency")?,
             version: row.try_get("version")?,
             created_at: from_db(row.try_get("created_at")?),
@@ -57,12 +61,13 @@ impl PaymentRecord {
 }
 
 const PAYMENT_COLUMNS: &str = "payment_id, merchant_id, status, amount, captured_amount, \
-     refunded_amount, currency, version, created_at, updated_at";
+     refunded_amount, voided_amount, currency, version, created_at, updated_at";
 
 pub async fn insert_payment(tx: &mut Tx, p: &PaymentRecord) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO payments (payment_id, merchant_id, status, amount, captured_amount, \
-         refunded_amount, currency, version, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         refunded_amount, voided_amount, currency, version, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(p.id.as_uuid())
     .bind(&p.merchant_id)
@@ -70,6 +75,7 @@ pub async fn insert_payment(tx: &mut Tx, p: &PaymentRecord) -> Result<(), sqlx::
     .bind(p.amount)
     .bind(p.captured)
     .bind(p.refunded)
+    .bind(p.voided)
     .bind(&p.currency)
     .bind(p.version)
     .bind(to_db(p.created_at))
@@ -100,12 +106,13 @@ pub async fn lock_payment(
 
 pub async fn update_balances(tx: &mut Tx, p: &PaymentRecord) -> Result<(), sqlx::Error> {
     let done = sqlx::query(
-        "UPDATE payments SET status = ?, captured_amount = ?, refunded_amount = ?, version = ?, \
-         updated_at = ? WHERE payment_id = ? AND version = ?",
+        "UPDATE payments SET status = ?, captured_amount = ?, refunded_amount = ?, voided_amount = ?, \
+         version = ?, updated_at = ? WHERE payment_id = ? AND version = ?",
     )
     .bind(p.status.as_str())
     .bind(p.captured)
     .bind(p.refunded)
+    .bind(p.voided)
     .bind(p.version)
     .bind(to_db(p.updated_at))
     .bind(p.id.as_uuid())
@@ -137,6 +144,28 @@ pub async fn get_payment(
         .transpose()
 }
 
+/// The listing query: binds the merchant, then the status and the cursor when present, then the limit.
+/// Indexes (merchant, payment) and (merchant, status, payment) serve it in order, without a sort.
+pub fn list_sql(with_status: bool, with_cursor: bool) -> String {
+    // Forced: with a cursor, the optimizer prefers a primary-key range over all merchants' payments.
+    let index = if with_status {
+        "ix_payments_merchant_status_payment"
+    } else {
+        "ix_payments_merchant_payment"
+    };
+    let mut sql = format!(
+        "SELECT {PAYMENT_COLUMNS} FROM payments FORCE INDEX ({index}) WHERE merchant_id = ?"
+    );
+    if with_status {
+        sql.push_str(" AND status = ?");
+    }
+    if with_cursor {
+        sql.push_str(" AND payment_id < ?");
+    }
+    sql.push_str(" ORDER BY payment_id DESC LIMIT ?");
+    sql
+}
+
 /// A page of the merchant's payments, newest first, after the cursor (a payment id: ids are time-ordered).
 pub async fn list_payments(
     pool: &MySqlPool,
@@ -145,14 +174,7 @@ pub async fn list_payments(
     starting_after: Option<PaymentId>,
     limit: u32,
 ) -> Result<Vec<PaymentRecord>, sqlx::Error> {
-    let mut sql = format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE merchant_id = ?");
-    if status.is_some() {
-        sql.push_str(" AND status = ?");
-    }
-    if starting_after.is_some() {
-        sql.push_str(" AND payment_id < ?");
-    }
-    sql.push_str(" ORDER BY payment_id DESC LIMIT ?");
+    let sql = list_sql(status.is_some(), starting_after.is_some());
     let mut q = sqlx::query(&sql).bind(merchant.as_str());
     if let Some(s) = status {
         q = q.bind(s.as_str());

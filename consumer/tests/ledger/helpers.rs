@@ -165,7 +165,8 @@ impl Env {
     ) {
         sqlx::query(
             "INSERT INTO payments (payment_id, merchant_id, status, amount, captured_amount, refunded_amount, \
-             currency, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'KRW', UTC_TIMESTAMP(6) - INTERVAL 1 MINUTE, UTC_TIMESTAMP(6) - INTERVAL 1 MINUTE)",
+             voided_amount, currency, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'KRW', \
+             UTC_TIMESTAMP(6) - INTERVAL 1 MINUTE, UTC_TIMESTAMP(6) - INTERVAL 1 MINUTE)",
         )
         .bind(id.as_uuid())
         .bind(MERCHANT)
@@ -173,6 +174,7 @@ impl Env {
         .bind(amount)
         .bind(captured)
         .bind(refunded)
+        .bind(if status == PaymentStatus::Voided { amount } else { 0 })
         .execute(&self.db)
         .await
         .unwrap();
@@ -291,6 +293,7 @@ pub fn event(event_type: EventType, payment: PaymentId, amount: i64) -> PaymentE
         event_type,
         schema_version: EVENT_SCHEMA_VERSION,
         payment_id: payment,
+        sequence: 1,
         merchant_id: MERCHANT.into(),
         amount,
         currency: "KRW".into(),
@@ -299,6 +302,7 @@ pub fn event(event_type: EventType, payment: PaymentId, amount: i64) -> PaymentE
         authorized_amount: amount,
         captured_amount: 0,
         refunded_amount: 0,
+        voided_amount: 0,
         reason: None,
     }
 }

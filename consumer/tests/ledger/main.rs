@@ -502,3 +502,58 @@ async fn a_dead_lettered_event_whose_cause_is_fixed_is_reported_until_it_is_repl
         .is_empty());
     consumer.stop().await;
 }
+
+#[tokio::test]
+async fn a_void_after_a_partial_capture_releases_the_rest_of_the_hold() {
+    let env = env().await;
+    let consumer = env.start_consumer().await;
+    let p = env
+        .payment(1000, 600, 100, PaymentStatus::PartiallyRefunded)
+        .await;
+    sqlx::query("UPDATE payments SET voided_amount = 400 WHERE payment_id = ?")
+        .bind(p.as_uuid())
+        .execute(&env.db)
+        .await
+        .unwrap();
+    let events = [
+        event(EventType::PaymentAuthorized, p, 1000),
+        event(EventType::PaymentCaptured, p, 600),
+        event(EventType::PaymentRefunded, p, 100),
+        event(EventType::PaymentVoided, p, 400),
+    ];
+    for e in &events {
+        env.outbox(e).await;
+        env.produce(e).await;
+    }
+    env.eventually("10 legs", Duration::from_secs(60), || async {
+        env.legs().await == 10
+    })
+    .await;
+    consumer.stop().await;
+    let hold: i64 = sqlx::query_scalar(
+        "SELECT CAST(SUM(IF(side = 'D', amount, -amount)) AS SIGNED) FROM ledger_entries WHERE account = ?",
+    )
+    .bind(AUTHORIZATION_HOLD)
+    .fetch_one(&env.db)
+    .await
+    .unwrap();
+    assert_eq!(hold, 0, "the hold nets to zero");
+    let report = invariants::check(&env.db, Duration::ZERO).await.unwrap();
+    assert!(report.is_clean(), "{report:#?}");
+
+    // Without the void's legs the hold is 400 too high, and the new check names the payment.
+    sqlx::query("DELETE FROM ledger_entries WHERE event_type = 'PAYMENT_VOIDED'")
+        .execute(&env.db)
+        .await
+        .unwrap();
+    let report = invariants::check(&env.db, Duration::ZERO).await.unwrap();
+    let hold_check = report
+        .checks
+        .iter()
+        .find(|c| c.name.starts_with("authorization hold"))
+        .expect("the hold check runs");
+    assert_eq!(hold_check.violations.len(), 1, "{report:#?}");
+    assert!(hold_check.violations[0]
+        .detail
+        .contains("expected 0 held, ledger holds 400"));
+}

@@ -79,24 +79,49 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
             }
             bytes
         };
-        let mut de = serde_json::Deserializer::from_slice(&bytes);
-        match serde_path_to_error::deserialize(&mut de) {
-            Ok(v) => Ok(JsonBody(v)),
-            Err(e) => {
-                let path = e.path().to_string();
-                let inner = e.into_inner();
-                if inner.is_syntax() || inner.is_eof() {
-                    Err(ApiError::BadRequest(format!("malformed JSON: {inner}")))
-                } else {
-                    let field = if path == "." { "body".to_owned() } else { path };
-                    Err(ApiError::Validation(vec![FieldError::new(
-                        field,
-                        inner.to_string(),
-                    )]))
-                }
-            }
-        }
+        parse_body(&bytes).map(JsonBody)
     }
+}
+
+/// Parses a request body strictly, as Stripe does: one JSON value and nothing after it, no field the
+/// route does not know (a misspelt `amount` must not silently mean "all that remains"), each field once.
+/// Syntax errors are `400 BAD_REQUEST`; a wrong, unknown or missing field is `400 VALIDATION_FAILED`
+/// naming it. Pure, so the fuzz test can drive it with arbitrary bytes.
+pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            return ApiError::BadRequest(format!("malformed JSON: {inner}"));
+        }
+        let message = inner.to_string();
+        // serde names an unknown field only in its message: "unknown field `x`, expected one of …".
+        let field = match message
+            .strip_prefix("unknown field `")
+            .and_then(|rest| rest.split_once('`'))
+        {
+            Some((name, _)) if path == "." => name.to_owned(),
+            _ if path == "." => "body".to_owned(),
+            _ => path,
+        };
+        let reason = message.split(" at line ").next().unwrap_or(&message);
+        ApiError::Validation(vec![FieldError::new(field, reason)])
+    })?;
+    // Trailing bytes after the value (`{…}garbage`) are as malformed as a missing brace.
+    de.end()
+        .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
+    Ok(value)
+}
+
+/// For optional fields where `null` is not a value: absent means the default, `null` is refused.
+/// (`#[serde(default, deserialize_with = "non_null")]`)
+pub fn non_null<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
 }
 
 pub fn parse_payment_id(raw: &str) -> Result<PaymentId, ApiError> {

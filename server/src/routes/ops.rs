@@ -94,6 +94,7 @@ pub async fn openapi() -> impl IntoResponse {
 }
 
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StateChange {
     state: String,
 }

@@ -1,7 +1,7 @@
 //! The money-moving routes: authorize, capture, refund, void. They parse and check the request at the
 //! edge, then hand a typed command to the service.
 
-use super::{check_body_merchant, idempotency_key, parse_payment_id, JsonBody};
+use super::{check_body_merchant, idempotency_key, non_null, parse_payment_id, JsonBody};
 use crate::auth::Merchant;
 use crate::error::ApiError;
 use crate::idempotency::Keyed;
@@ -14,9 +14,10 @@ use payctl_domain::{Amount, Currency, FieldError, Transition};
 use serde::Deserialize;
 use serde_json::json;
 
-/// The original's body, with `idempotencyKey` now optional when the header carries the key.
+/// The original's body, with `idempotencyKey` now optional when the header carries the key. Unknown
+/// fields are refused (400), never ignored.
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuthorizeBody {
     merchant_id: Option<String>,
     amount: i64,
@@ -24,11 +25,14 @@ pub struct AuthorizeBody {
     idempotency_key: Option<String>,
 }
 
+/// Capture, refund and void. Unknown fields are refused: `{"refundAmount": 100}` must not read as a
+/// body without `amount`, which means "all that remains".
 #[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ChangeBody {
     merchant_id: Option<String>,
-    /// Partial capture or refund; all that remains when absent.
+    /// Partial capture or refund; all that remains when absent. `null` is refused, not read as absent.
+    #[serde(default, deserialize_with = "non_null")]
     amount: Option<i64>,
     reason: Option<String>,
     idempotency_key: Option<String>,

@@ -3,10 +3,10 @@ use reqwest::Method;
 use serde_json::json;
 
 #[tokio::test]
-async fn authorize_returns_201_with_the_payment_and_one_outbox_row() {
+async fn authorize_returns_200_with_the_payment_and_one_outbox_row() {
     let app = spawn_app().await;
     let r = app.authorize(50_000, "order-1").await;
-    assert_eq!(r.status, 201);
+    assert_eq!(r.status, 200);
     let body = r.json();
     assert_eq!(body["status"], "AUTHORIZED");
     assert_eq!(body["amount"], 50_000);
@@ -37,7 +37,7 @@ async fn authorize_without_merchant_id_in_the_body_uses_the_key_and_header_key_w
             &[("Idempotency-Key", "hdr-1")],
         )
         .await;
-    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.bytes));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.bytes));
     assert_eq!(r.json()["merchantId"], app.merchant.id.as_str());
 }
 

@@ -235,3 +235,94 @@ async fn concurrent_partial_captures_and_refunds_never_exceed_the_amount() {
         24
     );
 }
+
+#[tokio::test]
+async fn a_row_lock_held_too_long_is_lock_timeout_not_idempotency_in_progress() {
+    let app = crate::helpers::spawn_app_with(|c| c.database_lock_wait_timeout_seconds = 1).await;
+    let id = app.authorized_payment(1000).await;
+    let mut holder = app.db.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM payments WHERE payment_id = UNHEX(REPLACE(?, '-', '')) FOR UPDATE")
+        .bind(&id)
+        .fetch_one(&mut *holder)
+        .await
+        .unwrap();
+    // Unkeyed: there is no idempotency key to be "in progress".
+    let r = app
+        .post(&format!("/payments/capture/{id}"), &json!({}))
+        .await;
+    r.assert_error(409, "LOCK_TIMEOUT");
+    assert_eq!(r.header("retry-after"), Some("1"));
+    // Keyed: the key is not what was busy, and it stays free for the retry.
+    async fn keyed(app: &crate::helpers::TestApp, id: &str) -> crate::helpers::Reply {
+        app.request(
+            reqwest::Method::POST,
+            &format!("/payments/capture/{id}"),
+            Some(app.key()),
+            Some(&json!({"amount": 400})),
+            &[("Idempotency-Key", "cap-1")],
+        )
+        .await
+    }
+    keyed(&app, &id).await.assert_error(409, "LOCK_TIMEOUT");
+    holder.rollback().await.unwrap();
+    let r = keyed(&app, &id).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.bytes));
+    assert!(r.header("idempotent-replayed").is_none());
+    assert_eq!(r.json()["capturedAmount"], 400);
+}
+
+#[tokio::test]
+async fn void_after_a_partial_capture_releases_the_rest_and_events_are_sequenced() {
+    let app = spawn_app().await;
+    let id = app.authorized_payment(1000).await;
+    let r = app
+        .post(&format!("/payments/capture/{id}"), &json!({"amount": 600}))
+        .await;
+    assert_eq!(r.status, 200);
+    let r = app
+        .post(&format!("/payments/refund/{id}"), &json!({"amount": 100}))
+        .await;
+    assert_eq!(r.status, 200);
+    let r = app.post(&format!("/payments/void/{id}"), &json!({})).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.bytes));
+    let b = r.json();
+    assert_eq!(
+        (
+            b["status"].as_str(),
+            b["capturedAmount"].as_i64(),
+            b["refundedAmount"].as_i64(),
+            b["voidedAmount"].as_i64()
+        ),
+        (Some("PARTIALLY_REFUNDED"), Some(600), Some(100), Some(400))
+    );
+    // Nothing is left to capture or to void; refunds of what was captured go on.
+    app.post(&format!("/payments/capture/{id}"), &json!({}))
+        .await
+        .assert_error(409, "INVALID_STATE");
+    app.post(&format!("/payments/void/{id}"), &json!({}))
+        .await
+        .assert_error(409, "INVALID_STATE");
+    let r = app
+        .post(&format!("/payments/refund/{id}"), &json!({}))
+        .await;
+    assert_eq!(r.json()["status"], "REFUNDED");
+
+    let events: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT event_type, CAST(JSON_EXTRACT(payload, '$.amount') AS SIGNED), \
+         CAST(JSON_EXTRACT(payload, '$.sequence') AS SIGNED), \
+         CAST(JSON_EXTRACT(payload, '$.voidedAmount') AS SIGNED) FROM outbox_events ORDER BY id",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        events,
+        vec![
+            ("PAYMENT_AUTHORIZED".into(), 1000, 1, 0),
+            ("PAYMENT_CAPTURED".into(), 600, 2, 0),
+            ("PAYMENT_REFUNDED".into(), 100, 3, 0),
+            ("PAYMENT_VOIDED".into(), 400, 4, 400),
+            ("PAYMENT_REFUNDED".into(), 500, 5, 400),
+        ]
+    );
+}

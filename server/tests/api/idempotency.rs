@@ -7,9 +7,9 @@ use serde_json::json;
 async fn a_replay_returns_the_original_status_and_identical_bytes() {
     let app = spawn_app().await;
     let first = app.authorize(1000, "same-key").await;
-    assert_eq!(first.status, 201);
+    assert_eq!(first.status, 200);
     let second = app.authorize(1000, "same-key").await;
-    assert_eq!(second.status, 201);
+    assert_eq!(second.status, 200);
     assert_eq!(second.bytes, first.bytes, "a replay is byte-identical");
     assert_eq!(second.header("idempotent-replayed"), Some("true"));
     assert_eq!(app.count("SELECT COUNT(*) FROM payments").await, 1);
@@ -23,14 +23,14 @@ async fn a_replay_from_the_database_when_redis_lost_the_entry_is_identical_too()
     let first = app.authorize(1000, "db-key").await;
     app.forget_cached_responses().await;
     let second = app.authorize(1000, "db-key").await;
-    assert_eq!((second.status, &second.bytes), (201, &first.bytes));
+    assert_eq!((second.status, &second.bytes), (200, &first.bytes));
     assert_eq!(second.header("idempotent-replayed"), Some("true"));
 }
 
 #[tokio::test]
 async fn the_same_key_with_a_different_request_is_422() {
     let app = spawn_app().await;
-    assert_eq!(app.authorize(1000, "k1").await.status, 201);
+    assert_eq!(app.authorize(1000, "k1").await.status, 200);
     app.authorize(2000, "k1")
         .await
         .assert_error(422, "IDEMPOTENCY_KEY_REUSED");
@@ -63,7 +63,7 @@ async fn the_same_key_with_a_different_request_is_422() {
             &[],
         )
         .await;
-    assert_eq!(r.status, 201);
+    assert_eq!(r.status, 200);
     assert_eq!(app.count("SELECT COUNT(*) FROM payments").await, 3);
 }
 
@@ -88,17 +88,17 @@ async fn fifty_concurrent_requests_with_one_key_make_one_payment_and_one_event()
     let replies = join_all((0..50).map(|_| app.authorize(7777, "race-key"))).await;
     let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
     assert!(
-        statuses.iter().all(|s| *s == 201 || *s == 409),
+        statuses.iter().all(|s| *s == 200 || *s == 409),
         "no 5xx, nothing else: {statuses:?}"
     );
-    let created: Vec<_> = replies.iter().filter(|r| r.status == 201).collect();
+    let created: Vec<_> = replies.iter().filter(|r| r.status == 200).collect();
     assert!(!created.is_empty());
     let first = created
         .iter()
         .find(|r| r.header("idempotent-replayed").is_none())
         .expect("one original");
     for r in &created {
-        assert_eq!(r.bytes, first.bytes, "every 201 carries the original body");
+        assert_eq!(r.bytes, first.bytes, "every 200 carries the original body");
     }
     assert_eq!(
         created
@@ -176,14 +176,14 @@ async fn a_refused_keyed_request_replays_its_refusal() {
 #[tokio::test]
 async fn an_expired_key_may_be_used_again() {
     let app = spawn_app().await;
-    assert_eq!(app.authorize(1000, "old").await.status, 201);
+    assert_eq!(app.authorize(1000, "old").await.status, 200);
     sqlx::query("UPDATE idempotency_keys SET created_at = created_at - INTERVAL 2 DAY, expires_at = UTC_TIMESTAMP(6) - INTERVAL 1 SECOND")
         .execute(&app.db)
         .await
         .unwrap();
     app.forget_cached_responses().await;
     let r = app.authorize(2000, "old").await;
-    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.bytes));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.bytes));
     assert!(r.header("idempotent-replayed").is_none());
     assert_eq!(app.count("SELECT COUNT(*) FROM payments").await, 2);
 }
@@ -205,6 +205,6 @@ async fn a_replay_while_the_first_request_still_runs_gets_409_not_a_second_payme
     r.assert_error(409, "IDEMPOTENCY_IN_PROGRESS");
     first.rollback().await.unwrap();
     // Once the first gave up, the key is free and the retry goes through.
-    assert_eq!(app.authorize(1000, "slow-key").await.status, 201);
+    assert_eq!(app.authorize(1000, "slow-key").await.status, 200);
     assert_eq!(app.count("SELECT COUNT(*) FROM payments").await, 1);
 }

@@ -1,6 +1,7 @@
 //! Integration tests of pay-server against real MariaDB, Redis and tansu. One file per feature.
 
 mod admin;
+mod auth;
 mod authorize;
 mod changes;
 mod helpers;
@@ -9,3 +10,5 @@ mod outbox;
 mod rate_limit;
 mod reads;
 mod resilience;
+mod retention;
+mod strict;

@@ -10,7 +10,7 @@ async fn the_request_past_capacity_gets_429_with_retry_after_and_other_merchants
     .await;
     for i in 0..5 {
         let r = app.authorize(1000, &format!("k{i}")).await;
-        assert_eq!(r.status, 201, "request {i}");
+        assert_eq!(r.status, 200, "request {i}");
         assert_eq!(r.header("ratelimit-limit"), Some("5"));
     }
     let r = app.authorize(1000, "k5").await;
@@ -26,7 +26,7 @@ async fn the_request_past_capacity_gets_429_with_retry_after_and_other_merchants
     );
     assert_eq!(r.header("ratelimit-remaining"), Some("0"));
     // A replay of a completed request is not limited.
-    assert_eq!(app.authorize(1000, "k0").await.status, 201);
+    assert_eq!(app.authorize(1000, "k0").await.status, 200);
     // The other merchant has its own budget.
     let other = app
         .request(
@@ -37,7 +37,7 @@ async fn the_request_past_capacity_gets_429_with_retry_after_and_other_merchants
             &[],
         )
         .await;
-    assert_eq!(other.status, 201);
+    assert_eq!(other.status, 200);
     assert_eq!(app.count("SELECT COUNT(*) FROM payments").await, 6);
     assert!(app.metric("rate_limited_total") >= 1.0);
 }
@@ -96,7 +96,7 @@ async fn with_redis_stopped_requests_still_succeed_and_fail_open_is_counted() {
         c.rate_limit.authorize_capacity = 2;
     })
     .await;
-    assert_eq!(app.authorize(1000, "a").await.status, 201);
+    assert_eq!(app.authorize(1000, "a").await.status, 200);
     let mut services = blocking(move || {
         services.redis.stop().unwrap();
         services
@@ -110,7 +110,7 @@ async fn with_redis_stopped_requests_still_succeed_and_fail_open_is_counted() {
         took.push(t.elapsed());
         assert_eq!(
             r.status,
-            201,
+            200,
             "capacity is 2, but the limiter fails open: {}",
             String::from_utf8_lossy(&r.bytes)
         );
@@ -132,4 +132,34 @@ async fn with_redis_stopped_requests_still_succeed_and_fail_open_is_counted() {
         async move { app.authorize(1000, &key).await.status == 429 }
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_retry_whose_answer_left_redis_gets_its_answer_not_429() {
+    let app = spawn_app_with(|c| {
+        c.rate_limit.authorize_capacity = 2;
+        c.rate_limit.authorize_window_seconds = 600;
+    })
+    .await;
+    let first = app.authorize(1000, "r0").await;
+    assert_eq!(first.status, 200);
+    assert_eq!(app.authorize(1000, "r1").await.status, 200);
+    app.authorize(1000, "r2")
+        .await
+        .assert_error(429, "RATE_LIMIT_EXCEEDED");
+    app.forget_cached_responses().await;
+    let again = app.authorize(1000, "r0").await;
+    assert_eq!(
+        again.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&again.bytes)
+    );
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.bytes, first.bytes);
+    // The same key with another request is still refused as a mismatch, and nothing new was charged.
+    app.authorize(999, "r0")
+        .await
+        .assert_error(422, "IDEMPOTENCY_KEY_REUSED");
+    assert_eq!(app.count("SELECT COUNT(*) FROM payments").await, 2);
 }

@@ -39,7 +39,7 @@ async fn database_down_answers_503_in_the_error_shape_and_recovers_by_itself() {
     })
     .await;
     app.eventually("service recovers", Duration::from_secs(30), || async {
-        app.authorize(1000, "after").await.status == 201
+        app.authorize(1000, "after").await.status == 200
     })
     .await;
     assert_eq!(app.get(&format!("/payments/{id}")).await.status, 200);

@@ -1,0 +1,86 @@
+//! Unknown API keys cost the database at most once per key and a bounded number of times per client,
+//! so a flood of junk tokens cannot starve real merchants.
+
+use crate::helpers::{spawn_app, spawn_app_with};
+use reqwest::Method;
+use serde_json::json;
+
+fn lookups(app: &crate::helpers::TestApp, result: &str) -> f64 {
+    payctl_stack::testing::metric_sum(
+        &app.state.metrics.render(),
+        &format!("auth_key_lookups_total{{result=\"{result}\"}}"),
+    )
+}
+
+#[tokio::test]
+async fn the_same_unknown_key_is_looked_up_once() {
+    let app = spawn_app().await;
+    for _ in 0..30 {
+        app.request(Method::GET, "/payments", Some("sk_junk_token"), None, &[])
+            .await
+            .assert_error(401, "UNAUTHORIZED");
+    }
+    assert_eq!(lookups(&app, "unknown"), 1.0);
+    // A real key is looked up once, then served from memory.
+    for _ in 0..5 {
+        assert_eq!(app.get("/payments").await.status, 200);
+    }
+    assert_eq!(lookups(&app, "known"), 1.0);
+}
+
+#[tokio::test]
+async fn a_client_flooding_junk_keys_gets_429_and_others_go_on() {
+    let app = spawn_app_with(|c| c.auth.lookups_per_second = 5).await;
+    let flood = [("x-forwarded-for", "10.9.9.9")];
+    let mut statuses = Vec::new();
+    for i in 0..40 {
+        let r = app
+            .request(
+                Method::GET,
+                "/payments",
+                Some(&format!("sk_junk_{i}")),
+                None,
+                &flood,
+            )
+            .await;
+        statuses.push(r.status);
+    }
+    let unauthorized = statuses.iter().filter(|s| **s == 401).count();
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(unauthorized + limited, 40, "{statuses:?}");
+    assert!(limited >= 1, "the flood was never limited: {statuses:?}");
+    // At most the budget per elapsed second reached the database.
+    assert!(
+        lookups(&app, "unknown") < 40.0,
+        "{} lookups for 40 junk keys",
+        lookups(&app, "unknown")
+    );
+    // Another client, and a real merchant, are unaffected.
+    let r = app
+        .request(
+            Method::POST,
+            "/payments/authorize",
+            Some(app.key()),
+            Some(&json!({"amount": 1000, "currency": "KRW", "idempotencyKey": "real"})),
+            &[("x-forwarded-for", "10.1.1.1")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.bytes));
+    let r = app
+        .request(
+            Method::GET,
+            "/payments",
+            Some("sk_other_junk"),
+            None,
+            &[("x-forwarded-for", "10.2.2.2")],
+        )
+        .await;
+    r.assert_error(401, "UNAUTHORIZED");
+    assert_eq!(
+        payctl_stack::testing::metric_sum(
+            &app.state.metrics.render(),
+            "rate_limited_total{action=\"authentication\"}"
+        ),
+        limited as f64
+    );
+}
