@@ -4,6 +4,9 @@ mod ops;
 mod payments;
 mod queries;
 
+#[cfg(test)]
+mod fuzz;
+
 use crate::error::ApiError;
 use crate::startup::AppState;
 use axum::body::Bytes;
