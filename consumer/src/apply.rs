@@ -4,7 +4,7 @@
 //! the ledger are skipped; if a concurrent writer (a rebalance) slips one in between the check and the
 //! insert, the duplicate-key error makes us re-check and retry.
 
-use payctl_db::{is_duplicate_key, is_lock_wait, is_unavailable, to_db};
+use payctl_db::{is_data_error, is_duplicate_key, to_db};
 use payctl_domain::ledger::legs;
 use payctl_domain::{EventType, PaymentEvent, EVENT_SCHEMA_VERSION};
 use serde_json::Value;
@@ -72,9 +72,12 @@ pub fn parse(
     Ok(event)
 }
 
-/// A failure that will pass with time (database down, lock timeout): retry, never DLQ.
+/// Whether a failed batch is retried (held until it applies) rather than dead-lettered: every error
+/// except one saying the event's own data is wrong. An unknown error is not the event's fault (the
+/// database down, read-only, out of connections or disk, a revoked grant, a killed statement, a bad
+/// deploy), and skipping a valid event loses money movements from the ledger; stalling only delays them.
 pub fn is_transient(e: &sqlx::Error) -> bool {
-    is_unavailable(e) || is_lock_wait(e)
+    !is_data_error(e)
 }
 
 struct PaymentFacts {
@@ -90,14 +93,19 @@ pub struct Outcome {
     pub duplicates: u64,
 }
 
-/// Applies `events` in one transaction. Transient errors are returned for the caller to retry;
-/// other database errors fall back to applying events one at a time, so one bad event cannot block the
-/// rest.
+/// Applies `events` in one transaction. Errors are returned for the caller to retry, except data errors
+/// ([`is_data_error`]): those fall back to applying events one at a time, so the one bad event is
+/// dead-lettered (`DatabaseRejected`) and the rest of the batch applied.
 pub async fn apply(db: &MySqlPool, events: &[PaymentEvent]) -> Result<Outcome, sqlx::Error> {
-    match apply_together(db, events).await {
+    let mut result = apply_together(db, events).await;
+    if matches!(&result, Err(e) if is_duplicate_key(e)) {
+        // A concurrent writer (a rebalance) inserted some of these events between our check and our
+        // insert: check again, which now skips them.
+        result = apply_together(db, events).await;
+    }
+    match result {
         Ok(outcome) => Ok(outcome),
         Err(e) if is_transient(&e) => Err(e),
-        Err(e) if is_duplicate_key(&e) => apply_together(db, events).await,
         Err(e) if events.len() == 1 => Ok(Outcome {
             verdicts: vec![Some(Poison::new("DatabaseRejected", e.to_string()))],
             legs_written: 0,
@@ -266,5 +274,15 @@ mod tests {
             assert_eq!(err.error_type, kind, "{}", String::from_utf8_lossy(payload));
         }
         assert_eq!(parse("t", "", None).unwrap_err().error_type, "EmptyPayload");
+    }
+
+    #[test]
+    fn only_data_errors_are_not_retried() {
+        assert!(is_transient(&sqlx::Error::PoolTimedOut));
+        assert!(is_transient(&sqlx::Error::RowNotFound));
+        assert!(is_transient(&sqlx::Error::Decode("schema drift".into())));
+        assert!(!is_transient(&sqlx::Error::Encode(
+            "a value that cannot be sent".into()
+        )));
     }
 }

@@ -16,6 +16,7 @@ pub struct Metrics {
     pub lag: IntGaugeVec,
     pub processing: HistogramVec,
     pub ledger_lag: Gauge,
+    pub stalled: Gauge,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -96,6 +97,14 @@ impl Metrics {
                 Gauge::new(
                     "ledger_lag_seconds",
                     "Now minus occurredAt of the last applied event",
+                )
+                .expect("valid"),
+            ),
+            stalled: reg(
+                &r,
+                Gauge::new(
+                    "consumer_stalled_seconds",
+                    "How long the batch in hand has been failing and retried (0 while the consumer moves)",
                 )
                 .expect("valid"),
             ),

@@ -1,9 +1,12 @@
 //! The consume loop: read a batch, apply it in one transaction, send poison to the DLQ (awaited), and
 //! only then store the offsets for the next commit.
 //!
-//! Transient failures (database down, lock timeouts) are retried with backoff for as long as they last:
-//! the loop does not move past a message it has not applied or dead-lettered. The DLQ send is retried the
-//! same way, so no message is ever lost between the topic and the DLQ.
+//! Database failures are retried with backoff for as long as they last, whatever they are (down,
+//! read-only, out of connections, a revoked grant, …): only an error that says an event's own data is
+//! wrong dead-letters it (see `apply`). The loop does not move past a message it has not applied or
+//! dead-lettered, so a stalled batch stores no offsets; the stall shows as `consumer_retries_total`,
+//! `consumer_stalled_seconds` and a warning per retry. The DLQ send is retried the same way, so no message
+//! is ever lost between the topic and the DLQ.
 
 use crate::apply::{self, Poison};
 use crate::config::Config;
@@ -149,7 +152,15 @@ impl Worker {
                 Ok(o) => break o,
                 Err(e) => {
                     self.metrics.retries.inc();
-                    tracing::warn!(error = %e, attempts, "applying events failed; retrying (transient)");
+                    self.metrics.stalled.set(started.elapsed().as_secs_f64());
+                    tracing::warn!(
+                        error = %e,
+                        errno = payctl_db::mysql_error_number(&e),
+                        attempts,
+                        events = events.len(),
+                        stalled_secs = started.elapsed().as_secs(),
+                        "applying events failed; the batch is held and retried"
+                    );
                     tokio::select! {
                         _ = shutdown.cancelled() => return false,
                         _ = tokio::time::sleep(backoff) => {}
@@ -160,6 +171,7 @@ impl Worker {
                 }
             }
         };
+        self.metrics.stalled.set(0.0);
         self.metrics.legs_written.inc_by(outcome.legs_written);
         self.metrics.duplicates.inc_by(outcome.duplicates);
         for (n, verdict) in outcome.verdicts.into_iter().enumerate() {

@@ -124,8 +124,15 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
+        // Unavailable covers more than a database that is down: read-only during a failover, out of
+        // connections or disk, a revoked grant, a killed statement. None is the request's fault, and
+        // the same request will pass later: 503 with Retry-After, never 500.
         if crate::storage::is_unavailable(&e) {
-            tracing::warn!(error = %e, "database unavailable");
+            tracing::warn!(
+                error = %e,
+                errno = crate::storage::mysql_error_number(&e),
+                "database unavailable"
+            );
             Self::DatabaseUnavailable
         } else if crate::storage::is_lock_wait(&e) {
             Self::LockTimeout

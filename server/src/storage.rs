@@ -4,7 +4,8 @@
 //! database; the integration tests are what check them.
 
 pub use payctl_db::{
-    from_db, is_duplicate_key, is_lock_wait, is_unavailable, now, pool, to_db, Tx, MIGRATOR,
+    from_db, is_duplicate_key, is_lock_wait, is_unavailable, mysql_error_number, now, pool, to_db,
+    Tx, MIGRATOR,
 };
 use payctl_domain::payment::Balances;
 use payctl_domain::{MerchantId, PaymentId, PaymentStatus};

@@ -127,7 +127,12 @@ impl Env {
     }
 
     pub async fn start_consumer(&self) -> Running {
-        let app = App::build(self.config()).await.expect("consumer builds");
+        self.start_consumer_with(self.config()).await
+    }
+
+    /// A consumer with a changed configuration (e.g. another database user).
+    pub async fn start_consumer_with(&self, config: Config) -> Running {
+        let app = App::build(config).await.expect("consumer builds");
         let address = format!("http://{}", app.local_addr());
         let metrics = app.metrics();
         let token = app.shutdown_token();
@@ -265,6 +270,11 @@ impl Env {
             .fetch_one(&self.db)
             .await
             .unwrap()
+    }
+
+    /// The name of this test's database.
+    pub fn database(&self) -> &str {
+        self.db_url.rsplit('/').next().unwrap_or_default()
     }
 
     pub async fn legs(&self) -> i64 {

@@ -557,3 +557,284 @@ async fn a_void_after_a_partial_capture_releases_the_rest_of_the_hold() {
         .detail
         .contains("expected 0 held, ledger holds 400"));
 }
+
+/// How many records the DLQ holds, and the first one's type and message.
+async fn dlq_summary(env: &helpers::Env) -> String {
+    let dlq = env.dlq().await;
+    match dlq.first() {
+        None => "the DLQ is empty".into(),
+        Some(r) => format!(
+            "{} record(s), the first {}: {}",
+            dlq.len(),
+            r["errorType"],
+            r["errorMessage"]
+        ),
+    }
+}
+
+/// Refusals of a healthy-but-unwilling database (maintenance, failover, limits, operator mistakes), as a
+/// trigger raises them: (error number, SQLSTATE, message). None says anything about the event.
+const OPERATIONAL_REFUSALS: [(u16, &str, &str); 8] = [
+    (
+        1290,
+        "HY000",
+        "The MariaDB server is running with the --read-only option so it cannot execute this statement",
+    ),
+    (1836, "HY000", "Running in read-only mode"),
+    (1040, "08004", "Too many connections"),
+    (1142, "42000", "INSERT command denied to user for table ledger_entries"),
+    (1317, "70100", "Query execution was interrupted"),
+    (
+        1969,
+        "70100",
+        "Query execution was interrupted (max_statement_time exceeded)",
+    ),
+    (1114, "HY000", "The table ledger_entries is full"),
+    (1021, "HY000", "Disk full; waiting for someone to free some space"),
+];
+
+#[tokio::test]
+async fn valid_events_the_database_refuses_for_operational_reasons_are_held_and_never_dead_lettered(
+) {
+    let env = env().await;
+    let consumer = env.start_consumer().await;
+    let mut applied = 0;
+    for (errno, sqlstate, message) in OPERATIONAL_REFUSALS {
+        sqlx::raw_sql(&format!(
+            "CREATE TRIGGER refuse_legs BEFORE INSERT ON ledger_entries FOR EACH ROW \
+             SIGNAL SQLSTATE '{sqlstate}' SET MYSQL_ERRNO = {errno}, MESSAGE_TEXT = '{message}'"
+        ))
+        .execute(&env.db)
+        .await
+        .unwrap();
+        let p = env.payment(1000, 1000, 0, PaymentStatus::Captured).await;
+        let events = [
+            event(EventType::PaymentAuthorized, p, 1000),
+            event(EventType::PaymentCaptured, p, 1000),
+        ];
+        for e in &events {
+            env.outbox(e).await;
+        }
+        let retries = consumer.metric("consumer_retries_total");
+        env.produce_all(&events).await;
+        env.eventually(
+            &format!("errno {errno}: the events retried (or dead-lettered)"),
+            Duration::from_secs(60),
+            || async {
+                consumer.metric("consumer_retries_total") >= retries + 3.0
+                    || consumer.metric("consumer_dlq_sent_total") > 0.0
+            },
+        )
+        .await;
+        assert_eq!(
+            consumer.metric("consumer_dlq_sent_total"),
+            0.0,
+            "errno {errno}: valid events were dead-lettered: {}",
+            dlq_summary(&env).await
+        );
+        assert_eq!(
+            env.legs().await,
+            applied,
+            "errno {errno}: nothing written while refused"
+        );
+        assert!(
+            consumer.metric("consumer_stalled_seconds") > 0.0,
+            "errno {errno}: the stall shows"
+        );
+        sqlx::raw_sql("DROP TRIGGER refuse_legs")
+            .execute(&env.db)
+            .await
+            .unwrap();
+        applied += 6;
+        env.eventually(
+            &format!("errno {errno}: the held events applied once the refusal ends"),
+            Duration::from_secs(60),
+            || async { env.legs().await == applied },
+        )
+        .await;
+        env.eventually(
+            &format!("errno {errno}: the stall gauge back at zero"),
+            Duration::from_secs(10),
+            || async { consumer.metric("consumer_stalled_seconds") == 0.0 },
+        )
+        .await;
+    }
+    assert!(env.dlq().await.is_empty(), "nothing dead-lettered");
+    let report = invariants::check(&env.db, Duration::ZERO).await.unwrap();
+    assert!(report.is_clean(), "{report:#?}");
+    consumer.stop().await;
+}
+
+#[tokio::test]
+async fn a_check_violation_dead_letters_only_its_event_and_the_rest_of_the_batch_is_applied() {
+    let env = env().await;
+    // A real constraint, so the database itself says "this row is wrong" (4025).
+    sqlx::raw_sql(
+        "ALTER TABLE ledger_entries ADD CONSTRAINT ck_test_not_777 CHECK (amount <> 777)",
+    )
+    .execute(&env.db)
+    .await
+    .unwrap();
+    let ids = env.payments(5, 1000).await;
+    let bad = event(EventType::PaymentAuthorized, ids[2], 777);
+    let events: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            if i == 2 {
+                bad.clone()
+            } else {
+                event(EventType::PaymentAuthorized, *id, 1000)
+            }
+        })
+        .collect();
+    // Produced before the consumer starts, so they arrive in one batch.
+    env.produce_all(&events).await;
+    let consumer = env.start_consumer().await;
+    env.eventually(
+        "the other events applied",
+        Duration::from_secs(60),
+        || async { env.legs().await == 8 },
+    )
+    .await;
+    env.eventually(
+        "the bad event dead-lettered",
+        Duration::from_secs(30),
+        || async { !env.dlq().await.is_empty() },
+    )
+    .await;
+    let dlq = env.dlq().await;
+    assert_eq!(dlq.len(), 1, "{dlq:#?}");
+    assert_eq!(dlq[0]["errorType"], "DatabaseRejected", "{dlq:#?}");
+    assert_eq!(dlq[0]["key"], bad.payment_id.to_string());
+    let message = dlq[0]["errorMessage"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("4025") && message.contains("ck_test_not_777"),
+        "{message}"
+    );
+    assert!(legs_of(&env, &bad).await.is_empty());
+    assert_eq!(
+        consumer.metric("consumer_retries_total"),
+        0.0,
+        "data errors are not retried"
+    );
+    consumer.stop().await;
+}
+
+#[tokio::test]
+async fn half_a_minute_of_read_only_holds_the_events_and_the_ledger_catches_up_after() {
+    // read_only is global to the server: only on a private instance.
+    let (env, _services) = dedicated().await;
+    // root (SUPER) ignores read_only; the consumer connects as an account with every privilege on its
+    // own database and none global, as in production.
+    sqlx::raw_sql(&format!(
+        "CREATE USER 'ledger'@'%' IDENTIFIED BY 'ledger-pw'; \
+         GRANT ALL PRIVILEGES ON {}.* TO 'ledger'@'%'",
+        env.database()
+    ))
+    .execute(&env.db)
+    .await
+    .unwrap();
+    let mut config = env.config();
+    config.database_url = env.db_url.replacen("root@", "ledger:ledger-pw@", 1);
+    let consumer = env.start_consumer_with(config).await;
+    let ids = env.payments(50, 700).await;
+    let events: Vec<_> = ids
+        .iter()
+        .map(|id| event(EventType::PaymentAuthorized, *id, 700))
+        .collect();
+
+    sqlx::raw_sql("SET GLOBAL read_only = ON")
+        .execute(&env.db)
+        .await
+        .unwrap();
+    env.produce_all(&events).await;
+    env.eventually(
+        "the refused batch retried",
+        Duration::from_secs(60),
+        || async {
+            consumer.metric("consumer_retries_total") >= 5.0
+                || consumer.metric("consumer_dlq_sent_total") > 0.0
+        },
+    )
+    .await;
+    // The scenario: a failover's read-only window, longer than max.poll.interval.ms (20 s), so the
+    // stalled worker also drops out of its group and must rejoin.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let held_legs = env.legs().await;
+    let dlq_sent = consumer.metric("consumer_dlq_sent_total");
+    sqlx::raw_sql("SET GLOBAL read_only = OFF")
+        .execute(&env.db)
+        .await
+        .unwrap();
+    assert_eq!(
+        dlq_sent,
+        0.0,
+        "valid events were dead-lettered: {}",
+        dlq_summary(&env).await
+    );
+    assert_eq!(held_legs, 0, "nothing written while read-only");
+    assert!(consumer.metric("consumer_stalled_seconds") >= 20.0);
+
+    env.eventually("the ledger caught up", Duration::from_secs(120), || async {
+        env.legs().await == 100
+    })
+    .await;
+    assert_eq!(
+        env.count("SELECT COUNT(DISTINCT event_id) FROM ledger_entries")
+            .await,
+        50
+    );
+    assert!(env.dlq().await.is_empty(), "nothing dead-lettered");
+    consumer.stop().await;
+}
+
+#[tokio::test]
+async fn apply_returns_an_operational_refusal_for_retry_and_isolates_a_data_error_in_its_batch() {
+    let env = env().await;
+    sqlx::raw_sql(
+        "ALTER TABLE ledger_entries ADD CONSTRAINT ck_test_not_777 CHECK (amount <> 777)",
+    )
+    .execute(&env.db)
+    .await
+    .unwrap();
+    let ids = env.payments(3, 1000).await;
+    let batch = [
+        event(EventType::PaymentAuthorized, ids[0], 1000),
+        event(EventType::PaymentAuthorized, ids[1], 777),
+        event(EventType::PaymentAuthorized, ids[2], 1000),
+    ];
+
+    // Refused for a reason that is not the data's: the whole batch comes back as an error to retry.
+    sqlx::raw_sql(
+        "CREATE TRIGGER refuse_legs BEFORE INSERT ON ledger_entries FOR EACH ROW \
+         SIGNAL SQLSTATE 'HY000' SET MYSQL_ERRNO = 1290, MESSAGE_TEXT = 'read-only'",
+    )
+    .execute(&env.db)
+    .await
+    .unwrap();
+    let held = pay_consumer::apply::apply(&env.db, &batch).await;
+    let Err(e) = held else {
+        panic!(
+            "a read-only refusal must be retried, not judged: {:?}",
+            held.map(|o| o.verdicts)
+        );
+    };
+    assert_eq!(payctl_db::mysql_error_number(&e), Some(1290));
+    assert_eq!(env.legs().await, 0);
+    sqlx::raw_sql("DROP TRIGGER refuse_legs")
+        .execute(&env.db)
+        .await
+        .unwrap();
+
+    // A CHECK violation is the data's fault: only that event is rejected, the others are applied.
+    let outcome = pay_consumer::apply::apply(&env.db, &batch).await.unwrap();
+    assert_eq!(outcome.legs_written, 4);
+    assert!(outcome.verdicts[0].is_none() && outcome.verdicts[2].is_none());
+    let rejected = outcome.verdicts[1]
+        .as_ref()
+        .expect("the 777 event is rejected");
+    assert_eq!(rejected.error_type, "DatabaseRejected");
+    assert!(rejected.message.contains("4025"), "{}", rejected.message);
+    assert_eq!(legs_of(&env, &batch[1]).await, vec![]);
+}
