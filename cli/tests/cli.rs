@@ -281,7 +281,7 @@ fn monitoring_exprs() -> Vec<String> {
             exprs.push(rest.to_owned());
         }
     }
-    assert_eq!(rules, 7, "every alert rule was read");
+    assert_eq!(rules, 8, "every alert rule was read");
     exprs
 }
 
@@ -439,7 +439,7 @@ fn monitoring_matches_the_running_services(ports: &[u16]) {
         let loaded = rules["data"]["groups"][0]["rules"]
             .as_array()
             .map_or(0, Vec::len);
-        assert_eq!(loaded, 7, "alert rules loaded: {rules:#}");
+        assert_eq!(loaded, 8, "alert rules loaded: {rules:#}");
     });
 }
 
