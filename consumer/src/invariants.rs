@@ -180,7 +180,7 @@ pub async fn check(db: &MySqlPool, settle: Duration) -> Result<Report, sqlx::Err
 
     let rows = sqlx::query(
         "SELECT DISTINCT l.event_id FROM ledger_entries l LEFT JOIN outbox_events o ON o.event_id = l.event_id \
-         WHERE o.id IS NULL AND l.occurred_at > \
+         WHERE o.id IS NULL AND l.recorded_at > \
            COALESCE((SELECT purged_through FROM outbox_purged WHERE id = 1), '1000-01-01') LIMIT 100",
     )
     .fetch_all(db)

@@ -5,6 +5,14 @@
 --
 -- latin1_general_cs rather than ascii_bin: both tell every printable ASCII character apart (the only ones
 -- ids and keys may hold), but MariaDB flags _bin columns BINARY and sqlx then refuses to read them as text.
+-- Under the old collation a row could name its merchant in another case than the merchants table does
+-- (written by hand or imported; the API always copied the id from the key). Spell each as its merchant
+-- does first, so re-adding the foreign key below cannot fail half-way through this migration.
+UPDATE payments p JOIN merchants m ON m.merchant_id = p.merchant_id
+    SET p.merchant_id = m.merchant_id WHERE BINARY p.merchant_id <> BINARY m.merchant_id;
+UPDATE ledger_entries l JOIN merchants m ON m.merchant_id = l.merchant_id
+    SET l.merchant_id = m.merchant_id WHERE BINARY l.merchant_id <> BINARY m.merchant_id;
+
 ALTER TABLE payments DROP FOREIGN KEY fk_payments_merchant;
 
 ALTER TABLE merchants

@@ -1,5 +1,6 @@
--- Published outbox rows are deleted once older than the relay's retention. The newest creation time
--- deleted is kept here, so reconcile knows that ledger legs up to it may have outlived their outbox row.
+-- Published outbox rows are deleted once older than the retention and in the ledger. The newest
+-- recorded_at of the deleted events' legs is kept here: reconcile expects an outbox row for every leg
+-- recorded after it (legs recorded before may have outlived theirs).
 CREATE TABLE outbox_purged (
     id              TINYINT UNSIGNED NOT NULL,
     purged_through  DATETIME(6) NOT NULL,

@@ -19,6 +19,10 @@
 //!   is why the ledger consumer (posting per-event legs, unique per `eventId`) needs no ordering at all.
 //!
 //! The Kafka key is the payment id, so within one topic a payment's events stay on one partition.
+//!
+//! `PAYMENT_VOIDED` releases what was not captured: after a partial capture its `status` is still
+//! `CAPTURED` (or a refund status) and `amount` is the released rest, not the authorization. Events
+//! written before sequences existed carry `sequence` 0: order those by `occurredAt`.
 
 use crate::{EventId, PaymentId, PaymentStatus};
 use serde::{Deserialize, Serialize};

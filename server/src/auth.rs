@@ -21,7 +21,6 @@ use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
-const CACHE_TTL: Duration = Duration::from_secs(60);
 const CACHE_MAX: usize = 10_000;
 
 /// An API key in clear text. Its `Debug` and `Display` never show it.
@@ -87,27 +86,34 @@ pub async fn create_merchant(
 /// not: a bearer token nobody issued must not cost a database round trip each time, or a flood of junk
 /// tokens takes the pool's connections from real merchants (503s) before any rate limit applies.
 ///
-/// * known keys are cached for a minute (revoking a key takes that long to reach every instance);
+/// * known keys are cached for `known_key_ttl_seconds` (revoking a key takes that long to reach every
+///   instance); after
+///   that they are looked up again, but a key that was valid before never counts against its client's
+///   budget below, so junk sent from a merchant's address (or in its name, through a forged
+///   `X-Forwarded-For`) cannot lock that merchant out;
 /// * unknown keys are cached for `unknown_key_ttl_seconds` and answered 401 from memory;
 /// * each client address may cause at most `lookups_per_second` failed lookups a second, then gets 429
 ///   without the database being asked;
 /// * at most `lookup_concurrency` lookups run at once, so junk from many addresses still cannot hold
-///   more than that many connections.
+///   more than that many connections; a lookup that cannot start within `wait` is a 503.
 pub struct KeyCache {
     known: RwLock<HashMap<[u8; 32], (MerchantId, Instant)>>,
     unknown: RwLock<HashMap<[u8; 32], Instant>>,
     failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
     lookups: Semaphore,
+    wait: Duration,
     config: AuthConfig,
 }
 
 impl KeyCache {
-    pub fn new(config: AuthConfig) -> Self {
+    /// `wait`: how long a lookup may queue for its turn (the pool's acquire timeout).
+    pub fn new(config: AuthConfig, wait: Duration) -> Self {
         Self {
             known: RwLock::default(),
             unknown: RwLock::default(),
             failures: Mutex::default(),
             lookups: Semaphore::new(config.lookup_concurrency.max(1) as usize),
+            wait,
             config,
         }
     }
@@ -119,9 +125,10 @@ impl KeyCache {
         client: Option<IpAddr>,
     ) -> Result<Option<MerchantId>, ApiError> {
         let hash = key.hash();
-        if let Some((id, at)) = self.known.read().ok().and_then(|m| m.get(&hash).cloned()) {
-            if at.elapsed() < CACHE_TTL {
-                return Ok(Some(id));
+        let known_before = self.known.read().ok().and_then(|m| m.get(&hash).cloned());
+        if let Some((id, at)) = &known_before {
+            if at.elapsed() < Duration::from_secs(self.config.known_key_ttl_seconds) {
+                return Ok(Some(id.clone()));
             }
         }
         let unknown_ttl = Duration::from_secs(self.config.unknown_key_ttl_seconds);
@@ -130,7 +137,7 @@ impl KeyCache {
                 return Ok(None);
             }
         }
-        if let Some(client) = client {
+        if let Some(client) = client.filter(|_| known_before.is_none()) {
             if !self.may_look_up(client) {
                 state
                     .metrics
@@ -144,8 +151,9 @@ impl KeyCache {
                 });
             }
         }
-        // The semaphore is never closed, so acquiring cannot fail.
-        let _permit = self.lookups.acquire().await.ok();
+        let Ok(Ok(_permit)) = tokio::time::timeout(self.wait, self.lookups.acquire()).await else {
+            return Err(ApiError::DatabaseUnavailable);
+        };
         let row: Option<(String,)> =
             sqlx::query_as("SELECT merchant_id FROM merchants WHERE api_key_hash = ?")
                 .bind(&hash[..])
@@ -157,6 +165,9 @@ impl KeyCache {
                 .key_lookups
                 .with_label_values(&["unknown"])
                 .inc();
+            if let Ok(mut m) = self.known.write() {
+                m.remove(&hash); // revoked
+            }
             remember(&self.unknown, hash, Instant::now());
             if let Some(client) = client {
                 self.count_failure(client);

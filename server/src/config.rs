@@ -210,6 +210,14 @@ pub struct AuthConfig {
         default_value_t = 4
     )]
     pub lookup_concurrency: u32,
+    /// How long a valid key is trusted from memory before it is looked up again (how long revoking a
+    /// key takes to reach every instance).
+    #[arg(
+        long = "auth-known-key-ttl-seconds",
+        env = "APP_AUTH_KNOWN_KEY_TTL_SECONDS",
+        default_value_t = 60
+    )]
+    pub known_key_ttl_seconds: u64,
     /// How long a key the database does not know is answered 401 from memory.
     #[arg(
         long = "auth-unknown-key-ttl-seconds",

@@ -40,9 +40,11 @@ pub async fn enqueue(tx: &mut Tx, event: &PaymentEvent) -> Result<(), sqlx::Erro
     Ok(())
 }
 
-/// Deletes published rows older than `retention`, a batch at a time until none is left or `budget` has
-/// passed, and records the newest creation time deleted in `outbox_purged` (reconcile reads it: ledger
-/// legs up to then may have outlived their outbox row). Unpublished rows are never deleted.
+/// Deletes published rows older than `retention` whose event is in the ledger, a batch at a time until
+/// none is left or `budget` has passed. A published event that never reached the ledger (dead-lettered,
+/// or older than the consumer's position) is kept: it is the last copy that can be published again, and
+/// reconcile goes on reporting it. The newest `recorded_at` of the deleted events' legs goes into
+/// `outbox_purged`: reconcile expects an outbox row for every leg recorded after it.
 pub async fn purge_published(
     pool: &MySqlPool,
     retention: time::Duration,
@@ -53,19 +55,28 @@ pub async fn purge_published(
     let cutoff = storage::to_db(storage::now() - retention);
     let mut total = 0;
     loop {
-        let mut tx = pool.begin().await?;
+        // No row locks: two instances purging at once delete the same rows twice, which is harmless.
         let rows: Vec<(u64, time::PrimitiveDateTime)> = sqlx::query_as(
-            "SELECT id, created_at FROM outbox_events WHERE published_at IS NOT NULL \
-             AND published_at < ? ORDER BY published_at, id LIMIT ? FOR UPDATE SKIP LOCKED",
+            "SELECT o.id, MAX(l.recorded_at) FROM outbox_events o \
+             JOIN ledger_entries l ON l.event_id = o.event_id \
+             WHERE o.published_at IS NOT NULL AND o.published_at < ? \
+             GROUP BY o.id ORDER BY o.id LIMIT ?",
         )
         .bind(cutoff)
         .bind(BATCH)
-        .fetch_all(&mut *tx)
+        .fetch_all(pool)
         .await?;
-        let Some(through) = rows.iter().map(|(_, created)| *created).max() else {
-            tx.rollback().await?;
+        let Some(through) = rows.iter().map(|(_, recorded)| *recorded).max() else {
             return Ok(total);
         };
+        let mut tx = pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO outbox_purged (id, purged_through) VALUES (1, ?) \
+             ON DUPLICATE KEY UPDATE purged_through = GREATEST(purged_through, VALUES(purged_through))",
+        )
+        .bind(through)
+        .execute(&mut *tx)
+        .await?;
         let sql = format!(
             "DELETE FROM outbox_events WHERE id IN ({})",
             placeholders(rows.len())
@@ -75,13 +86,6 @@ pub async fn purge_published(
             q = q.bind(id);
         }
         q.execute(&mut *tx).await?;
-        sqlx::query(
-            "INSERT INTO outbox_purged (id, purged_through) VALUES (1, ?) \
-             ON DUPLICATE KEY UPDATE purged_through = GREATEST(purged_through, VALUES(purged_through))",
-        )
-        .bind(through)
-        .execute(&mut *tx)
-        .await?;
         tx.commit().await?;
         total += rows.len() as u64;
         if rows.len() < BATCH as usize || started.elapsed() >= budget {

@@ -102,12 +102,19 @@ pub async fn execute(
     } = decision
     {
         // A retry of a request that already completed must get its answer, not a 429, even when Redis
-        // no longer holds the response: look in the database before refusing (only limited requests
-        // pay for that read).
+        // no longer holds the response: look in the database before refusing. Only limited requests
+        // pay for that read, and only a few at once, so a flood past the limit stays away from the
+        // database; a read that fails (database down) leaves the answer at 429.
         if let Some(k) = &keyed {
-            if let Some(saved) = idempotency::stored(&state.db, k).await? {
-                cache_later(state, k, &saved);
-                return Ok(replay(state, saved));
+            if let Ok(_permit) = state.limited_replay_lookups.try_acquire() {
+                match idempotency::stored(&state.db, k).await {
+                    Ok(Some(saved)) => {
+                        cache_later(state, k, &saved);
+                        return Ok(replay(state, saved));
+                    }
+                    Err(e @ ApiError::IdempotencyMismatch) => return Err(e),
+                    Ok(None) | Err(_) => {}
+                }
             }
         }
         return Err(ApiError::RateLimited {
@@ -264,6 +271,11 @@ async fn change(
     let (event_type, message) = match transition {
         Transition::Capture(_) => (EventType::PaymentCaptured, "Payment captured successfully"),
         Transition::Refund(_) => (EventType::PaymentRefunded, "Payment refunded successfully"),
+        // After a partial capture the payment stays captured; say what the void did.
+        Transition::Void if payment.captured > 0 => (
+            EventType::PaymentVoided,
+            "The uncaptured rest of the authorization was released; what was captured stays captured",
+        ),
         Transition::Void => (EventType::PaymentVoided, "Payment voided successfully"),
     };
     let event = event_for(&payment, event_type, applied.moved, reason);

@@ -33,6 +33,8 @@ pub struct AppState {
     pub redis: RedisClient,
     pub limiter: Arc<RateLimiter>,
     pub keys: Arc<KeyCache>,
+    /// Database reads a rate-limited request may make to find its stored answer, at once.
+    pub limited_replay_lookups: Arc<tokio::sync::Semaphore>,
     pub metrics: Arc<Metrics>,
     pub breaker: Arc<CircuitBreaker>,
     pub producer: FutureProducer,
@@ -71,10 +73,14 @@ impl Application {
         let listener = TcpListener::bind(config.listen).await?;
         let state = AppState {
             limiter: Arc::new(RateLimiter::new(redis.clone(), config.rate_limit)),
-            keys: Arc::new(KeyCache::new(config.auth)),
+            keys: Arc::new(KeyCache::new(
+                config.auth,
+                Duration::from_millis(config.database_acquire_timeout_ms),
+            )),
             config: Arc::new(config),
             db,
             redis,
+            limited_replay_lookups: Arc::new(tokio::sync::Semaphore::new(4)),
             metrics,
             breaker,
             producer,

@@ -84,3 +84,35 @@ async fn a_client_flooding_junk_keys_gets_429_and_others_go_on() {
         limited as f64
     );
 }
+
+#[tokio::test]
+async fn junk_from_a_merchants_address_does_not_lock_its_valid_key_out() {
+    let app = spawn_app_with(|c| {
+        c.auth.lookups_per_second = 2;
+        c.auth.known_key_ttl_seconds = 0; // every request looks the key up again
+    })
+    .await;
+    let shared = [("x-forwarded-for", "10.5.5.5")];
+    let get = |key: String| {
+        let app = &app;
+        async move {
+            app.request(Method::GET, "/payments", Some(&key), None, &shared)
+                .await
+                .status
+        }
+    };
+    assert_eq!(get(app.key().to_owned()).await, 200);
+    let mut junk = Vec::new();
+    for i in 0..10 {
+        junk.push(get(format!("sk_junk_{i}")).await);
+    }
+    assert!(
+        junk.contains(&429),
+        "the address's budget ran out: {junk:?}"
+    );
+    // The merchant's key was valid before: it is looked up again (revocation still works) but never
+    // refused for its address's budget.
+    for _ in 0..5 {
+        assert_eq!(get(app.key().to_owned()).await, 200);
+    }
+}

@@ -295,6 +295,13 @@ async fn void_after_a_partial_capture_releases_the_rest_and_events_are_sequenced
         ),
         (Some("PARTIALLY_REFUNDED"), Some(600), Some(100), Some(400))
     );
+    assert!(
+        b["message"]
+            .as_str()
+            .unwrap()
+            .contains("captured stays captured"),
+        "a 200 from void must not read as 'nothing was charged': {b}"
+    );
     // Nothing is left to capture or to void; refunds of what was captured go on.
     app.post(&format!("/payments/capture/{id}"), &json!({}))
         .await
