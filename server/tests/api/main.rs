@@ -6,6 +6,7 @@ mod authorize;
 mod changes;
 mod helpers;
 mod idempotency;
+mod model;
 mod outbox;
 mod rate_limit;
 mod reads;
