@@ -34,20 +34,21 @@
 //! * `PROPTEST_CASES` sets the number of cases (default 12, each a sequence of `MODEL_MIN_OPS` to
 //!   `MODEL_MAX_OPS` operations, default 150 to 300).
 //! * A failure prints the failing case's seed, the failing step with the server's answer, and the
-//!   (shrunk) sequence of operations. `PROPTEST_RNG_SEED=<seed> PROPTEST_CASES=1 cargo test -p
+//!   shrunk sequence of operations; the whole first failing sequence goes to a file in the target's
+//!   tmp directory (the message names it). `PROPTEST_RNG_SEED=<seed> PROPTEST_CASES=1 cargo test -p
 //!   pay-server --test api model -- --nocapture` runs exactly that case again: the same sequence
-//!   (only the server's serialisation of a burst may differ from run to run).
-//! * Shrinking reruns whole cases against the stack, so it is bounded: `PROPTEST_MAX_SHRINK_ITERS`
-//!   (default 32) and `MODEL_MAX_SHRINK_SECONDS` (default 240; 0 turns shrinking off).
+//!   (only the server's serialisation of a burst may differ from run to run), then the same shrinking.
+//! * Proptest generates the sequences (from the seed); the shrinking is our own delta debugging (cut
+//!   after the failing step, then drop ever smaller chunks), because every try runs a whole case
+//!   against the stack. It is bounded by `MODEL_MAX_SHRINK_RUNS` (default 200) and
+//!   `MODEL_MAX_SHRINK_SECONDS` (default 180; 0 turns shrinking off).
 
 use crate::helpers::{new_merchant, spawn_app_with, Reply, TestApp, TestMerchant};
 use futures::future::join_all;
 use proptest::prelude::*;
-use proptest::test_runner::{
-    Config as ProptestConfig, RngSeed, TestCaseError, TestError, TestRunner,
-};
+use proptest::strategy::ValueTree;
+use proptest::test_runner::{Config as ProptestConfig, RngSeed, TestRunner};
 use serde_json::{json, Value};
-use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -1400,7 +1401,23 @@ struct CaseStats {
 }
 
 /// One case on a fresh app (its own database, Redis prefix and topics) with its own ledger consumer.
-async fn run_case(ops: &[Op]) -> Result<CaseStats, String> {
+/// Why a case failed; `step` is the operation whose answer differed from the model's, if one did (and
+/// not the checks after the sequence).
+struct Failure {
+    step: Option<usize>,
+    message: String,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Self {
+            step: None,
+            message,
+        }
+    }
+}
+
+async fn run_case(ops: &[Op]) -> Result<CaseStats, Failure> {
     let app = spawn_app_with(|c| {
         // The model has no rate limits.
         c.rate_limit.authorize_capacity = 0;
@@ -1411,7 +1428,7 @@ async fn run_case(ops: &[Op]) -> Result<CaseStats, String> {
     .await;
     // The second merchant's id differs from the first's only in case.
     let second = new_merchant(&app.db, &app.merchant.id.as_str().to_lowercase()).await;
-    let consumer = start_consumer(&app).await?;
+    let consumer = start_consumer(&app).await.map_err(Failure::from)?;
     let merchants = vec![
         TestMerchant {
             id: app.merchant.id.clone(),
@@ -1430,12 +1447,13 @@ async fn run_case(ops: &[Op]) -> Result<CaseStats, String> {
     };
     let outcome = async {
         for (i, op) in ops.iter().enumerate() {
-            run.step(op)
-                .await
-                .map_err(|e| format!("step {i} of {}: {op:?}\n{e}", ops.len()))?;
+            run.step(op).await.map_err(|e| Failure {
+                step: Some(i),
+                message: format!("step {i} of {}: {op:?}\n{e}", ops.len()),
+            })?;
         }
         run.final_checks().await?;
-        run.ledger_checks().await
+        Ok(run.ledger_checks().await?)
     }
     .await;
     consumer.0.cancel();
@@ -1498,13 +1516,63 @@ fn format_ops(ops: &[Op]) -> String {
         .collect()
 }
 
+/// Shrinks a failing sequence by delta debugging: cut everything after the failing step, then remove
+/// ever smaller chunks of operations as long as the rest still fails. Each try runs a whole case
+/// against the stack, so the tries are bounded in number and time. Returns the smallest failing
+/// sequence found, its failure, and how many tries it took.
+fn shrink(
+    runtime: &tokio::runtime::Runtime,
+    ops: Vec<Op>,
+    failure: Failure,
+    max_runs: u64,
+    budget: Duration,
+) -> (Vec<Op>, Failure, u64) {
+    let started = Instant::now();
+    let cut = |ops: Vec<Op>, failure: &Failure| match failure.step {
+        Some(step) => ops[..=step].to_vec(),
+        None => ops,
+    };
+    let mut best = cut(ops, &failure);
+    let mut best_failure = failure;
+    let mut runs = 0;
+    let mut chunk = best.len().div_ceil(2).max(1);
+    'sizes: loop {
+        let mut removed = false;
+        let mut at = 0;
+        while at < best.len() {
+            if runs >= max_runs || started.elapsed() > budget {
+                break 'sizes;
+            }
+            let mut candidate = best.clone();
+            candidate.drain(at..(at + chunk).min(best.len()));
+            runs += 1;
+            match runtime.block_on(run_case(&candidate)) {
+                Err(f) => {
+                    best = cut(candidate, &f);
+                    best_failure = f;
+                    removed = true;
+                }
+                Ok(_) => at += chunk,
+            }
+        }
+        if chunk == 1 && !removed {
+            break;
+        }
+        if !removed {
+            chunk = chunk.div_ceil(2);
+        }
+        chunk = chunk.min(best.len().div_ceil(2)).max(1);
+    }
+    (best, best_failure, runs)
+}
+
 #[test]
 fn model_based_sequences_match_the_reference_model() {
     let cases = env_number("PROPTEST_CASES", 12);
     let min_ops = env_number("MODEL_MIN_OPS", 150) as usize;
     let max_ops = env_number("MODEL_MAX_OPS", 300).max(min_ops as u64) as usize;
-    let shrink_iters = env_number("PROPTEST_MAX_SHRINK_ITERS", 32) as u32;
-    let shrink_secs = env_number("MODEL_MAX_SHRINK_SECONDS", 240) as u32;
+    let shrink_runs = env_number("MODEL_MAX_SHRINK_RUNS", 200);
+    let shrink_secs = env_number("MODEL_MAX_SHRINK_SECONDS", 180);
     let base_seed = match std::env::var("PROPTEST_RNG_SEED") {
         Ok(_) => env_number("PROPTEST_RNG_SEED", 0),
         Err(_) => uuid::Uuid::new_v4().as_u64_pair().0 >> 1,
@@ -1514,75 +1582,66 @@ fn model_based_sequences_match_the_reference_model() {
         .enable_all()
         .build()
         .unwrap();
+    let sequences = prop::collection::vec(op(), min_ops..=max_ops);
     let started = Instant::now();
     let (mut total_ops, mut total_requests) = (0, 0);
     let mut tally: BTreeMap<String, usize> = BTreeMap::new();
     for case in 0..cases {
         let seed = base_seed.wrapping_add(case);
-        let config = ProptestConfig {
-            cases: 1,
+        let mut runner = TestRunner::new(ProptestConfig {
             rng_seed: RngSeed::Fixed(seed),
             failure_persistence: None,
-            max_shrink_iters: if shrink_secs == 0 { 0 } else { shrink_iters },
-            max_shrink_time: shrink_secs * 1000,
             ..ProptestConfig::default()
-        };
-        let mut runner = TestRunner::new(config);
-        // The runner's closure is `Fn`.
-        let first_failure: RefCell<Option<String>> = RefCell::new(None);
-        let last_stats = RefCell::new(None);
+        });
+        let ops = sequences
+            .new_tree(&mut runner)
+            .expect("a sequence")
+            .current();
         let case_started = Instant::now();
-        let result = runner.run(
-            &prop::collection::vec(op(), min_ops..=max_ops),
-            |ops| match runtime.block_on(run_case(&ops)) {
-                Ok(stats) => {
-                    *last_stats.borrow_mut() = Some(stats);
-                    Ok(())
-                }
-                Err(e) => {
-                    if first_failure.borrow().is_none() {
-                        *first_failure.borrow_mut() = Some(format!(
-                            "{e}\n\nthe sequence ({} operations):\n{}",
-                            ops.len(),
-                            format_ops(&ops)
-                        ));
-                    }
-                    Err(TestCaseError::fail(e))
-                }
-            },
-        );
-        match result {
-            Ok(()) => {
-                let s = last_stats.into_inner().expect("the case ran");
-                eprintln!(
-                    "model case {case} (PROPTEST_RNG_SEED={seed}): {} operations, {} HTTP requests, \
-                     {} payments, {} effects, {:.1} s",
-                    s.ops,
-                    s.requests,
-                    s.payments,
-                    s.effects,
-                    case_started.elapsed().as_secs_f64()
+        let s = match runtime.block_on(run_case(&ops)) {
+            Ok(s) => s,
+            Err(failure) => {
+                let first = format!("{}\n\nthe sequence:\n{}", failure.message, format_ops(&ops));
+                let file = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+                    .join(format!("model-failure-{seed}.txt"));
+                let _ = std::fs::write(&file, &first);
+                let first_message = failure.message.clone();
+                let (shrunk, why, runs) = shrink(
+                    &runtime,
+                    ops.clone(),
+                    failure,
+                    if shrink_secs == 0 { 0 } else { shrink_runs },
+                    Duration::from_secs(shrink_secs),
                 );
-                for (k, n) in s.tally {
-                    *tally.entry(k).or_default() += n;
-                }
-                total_ops += s.ops;
-                total_requests += s.requests;
+                panic!(
+                    "model-based test failed: case {case}, seed {seed}\n\
+                     replay: PROPTEST_RNG_SEED={seed} PROPTEST_CASES=1 cargo test -p pay-server \
+                     --test api model -- --nocapture\n\n\
+                     first failure (its whole sequence of {} operations is in {}):\n{first_message}\n\n\
+                     shrunk to {} operations in {runs} runs; it fails with:\n{}\n\n\
+                     the shrunk sequence:\n{}",
+                    ops.len(),
+                    file.display(),
+                    shrunk.len(),
+                    why.message,
+                    format_ops(&shrunk)
+                )
             }
-            Err(TestError::Fail(reason, minimal)) => panic!(
-                "model-based test failed: case {case}, seed {seed}\n\
-                 replay: PROPTEST_RNG_SEED={seed} PROPTEST_CASES=1 cargo test -p pay-server --test api \
-                 model -- --nocapture\n\n\
-                 first failure:\n{}\n\n\
-                 after shrinking ({} operations):\n{reason}\n\nthe shrunk sequence:\n{}",
-                first_failure.into_inner().unwrap_or_default(),
-                minimal.len(),
-                format_ops(&minimal)
-            ),
-            Err(TestError::Abort(reason)) => {
-                panic!("model-based test aborted: case {case}, seed {seed}: {reason}")
-            }
+        };
+        eprintln!(
+            "model case {case} (PROPTEST_RNG_SEED={seed}): {} operations, {} HTTP requests, \
+             {} payments, {} effects, {:.1} s",
+            s.ops,
+            s.requests,
+            s.payments,
+            s.effects,
+            case_started.elapsed().as_secs_f64()
+        );
+        for (k, n) in s.tally {
+            *tally.entry(k).or_default() += n;
         }
+        total_ops += s.ops;
+        total_requests += s.requests;
     }
     let mut covered = String::new();
     for (k, n) in &tally {
