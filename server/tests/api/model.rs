@@ -1337,16 +1337,7 @@ impl Run {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let report = pay_consumer::invariants::check(&self.app.db, Duration::ZERO)
-            .await
-            .map_err(|e| format!("reconcile: {e}"))?;
-        if !report.is_clean() {
-            return Err(format!(
-                "reconcile found {} violations: {}",
-                report.violations(),
-                serde_json::to_string_pretty(&report).unwrap()
-            ));
-        }
+        let mut problems = Vec::new();
         for p in &self.model.payments {
             let reply = self
                 .send(
@@ -1378,7 +1369,7 @@ impl Run {
             let hold = net("authorization_hold", false);
             if v["balanced"] != true || payable != p.captured - p.refunded || hold != p.uncaptured()
             {
-                return Err(format!(
+                problems.push(format!(
                     "ledger of {}: merchant_payable {payable}, authorization_hold {hold}, balanced {}; \
                      the model says {} and {} ({p:?})",
                     p.id,
@@ -1388,7 +1379,25 @@ impl Run {
                 ));
             }
         }
-        Ok(())
+        let report = pay_consumer::invariants::check(&self.app.db, Duration::ZERO)
+            .await
+            .map_err(|e| format!("reconcile: {e}"))?;
+        for check in &report.checks {
+            for v in &check.violations {
+                problems.push(format!(
+                    "reconcile: {}: {}: {}",
+                    check.name, v.subject, v.detail
+                ));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "the ledger does not match the model:\n  {}",
+                problems.join("\n  ")
+            ))
+        }
     }
 }
 
@@ -1400,7 +1409,6 @@ struct CaseStats {
     effects: usize,
 }
 
-/// One case on a fresh app (its own database, Redis prefix and topics) with its own ledger consumer.
 /// Why a case failed; `step` is the operation whose answer differed from the model's, if one did (and
 /// not the checks after the sequence).
 struct Failure {
@@ -1417,6 +1425,7 @@ impl From<String> for Failure {
     }
 }
 
+/// One case on a fresh app (its own database, Redis prefix and topics) with its own ledger consumer.
 async fn run_case(ops: &[Op]) -> Result<CaseStats, Failure> {
     let app = spawn_app_with(|c| {
         // The model has no rate limits.
