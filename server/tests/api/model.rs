@@ -129,16 +129,28 @@ enum MerchantField {
     Other,
 }
 
+/// Where the idempotency key goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KeyPlace {
+    Header,
+    /// `idempotencyKey` in the body.
+    Body,
+    /// The same key in both.
+    Both,
+    /// The header and the body disagree: 400.
+    Conflict,
+}
+
 /// How a request is spelt, which must not change what it means.
 #[derive(Clone, Copy, Debug)]
 struct Form {
-    key_in_body: bool,
+    key_place: KeyPlace,
     merchant_field: MerchantField,
     pretty: bool,
 }
 
 const PLAIN: Form = Form {
-    key_in_body: false,
+    key_place: KeyPlace::Header,
     merchant_field: MerchantField::Absent,
     pretty: false,
 };
@@ -150,12 +162,20 @@ enum Bad {
     Trailing,
 }
 
+#[derive(Clone, Copy, Debug)]
+enum BurstKeys {
+    None,
+    Distinct,
+    Shared,
+}
+
 #[derive(Clone, Debug)]
 enum Op {
     Authorize {
         m: u8,
         amount: i64,
-        usd: bool,
+        /// KRW, USD, or `krw` (refused: codes are upper case).
+        currency: u8,
         key: KeyChoice,
         form: Form,
     },
@@ -194,18 +214,32 @@ enum Op {
         copies: u8,
         request: Box<Op>,
     },
-    /// Different requests on one payment at once, each unkeyed or each with a fresh key.
+    /// Different requests on one payment at once: unkeyed, each with a fresh key, or all with one
+    /// fresh key (one of them is carried out; the others get 422, or replay it if they are the same).
     Burst {
         m: u8,
         target: Target,
-        keyed: bool,
+        keys: BurstKeys,
         members: Vec<(Kind, Amt)>,
     },
     /// Drops the replay cache in Redis: the next replays come from the database.
     ForgetCache,
 }
 
-const REASONS: [&str; 3] = ["damaged", "late delivery", "duplicate"];
+/// The last two are the longest reason allowed (128 characters) and one too long.
+const REASONS: [&str; 5] = [
+    "damaged",
+    "late delivery",
+    "duplicate",
+    "rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr",
+    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+];
+const MAX_REASON: usize = 128;
+
+const CURRENCIES: [&str; 3] = ["KRW", "USD", "krw"];
+
+/// The largest amount the API accepts.
+const MAX_AMOUNT: i64 = 99_999_999_999;
 
 fn merchant_index() -> impl Strategy<Value = u8> {
     prop_oneof![3 => Just(0u8), 2 => Just(1u8)]
@@ -224,9 +258,18 @@ fn key_choice(none: u32) -> BoxedStrategy<KeyChoice> {
     }
 }
 
+fn key_place() -> impl Strategy<Value = KeyPlace> {
+    prop_oneof![
+        70 => Just(KeyPlace::Header),
+        15 => Just(KeyPlace::Body),
+        10 => Just(KeyPlace::Both),
+        3 => Just(KeyPlace::Conflict),
+    ]
+}
+
 fn form() -> impl Strategy<Value = Form> {
     (
-        prop::bool::weighted(0.25),
+        key_place(),
         prop_oneof![
             60 => Just(MerchantField::Absent),
             35 => Just(MerchantField::Own),
@@ -234,8 +277,8 @@ fn form() -> impl Strategy<Value = Form> {
         ],
         prop::bool::weighted(0.2),
     )
-        .prop_map(|(key_in_body, merchant_field, pretty)| Form {
-            key_in_body,
+        .prop_map(|(key_place, merchant_field, pretty)| Form {
+            key_place,
             merchant_field,
             pretty,
         })
@@ -268,15 +311,20 @@ fn kind() -> impl Strategy<Value = Kind> {
 fn authorize_op(none: u32) -> impl Strategy<Value = Op> {
     (
         merchant_index(),
-        prop_oneof![97 => 1i64..=100_000, 3 => Just(0i64)],
-        prop::bool::weighted(0.3),
+        prop_oneof![
+            95 => 1i64..=100_000,
+            2 => Just(0i64),
+            1 => Just(MAX_AMOUNT),
+            1 => Just(MAX_AMOUNT + 1),
+        ],
+        prop_oneof![70 => Just(0u8), 28 => Just(1u8), 2 => Just(2u8)],
         key_choice(none),
         form(),
     )
-        .prop_map(|(m, amount, usd, key, form)| Op::Authorize {
+        .prop_map(|(m, amount, currency, key, form)| Op::Authorize {
             m,
             amount,
-            usd,
+            currency,
             key,
             form,
         })
@@ -288,7 +336,10 @@ fn change_op(none: u32) -> impl Strategy<Value = Op> {
         kind(),
         target(),
         amt(),
-        prop::option::weighted(0.3, 0u8..3),
+        prop::option::weighted(
+            0.3,
+            prop_oneof![20 => 0u8..3, 1 => Just(3u8), 1 => Just(4u8)],
+        ),
         key_choice(none),
         form(),
     )
@@ -304,15 +355,24 @@ fn change_op(none: u32) -> impl Strategy<Value = Op> {
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    let replay_form = (any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(k, m, p)| Form {
-        key_in_body: k,
-        merchant_field: if m {
-            MerchantField::Own
-        } else {
-            MerchantField::Absent
-        },
-        pretty: p,
-    });
+    let replay_form = (
+        prop_oneof![
+            Just(KeyPlace::Header),
+            Just(KeyPlace::Body),
+            Just(KeyPlace::Both)
+        ],
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(k, m, p)| Form {
+            key_place: k,
+            merchant_field: if m {
+                MerchantField::Own
+            } else {
+                MerchantField::Absent
+            },
+            pretty: p,
+        });
     prop_oneof![
         14 => authorize_op(2),
         40 => change_op(40),
@@ -336,10 +396,14 @@ fn op() -> impl Strategy<Value = Op> {
                 6 => any::<u8>().prop_map(Target::Own),
                 1 => any::<u8>().prop_map(Target::Any),
             ],
-            prop::bool::weighted(0.4),
+            prop_oneof![
+                5 => Just(BurstKeys::None),
+                3 => Just(BurstKeys::Distinct),
+                2 => Just(BurstKeys::Shared),
+            ],
             prop::collection::vec((kind(), amt()), 2..=5),
         )
-            .prop_map(|(m, target, keyed, members)| Op::Burst { m, target, keyed, members }),
+            .prop_map(|(m, target, keys, members)| Op::Burst { m, target, keys, members }),
         1 => Just(Op::ForgetCache),
     ]
 }
@@ -504,12 +568,24 @@ impl Model {
         if r.form.merchant_field == MerchantField::Other {
             return Outcome::Edge(403, "FORBIDDEN");
         }
-        let invalid = match &r.logical {
-            Logical::Authorize { amount, .. } => *amount <= 0 || r.key.is_none(),
-            Logical::Change { kind, amount, .. } => {
-                amount.is_some_and(|a| a <= 0) || (*kind == Kind::Void && amount.is_some())
-            }
-        };
+        let invalid = r.key.is_some() && r.form.key_place == KeyPlace::Conflict
+            || match &r.logical {
+                Logical::Authorize { amount, currency } => {
+                    !(1..=MAX_AMOUNT).contains(amount)
+                        || currency.chars().any(|c| c.is_ascii_lowercase())
+                        || r.key.is_none()
+                }
+                Logical::Change {
+                    kind,
+                    amount,
+                    reason,
+                    ..
+                } => {
+                    amount.is_some_and(|a| a <= 0)
+                        || (*kind == Kind::Void && amount.is_some())
+                        || reason.is_some_and(|r| r.chars().count() > MAX_REASON)
+                }
+            };
         if invalid {
             return Outcome::Edge(400, "VALIDATION_FAILED");
         }
@@ -820,8 +896,12 @@ impl Run {
             MerchantField::Own => body["merchantId"] = json!(self.merchant_ids[r.merchant]),
             MerchantField::Other => body["merchantId"] = json!(self.merchant_ids[1 - r.merchant]),
         }
-        if let (Some(k), true) = (&r.key, r.form.key_in_body) {
-            body["idempotencyKey"] = json!(k);
+        if let Some(k) = &r.key {
+            match r.form.key_place {
+                KeyPlace::Header => {}
+                KeyPlace::Body | KeyPlace::Both => body["idempotencyKey"] = json!(k),
+                KeyPlace::Conflict => body["idempotencyKey"] = json!(format!("{k}-other")),
+            }
         }
         match r.bad {
             Some(Bad::UnknownField) => body["refundAmount"] = json!(1),
@@ -836,7 +916,10 @@ impl Run {
         if r.bad == Some(Bad::Trailing) {
             bytes.extend_from_slice(b"}x");
         }
-        let header = r.key.as_deref().filter(|_| !r.form.key_in_body);
+        let header = r
+            .key
+            .as_deref()
+            .filter(|_| r.form.key_place != KeyPlace::Body);
         self.send(
             r.merchant,
             reqwest::Method::POST,
@@ -934,14 +1017,14 @@ impl Run {
             Op::Authorize {
                 m,
                 amount,
-                usd,
+                currency,
                 key,
                 form,
             } => Request {
                 merchant: m as usize,
                 logical: Logical::Authorize {
                     amount,
-                    currency: if usd { "USD" } else { "KRW" },
+                    currency: CURRENCIES[currency as usize % CURRENCIES.len()],
                 },
                 key: self.key(key),
                 form,
@@ -1056,13 +1139,18 @@ impl Run {
             Op::Burst {
                 m,
                 target,
-                keyed,
+                keys,
                 members,
             } => {
                 let m = *m as usize;
                 let mut requests = Vec::new();
+                let shared = self.fresh_key();
                 for (kind, amount) in members {
-                    let key = keyed.then(|| self.fresh_key());
+                    let key = match keys {
+                        BurstKeys::None => None,
+                        BurstKeys::Distinct => Some(self.fresh_key()),
+                        BurstKeys::Shared => Some(shared.clone()),
+                    };
                     requests.push(Request {
                         merchant: m,
                         logical: self.change_request(m, *kind, *target, *amount, None),
@@ -1255,49 +1343,31 @@ impl Run {
                 .and_then(|v| compare_view(&v, p, &self.merchant_ids, None))
                 .map_err(|e| format!("final read: {e}"))?;
         }
+        const STATUSES: [&str; 5] = [
+            "AUTHORIZED",
+            "CAPTURED",
+            "PARTIALLY_REFUNDED",
+            "REFUNDED",
+            "VOIDED",
+        ];
         for m in 0..self.merchants.len() {
-            let mut listed = BTreeSet::new();
-            let mut after: Option<String> = None;
-            loop {
-                let path = match &after {
-                    None => "/payments?limit=100".to_owned(),
-                    Some(a) => format!("/payments?limit=100&startingAfter={a}"),
-                };
-                let page = expect_ok(
-                    &self
-                        .send(m, reqwest::Method::GET, &path, None, None)
-                        .await?,
-                )
-                .map_err(|e| format!("list: {e}"))?;
-                for v in page["data"].as_array().into_iter().flatten() {
-                    let id = v["paymentId"].as_str().unwrap_or_default().to_owned();
-                    let Some(i) = self.model.payment(m, &id) else {
-                        return Err(format!(
-                            "merchant {m} lists a payment the model does not know as its own: {v}"
-                        ));
-                    };
-                    compare_view(v, &self.model.payments[i], &self.merchant_ids, None)
-                        .map_err(|e| format!("list: {e}"))?;
-                    listed.insert(id);
+            // All of them in small pages, then each status.
+            for status in std::iter::once(None).chain(STATUSES.map(Some)) {
+                let listed = self.list(m, status).await?;
+                let expected: BTreeSet<String> = self
+                    .model
+                    .payments
+                    .iter()
+                    .filter(|p| p.merchant == m && status.is_none_or(|s| p.status() == s))
+                    .map(|p| p.id.clone())
+                    .collect();
+                if listed != expected {
+                    return Err(format!(
+                        "merchant {m} lists {} payments with status {status:?}, the model has {}",
+                        listed.len(),
+                        expected.len()
+                    ));
                 }
-                match page["nextCursor"].as_str() {
-                    Some(c) if page["hasMore"] == true => after = Some(c.to_owned()),
-                    _ => break,
-                }
-            }
-            let expected: BTreeSet<String> = self
-                .model
-                .payments
-                .iter()
-                .filter(|p| p.merchant == m)
-                .map(|p| p.id.clone())
-                .collect();
-            if listed != expected {
-                return Err(format!(
-                    "merchant {m} lists {} payments, the model has {}",
-                    listed.len(),
-                    expected.len()
-                ));
             }
         }
         let events = self.app.count("SELECT COUNT(*) FROM outbox_events").await;
@@ -1308,6 +1378,46 @@ impl Run {
             ));
         }
         Ok(())
+    }
+
+    /// The ids of merchant `m`'s payments (of `status`), page by page, each view compared with the
+    /// model.
+    async fn list(&self, m: usize, status: Option<&str>) -> Result<BTreeSet<String>, String> {
+        let mut listed = BTreeSet::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut path = match status {
+                None => "/payments?limit=7".to_owned(),
+                Some(s) => format!("/payments?limit=100&status={s}"),
+            };
+            if let Some(a) = &after {
+                path.push_str(&format!("&startingAfter={a}"));
+            }
+            let page = expect_ok(
+                &self
+                    .send(m, reqwest::Method::GET, &path, None, None)
+                    .await?,
+            )
+            .map_err(|e| format!("{path}: {e}"))?;
+            for v in page["data"].as_array().into_iter().flatten() {
+                let id = v["paymentId"].as_str().unwrap_or_default().to_owned();
+                let Some(i) = self.model.payment(m, &id) else {
+                    return Err(format!(
+                        "{path}: merchant {m} lists a payment the model does not know as its own: {v}"
+                    ));
+                };
+                compare_view(v, &self.model.payments[i], &self.merchant_ids, None)
+                    .map_err(|e| format!("{path}: {e}"))?;
+                if !listed.insert(id) {
+                    return Err(format!("{path}: listed twice: {v}"));
+                }
+            }
+            match page["nextCursor"].as_str() {
+                Some(c) if page["hasMore"] == true => after = Some(c.to_owned()),
+                _ => break,
+            }
+        }
+        Ok(listed)
     }
 
     /// Waits (bounded) for the consumer to post every event, then checks the invariants and each
