@@ -630,6 +630,9 @@ impl Model {
         outcome: &Outcome,
         reply: &Reply,
     ) -> Result<(), String> {
+        if reply.header("content-type") != Some("application/json") {
+            return Err(format!("content-type {:?}", reply.header("content-type")));
+        }
         let replayed = reply.header("idempotent-replayed") == Some("true");
         match outcome {
             Outcome::Replay(stored) => {
@@ -930,10 +933,17 @@ impl Run {
         .await
     }
 
+    /// A key not used before: mixed case (for `CaseFlip`), some with characters JSON or a cache key
+    /// might trip on, one in eleven as long as allowed (255).
     fn fresh_key(&mut self) -> String {
-        const TAILS: [&str; 4] = ["aX", "Qb", "zZ", "Mm"];
+        const TAILS: [&str; 6] = ["aX", "Qb", "zZ", "Mm", "\"q\\u", ":%7Bx}*"];
         self.fresh += 1;
-        format!("Order-{}{}", self.fresh, TAILS[self.fresh % TAILS.len()])
+        let key = format!("Order-{}{}", self.fresh, TAILS[self.fresh % TAILS.len()]);
+        if self.fresh.is_multiple_of(11) {
+            format!("{key:k<255}")
+        } else {
+            key
+        }
     }
 
     fn key(&mut self, choice: KeyChoice) -> Option<String> {
