@@ -581,7 +581,7 @@ impl Model {
                     reason,
                     ..
                 } => {
-                    amount.is_some_and(|a| a <= 0)
+                    amount.is_some_and(|a| !(1..=MAX_AMOUNT).contains(&a))
                         || (*kind == Kind::Void && amount.is_some())
                         || reason.is_some_and(|r| r.chars().count() > MAX_REASON)
                 }
