@@ -2,27 +2,33 @@
 //! stack (pay-server on MariaDB, Redis and tansu, with the ledger consumer) and compared, answer by
 //! answer, with a small reference model of what each answer and each balance must be.
 //!
-//! Operations: authorize; capture, refund and void, full and partial, too much, in the wrong state, on an
-//! unknown or another merchant's payment; reads of a payment and of its ledger; replays of earlier keyed
-//! requests (also with the key moved between header and body, `merchantId` added or dropped, another
-//! whitespace); an earlier key with another request; keys differing from earlier ones only in case;
-//! bodies with an unknown field, `amount: null` or trailing bytes; `merchantId` of another merchant;
-//! bursts of different concurrent requests on one payment, keyed or not; bursts of one keyed request
-//! sent several times at once; two merchants whose ids differ only in case; dropping the Redis replay
-//! cache so that replays come from the database.
+//! Operations: authorize (also above the largest amount, in a lower-case currency, without a key);
+//! capture, refund and void, full and partial, too much, in the wrong state, on an unknown or another
+//! merchant's payment; reads of a payment and of its ledger; replays of earlier keyed requests (also
+//! with the key moved between header and body, `merchantId` added or dropped, other whitespace); an
+//! earlier key with another request; keys differing from earlier ones only in case; a key in header and
+//! body that disagree; bodies with an unknown field, `amount: null` or trailing bytes; `merchantId` of
+//! another merchant; the longest reason and one too long; bursts of different concurrent requests on
+//! one payment, unkeyed, each keyed, or all with one key; bursts of one keyed request sent several times
+//! at once; two merchants whose ids differ only in case; dropping the Redis replay cache so that replays
+//! come from the database.
 //!
 //! The model is written from the API's rules, not from the server's code: balances per payment (status
 //! derived from them), the idempotency records per (merchant, key) with the exact bytes first answered,
 //! and the number of effects (outbox events). Operations are generated without looking at the state
 //! (`Target::Own(3)` is "the fourth payment of this merchant, wrapping", `Amt::Part(3)` "3/8 of what
-//! remains"); the run resolves them against the model, so any sequence is meaningful and shrinks well.
+//! remains"); the run resolves them against the model, so any sequence, and any part of one, is
+//! meaningful. (This is also why the model runs alongside the server rather than ahead of it, as
+//! `proptest-state-machine` would have it: after a burst, only the server's answers say which of the
+//! allowed serialisations happened.)
 //! A burst of concurrent requests is accepted when some serialisation of the requests that got a final
 //! answer, run through the model one after another, gives exactly the answers the server gave (retryable
 //! `409 IDEMPOTENCY_IN_PROGRESS`/`LOCK_TIMEOUT` answers must have had no effect); the model goes on from
 //! that serialisation. A burst of one keyed request must have exactly one original answer; the others
 //! replay it byte for byte or are retryable.
 //!
-//! At the end of each case every payment, read one by one and listed per merchant, equals the model;
+//! At the end of each case every payment, read one by one and listed per merchant (in small pages, and
+//! per status), equals the model;
 //! the outbox holds exactly one event per effect of the model; the ledger consumer (running since the
 //! start of the case) catches up, `reconcile`'s invariants are clean, and each payment's ledger nets are
 //! what the model says (merchant_payable = captured − refunded, authorization_hold = authorized −
