@@ -143,7 +143,7 @@ pub async fn new_merchant(db: &MySqlPool, id: &str) -> TestMerchant {
 }
 
 /// A response read whole.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Reply {
     pub status: u16,
     pub headers: reqwest::header::HeaderMap,

@@ -7,6 +7,7 @@ mod changes;
 mod helpers;
 mod idempotency;
 mod migrations;
+mod model;
 mod outbox;
 mod rate_limit;
 mod reads;
