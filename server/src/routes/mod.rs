@@ -7,8 +7,10 @@ mod queries;
 use crate::error::ApiError;
 use crate::startup::AppState;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{middleware, Router};
 use payctl_domain::{FieldError, IdempotencyKey, MerchantId, PaymentId};
@@ -66,9 +68,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                     .to_ascii_lowercase();
                 mime == "application/json" || mime.ends_with("+json")
             });
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::BadRequest(format!("cannot read the body: {e}")))?;
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::BadRequest(format!("cannot read the body: {e}"))
+            }
+        })?;
         let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
             Bytes::from_static(b"{}")
         } else {
@@ -126,6 +132,22 @@ where
 
 pub fn parse_payment_id(raw: &str) -> Result<PaymentId, ApiError> {
     PaymentId::parse("paymentId", raw).map_err(ApiError::validation)
+}
+
+/// The payment id of a `…/{id}` route. A malformed one is 400 `VALIDATION_FAILED` naming `paymentId`,
+/// in the API's error shape, also when its percent-encoding is not UTF-8 (axum's own rejection is plain
+/// text).
+pub struct PaymentPath(pub PaymentId);
+
+impl<S: Send + Sync> FromRequestParts<S> for PaymentPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::validation(FieldError::new("paymentId", e.body_text())))?;
+        parse_payment_id(&raw).map(Self)
+    }
 }
 
 /// `merchantId` in a body is optional (the key says who the merchant is) but must match when present.
