@@ -1,7 +1,7 @@
 //! The money-moving routes: authorize, capture, refund, void. They parse and check the request at the
 //! edge, then hand a typed command to the service.
 
-use super::{check_body_merchant, idempotency_key, non_null, JsonBody, PaymentPath};
+use super::{check_body_merchant, idempotency_key, non_null, Integer, JsonBody, PaymentPath};
 use crate::auth::Merchant;
 use crate::error::ApiError;
 use crate::idempotency::Keyed;
@@ -20,7 +20,7 @@ use serde_json::json;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuthorizeBody {
     merchant_id: Option<String>,
-    amount: i64,
+    amount: Integer,
     currency: String,
     idempotency_key: Option<String>,
 }
@@ -33,7 +33,7 @@ pub struct ChangeBody {
     merchant_id: Option<String>,
     /// Partial capture or refund; all that remains when absent. `null` is refused, not read as absent.
     #[serde(default, deserialize_with = "non_null")]
-    amount: Option<i64>,
+    amount: Option<Integer>,
     reason: Option<String>,
     idempotency_key: Option<String>,
 }
@@ -48,7 +48,7 @@ pub async fn authorize(
 ) -> Result<Response, ApiError> {
     check_body_merchant(body.merchant_id.as_deref(), &merchant)?;
     let mut errors = Vec::new();
-    let amount = Amount::parse("amount", body.amount)
+    let amount = Amount::parse("amount", body.amount.0)
         .map_err(|e| errors.push(e))
         .ok();
     let currency = Currency::parse("currency", &body.currency)
@@ -92,7 +92,7 @@ async fn change(
     check_body_merchant(body.merchant_id.as_deref(), &merchant)?;
     let amount = body
         .amount
-        .map(|a| Amount::parse("amount", a).map(Amount::minor_units))
+        .map(|a| Amount::parse("amount", a.0).map(Amount::minor_units))
         .transpose()
         .map_err(ApiError::validation)?;
     if let Some(reason) = &body.reason {

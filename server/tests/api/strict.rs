@@ -329,3 +329,56 @@ async fn a_body_over_2_mib_is_413() {
     assert_eq!(b["code"], "PAYLOAD_TOO_LARGE", "{b}");
     assert_eq!(payment(&app, &id).await["status"], "AUTHORIZED");
 }
+
+/// `1000`, `1000.0` and `1e3` are one JSON number, and JSON Schema's `type: integer` (the document's)
+/// accepts all three, so the server does; a fraction is still refused.
+#[tokio::test]
+async fn an_integral_amount_is_accepted_in_any_json_spelling() {
+    let app = spawn_app().await;
+    for (i, amount) in [json!(1000), json!(1000.0), json!(1e3)]
+        .into_iter()
+        .enumerate()
+    {
+        let r = app
+            .post(
+                "/payments/authorize",
+                &json!({"amount": amount, "currency": "KRW", "idempotencyKey": format!("n{i}")}),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            200,
+            "{amount}: {}",
+            String::from_utf8_lossy(&r.bytes)
+        );
+        assert_eq!(r.json()["amount"], 1000, "{amount}");
+    }
+    // The same request spelt differently is the same request: a replay, not a 422.
+    let again = app
+        .post(
+            "/payments/authorize",
+            &json!({"amount": 1000, "currency": "KRW", "idempotencyKey": "n1"}),
+        )
+        .await;
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    let id = app.authorized_payment(1000).await;
+    let r = app
+        .post(
+            &format!("/payments/capture/{id}"),
+            &json!({"amount": 2.5e2}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.bytes));
+    assert_eq!(r.json()["capturedAmount"], 250);
+    for bad in [json!(1000.5), json!("1000"), json!(1e12)] {
+        let r = app
+            .post(
+                "/payments/authorize",
+                &json!({"amount": bad, "currency": "KRW", "idempotencyKey": "frac"}),
+            )
+            .await;
+        let err = r.assert_error(400, "VALIDATION_FAILED");
+        assert_names(&err, "amount", &bad.to_string());
+    }
+    assert_eq!(app.count("SELECT COUNT(*) FROM payments").await, 4);
+}
