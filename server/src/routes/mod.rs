@@ -10,8 +10,10 @@ mod fuzz;
 use crate::error::ApiError;
 use crate::startup::AppState;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{middleware, Router};
 use payctl_domain::{FieldError, IdempotencyKey, MerchantId, PaymentId};
@@ -69,9 +71,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                     .to_ascii_lowercase();
                 mime == "application/json" || mime.ends_with("+json")
             });
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::BadRequest(format!("cannot read the body: {e}")))?;
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::BadRequest(format!("cannot read the body: {e}"))
+            }
+        })?;
         let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
             Bytes::from_static(b"{}")
         } else {
@@ -117,6 +123,44 @@ pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
+/// An integer field, sent as any JSON number without a fractional part: `100`, `100.0` and `1e2` are one
+/// number in JSON, and JSON Schema's `type: integer` (the API document's) accepts all three, so the
+/// server does too. `100.5`, strings and booleans are refused. Values beyond `i64` saturate, for the
+/// caller's range check to name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Integer(pub i64);
+
+impl<'de> serde::Deserialize<'de> for Integer {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Integer;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an integer")
+            }
+
+            fn visit_i64<E>(self, v: i64) -> Result<Integer, E> {
+                Ok(Integer(v))
+            }
+
+            fn visit_u64<E>(self, v: u64) -> Result<Integer, E> {
+                Ok(Integer(i64::try_from(v).unwrap_or(i64::MAX)))
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Integer, E> {
+                if v.is_finite() && v.fract() == 0.0 {
+                    // `as` saturates: 1e300 becomes i64::MAX, which the range check refuses.
+                    Ok(Integer(v as i64))
+                } else {
+                    Err(E::invalid_type(serde::de::Unexpected::Float(v), &self))
+                }
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
 /// For optional fields where `null` is not a value: absent means the default, `null` is refused.
 /// (`#[serde(default, deserialize_with = "non_null")]`)
 pub fn non_null<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
@@ -129,6 +173,22 @@ where
 
 pub fn parse_payment_id(raw: &str) -> Result<PaymentId, ApiError> {
     PaymentId::parse("paymentId", raw).map_err(ApiError::validation)
+}
+
+/// The payment id of a `…/{id}` route. A malformed one is 400 `VALIDATION_FAILED` naming `paymentId`,
+/// in the API's error shape, also when its percent-encoding is not UTF-8 (axum's own rejection is plain
+/// text).
+pub struct PaymentPath(pub PaymentId);
+
+impl<S: Send + Sync> FromRequestParts<S> for PaymentPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::validation(FieldError::new("paymentId", e.body_text())))?;
+        parse_payment_id(&raw).map(Self)
+    }
 }
 
 /// `merchantId` in a body is optional (the key says who the merchant is) but must match when present.
@@ -164,5 +224,47 @@ pub fn idempotency_key(
             .map(Some)
             .map_err(ApiError::validation),
         (None, None) => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        amount: Integer,
+    }
+
+    fn amount(json: &str) -> Result<i64, ApiError> {
+        parse_body::<Body>(format!("{{\"amount\": {json}}}").as_bytes()).map(|b| b.amount.0)
+    }
+
+    #[test]
+    fn an_integer_may_be_spelt_as_any_json_number_without_a_fraction() {
+        for (json, want) in [
+            ("1", 1),
+            ("1.0", 1),
+            ("1e3", 1000),
+            ("2.5e1", 25),
+            ("-5", -5),
+            ("-0.0", 0),
+            ("99999999999.0", 99_999_999_999),
+            // Beyond i64 saturates, for the range check to refuse.
+            ("18446744073709551615", i64::MAX),
+            ("1e300", i64::MAX),
+            ("-1e300", i64::MIN),
+        ] {
+            assert_eq!(amount(json).unwrap(), want, "{json}");
+        }
+        for bad in ["1.5", "0.1", "\"1\"", "true", "null", "[1]", "{}"] {
+            match amount(bad) {
+                Err(ApiError::Validation(fields)) => {
+                    assert_eq!(fields[0].field, "amount", "{bad}: {fields:?}")
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
     }
 }

@@ -1,16 +1,16 @@
 //! The money-moving routes: authorize, capture, refund, void. They parse and check the request at the
 //! edge, then hand a typed command to the service.
 
-use super::{check_body_merchant, idempotency_key, non_null, parse_payment_id, JsonBody};
+use super::{check_body_merchant, idempotency_key, non_null, Integer, JsonBody, PaymentPath};
 use crate::auth::Merchant;
 use crate::error::ApiError;
 use crate::idempotency::Keyed;
 use crate::service::{execute, Command};
 use crate::startup::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use payctl_domain::{Amount, Currency, FieldError, Transition};
+use payctl_domain::{Amount, Currency, FieldError, PaymentId, Transition};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -20,7 +20,7 @@ use serde_json::json;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuthorizeBody {
     merchant_id: Option<String>,
-    amount: i64,
+    amount: Integer,
     currency: String,
     idempotency_key: Option<String>,
 }
@@ -33,7 +33,7 @@ pub struct ChangeBody {
     merchant_id: Option<String>,
     /// Partial capture or refund; all that remains when absent. `null` is refused, not read as absent.
     #[serde(default, deserialize_with = "non_null")]
-    amount: Option<i64>,
+    amount: Option<Integer>,
     reason: Option<String>,
     idempotency_key: Option<String>,
 }
@@ -48,7 +48,7 @@ pub async fn authorize(
 ) -> Result<Response, ApiError> {
     check_body_merchant(body.merchant_id.as_deref(), &merchant)?;
     let mut errors = Vec::new();
-    let amount = Amount::parse("amount", body.amount)
+    let amount = Amount::parse("amount", body.amount.0)
         .map_err(|e| errors.push(e))
         .ok();
     let currency = Currency::parse("currency", &body.currency)
@@ -84,16 +84,15 @@ pub async fn authorize(
 async fn change(
     state: AppState,
     merchant: payctl_domain::MerchantId,
-    raw_id: String,
+    payment_id: PaymentId,
     headers: HeaderMap,
     body: ChangeBody,
     kind: &'static str,
 ) -> Result<Response, ApiError> {
     check_body_merchant(body.merchant_id.as_deref(), &merchant)?;
-    let payment_id = parse_payment_id(&raw_id)?;
     let amount = body
         .amount
-        .map(|a| Amount::parse("amount", a).map(Amount::minor_units))
+        .map(|a| Amount::parse("amount", a.0).map(Amount::minor_units))
         .transpose()
         .map_err(ApiError::validation)?;
     if let Some(reason) = &body.reason {
@@ -136,7 +135,7 @@ async fn change(
 pub async fn capture(
     State(state): State<AppState>,
     Merchant(merchant): Merchant,
-    Path(id): Path<String>,
+    PaymentPath(id): PaymentPath,
     headers: HeaderMap,
     JsonBody(body): JsonBody<ChangeBody>,
 ) -> Result<Response, ApiError> {
@@ -146,7 +145,7 @@ pub async fn capture(
 pub async fn refund(
     State(state): State<AppState>,
     Merchant(merchant): Merchant,
-    Path(id): Path<String>,
+    PaymentPath(id): PaymentPath,
     headers: HeaderMap,
     JsonBody(body): JsonBody<ChangeBody>,
 ) -> Result<Response, ApiError> {
@@ -156,7 +155,7 @@ pub async fn refund(
 pub async fn void(
     State(state): State<AppState>,
     Merchant(merchant): Merchant,
-    Path(id): Path<String>,
+    PaymentPath(id): PaymentPath,
     headers: HeaderMap,
     JsonBody(body): JsonBody<ChangeBody>,
 ) -> Result<Response, ApiError> {

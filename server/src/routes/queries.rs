@@ -1,13 +1,14 @@
 //! Read routes: one payment, a page of payments, a payment's ledger. Another merchant's payment is
 //! answered exactly like a missing one (404), so ids reveal nothing.
 
-use super::parse_payment_id;
+use super::PaymentPath;
 use crate::auth::Merchant;
 use crate::error::ApiError;
 use crate::service::PaymentView;
 use crate::startup::AppState;
 use crate::storage;
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::Json;
 use payctl_domain::{FieldError, PaymentId, PaymentStatus};
 use serde::{Deserialize, Serialize};
@@ -15,9 +16,8 @@ use serde::{Deserialize, Serialize};
 pub async fn get(
     State(state): State<AppState>,
     Merchant(merchant): Merchant,
-    Path(id): Path<String>,
+    PaymentPath(id): PaymentPath,
 ) -> Result<Json<PaymentView>, ApiError> {
-    let id = parse_payment_id(&id)?;
     let payment = storage::get_payment(&state.db, id, &merchant)
         .await?
         .ok_or(ApiError::PaymentNotFound)?;
@@ -46,8 +46,11 @@ const MAX_PAGE: u32 = 100;
 pub async fn list(
     State(state): State<AppState>,
     Merchant(merchant): Merchant,
-    Query(params): Query<ListParams>,
+    params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<Page>, ApiError> {
+    // axum's own rejection (a parameter given twice) is plain text; answer in the API's shape.
+    let Query(params) =
+        params.map_err(|e| ApiError::validation(FieldError::new("query", e.body_text())))?;
     let limit = match params.limit.as_deref() {
         None => 20,
         Some(l) => l
@@ -102,9 +105,8 @@ pub struct LedgerView {
 pub async fn ledger(
     State(state): State<AppState>,
     Merchant(merchant): Merchant,
-    Path(id): Path<String>,
+    PaymentPath(id): PaymentPath,
 ) -> Result<Json<LedgerView>, ApiError> {
-    let id = parse_payment_id(&id)?;
     let payment = storage::get_payment(&state.db, id, &merchant)
         .await?
         .ok_or(ApiError::PaymentNotFound)?;

@@ -4,6 +4,7 @@ mod admin;
 mod auth;
 mod authorize;
 mod changes;
+mod contract;
 mod helpers;
 mod idempotency;
 mod migrations;

@@ -261,3 +261,124 @@ async fn made_up_methods_and_paths_add_no_metric_series() {
     );
     assert!(text.contains("method=\"OTHER\""));
 }
+
+/// axum's own rejections are plain text; every refusal must be in the API's shape (found by schemathesis).
+#[tokio::test]
+async fn malformed_ids_and_query_strings_are_400_in_the_error_shape() {
+    let app = spawn_app().await;
+    let id = uuid::Uuid::now_v7();
+    for (method, path, field) in [
+        (Method::GET, "/payments/%FF".to_owned(), "paymentId"),
+        (Method::GET, "/payments/%FF/ledger".to_owned(), "paymentId"),
+        (
+            Method::POST,
+            "/payments/capture/%C3%28".to_owned(),
+            "paymentId",
+        ),
+        // One spelling per id: the hyphenated one (`format: uuid`), not the others Uuid reads.
+        (
+            Method::GET,
+            format!("/payments/{}", id.simple()),
+            "paymentId",
+        ),
+        (
+            Method::GET,
+            format!("/payments/{}", id.braced()),
+            "paymentId",
+        ),
+        (
+            Method::POST,
+            format!("/payments/void/{}", id.urn()),
+            "paymentId",
+        ),
+        (
+            Method::GET,
+            "/payments?status=CAPTURED&status=VOIDED".to_owned(),
+            "query",
+        ),
+        (Method::GET, "/payments?limit=5&limit=6".to_owned(), "query"),
+    ] {
+        let r = app.request(method, &path, Some(app.key()), None, &[]).await;
+        assert_eq!(r.header("content-type"), Some("application/json"), "{path}");
+        let err = r.assert_error(400, "VALIDATION_FAILED");
+        assert_names(&err, field, &path);
+    }
+    // The hyphenated id in either case is a payment id (here: nobody's).
+    let upper = id.hyphenated().to_string().to_ascii_uppercase();
+    app.get(&format!("/payments/{upper}"))
+        .await
+        .assert_error(404, "PAYMENT_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn a_body_over_2_mib_is_413() {
+    let app = spawn_app().await;
+    let id = app.authorized_payment(1000).await;
+    let body = format!(r#"{{"reason": "{}"}}"#, "x".repeat(3 << 20));
+    let r = app
+        .client
+        .post(format!("{}/payments/void/{id}", app.address))
+        .bearer_auth(app.key())
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["code"], "PAYLOAD_TOO_LARGE", "{b}");
+    assert_eq!(payment(&app, &id).await["status"], "AUTHORIZED");
+}
+
+/// `1000`, `1000.0` and `1e3` are one JSON number, and JSON Schema's `type: integer` (the document's)
+/// accepts all three, so the server does; a fraction is still refused.
+#[tokio::test]
+async fn an_integral_amount_is_accepted_in_any_json_spelling() {
+    let app = spawn_app().await;
+    for (i, amount) in [json!(1000), json!(1000.0), json!(1e3)]
+        .into_iter()
+        .enumerate()
+    {
+        let r = app
+            .post(
+                "/payments/authorize",
+                &json!({"amount": amount, "currency": "KRW", "idempotencyKey": format!("n{i}")}),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            200,
+            "{amount}: {}",
+            String::from_utf8_lossy(&r.bytes)
+        );
+        assert_eq!(r.json()["amount"], 1000, "{amount}");
+    }
+    // The same request spelt differently is the same request: a replay, not a 422.
+    let again = app
+        .post(
+            "/payments/authorize",
+            &json!({"amount": 1000, "currency": "KRW", "idempotencyKey": "n1"}),
+        )
+        .await;
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    let id = app.authorized_payment(1000).await;
+    let r = app
+        .post(
+            &format!("/payments/capture/{id}"),
+            &json!({"amount": 2.5e2}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.bytes));
+    assert_eq!(r.json()["capturedAmount"], 250);
+    for bad in [json!(1000.5), json!("1000"), json!(1e12)] {
+        let r = app
+            .post(
+                "/payments/authorize",
+                &json!({"amount": bad, "currency": "KRW", "idempotencyKey": "frac"}),
+            )
+            .await;
+        let err = r.assert_error(400, "VALIDATION_FAILED");
+        assert_names(&err, "amount", &bad.to_string());
+    }
+    assert_eq!(app.count("SELECT COUNT(*) FROM payments").await, 4);
+}
