@@ -80,10 +80,15 @@ impl Kind {
         }
     }
 
-    fn message(self) -> &'static str {
+    /// The answer's message, given the payment after the change: a void after a partial capture says
+    /// that what was captured stays captured.
+    fn message(self, after: &Payment) -> &'static str {
         match self {
             Self::Capture => "Payment captured successfully",
             Self::Refund => "Payment refunded successfully",
+            Self::Void if after.captured > 0 => {
+                "The uncaptured rest of the authorization was released; what was captured stays captured"
+            }
             Self::Void => "Payment voided successfully",
         }
     }
@@ -676,7 +681,12 @@ impl Model {
                 compare_view(&v, &p, merchants, Some("Payment authorized successfully"))?;
             }
             Outcome::Executed(Ok(Effect::Changed { kind, after, .. })) => {
-                compare_view(&expect_ok(reply)?, after, merchants, Some(kind.message()))?;
+                compare_view(
+                    &expect_ok(reply)?,
+                    after,
+                    merchants,
+                    Some(kind.message(after)),
+                )?;
             }
         }
         Ok(())
