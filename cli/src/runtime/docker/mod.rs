@@ -2,27 +2,34 @@
 //!
 //! Every resource it creates carries the label `com.payctl.project=<project>`; `down`, `status` and
 //! `logs` find what to act on by that label and nothing else, so a user's other containers are never
-//! touched. The containers come from [`containers`](crate::containers), the same definition
-//! `payctl compose` writes `compose/docker-compose.yml` from. Health is checked from the host on the
-//! published (or, on the host network, the service's own) port, exactly as on the native runtime.
+//! touched. The containers come from [`containers`], the same definition `payctl compose` writes
+//! `compose/docker-compose.yml` from ([`compose`]). Health is checked from the host on the published
+//! (or, on the host network, the service's own) port, exactly as on the native runtime.
 
-use crate::containers::{self, Container, Images, Network, Secrets};
-use crate::native::{self, Kind, Ports, Svc};
+pub mod compose;
+pub mod containers;
+mod images;
+
+use crate::ops::merchants::{dev_merchant_key, print_endpoints, store_key};
 use crate::output;
+use crate::stack::health::healthy;
+use crate::stack::secrets::secret;
+use crate::stack::{start_rank, Kind, Ports, Svc};
 use anyhow::{bail, Context};
 use bollard::models::{
     ContainerCreateBody, ContainerSummary, HostConfig, NetworkCreateRequest, PortBinding,
     RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    BuildImageOptions, CreateContainerOptions, CreateImageOptions, InspectContainerOptions,
-    ListContainersOptions, ListNetworksOptions, ListVolumesOptions, LogsOptions,
-    RemoveContainerOptions, RemoveVolumeOptions, StartContainerOptions, StopContainerOptions,
-    UploadToContainerOptions,
+    CreateContainerOptions, InspectContainerOptions, ListContainersOptions, ListNetworksOptions,
+    ListVolumesOptions, LogsOptions, RemoveContainerOptions, RemoveVolumeOptions,
+    StartContainerOptions, StopContainerOptions, UploadToContainerOptions,
 };
 use bollard::Docker;
 use clap::Args;
+use containers::{Container, Images, Network, Secrets};
 use futures::StreamExt;
+use images::ensure_image;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -30,6 +37,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 const PROJECT_LABEL: &str = "com.payctl.project";
+
 const SERVICE_LABEL: &str = "com.payctl.service";
 
 /// Options of the Docker runtime (`payctl up --runtime docker`).
@@ -125,12 +133,12 @@ fn project_filter(project: &str) -> HashMap<String, Vec<String>> {
 /// The secrets the containers run with, generated once per state directory (dev only).
 async fn secrets(home: &Path, ports: &Ports, with_store_key: bool) -> anyhow::Result<Secrets> {
     Ok(Secrets {
-        db_password: native::secret(home, "db-password")?,
-        db_root_password: native::secret(home, "db-root-password")?,
-        admin_token: native::secret(home, "admin-token")?,
-        grafana_password: native::secret(home, "grafana-admin-password")?,
+        db_password: secret(home, "db-password")?,
+        db_root_password: secret(home, "db-root-password")?,
+        admin_token: secret(home, "admin-token")?,
+        grafana_password: secret(home, "grafana-admin-password")?,
         store_key: if with_store_key {
-            Some(native::store_key(home, ports).await?.expose().to_owned())
+            Some(store_key(home, ports).await?.expose().to_owned())
         } else {
             None
         },
@@ -226,9 +234,9 @@ pub async fn up(
             started.elapsed()
         );
     }
-    let key = native::dev_merchant_key(home, ports).await?;
+    let key = dev_merchant_key(home, ports).await?;
     print_status(&docker, home, false).await?;
-    native::print_endpoints(home, ports, &key);
+    print_endpoints(home, ports, &key);
     if stack.iter().any(|s| s.kind == Kind::Grafana) {
         println!(
             "Grafana:      http://127.0.0.1:{}/   (admin password in {})",
@@ -284,239 +292,6 @@ async fn check_ports(docker: &Docker, project: &str, stack: &[Svc]) -> anyhow::R
             svc.name
         );
     }
-    Ok(())
-}
-
-async fn image_exists(docker: &Docker, image: &str) -> bool {
-    docker.inspect_image(image).await.is_ok()
-}
-
-async fn ensure_image(docker: &Docker, def: &Container, args: &DockerArgs) -> anyhow::Result<()> {
-    match &def.build {
-        Some(build) => {
-            if args.rebuild || !image_exists(docker, &def.image).await {
-                build_image(docker, &def.image, build, args).await?;
-            }
-        }
-        None => {
-            if !image_exists(docker, &def.image).await {
-                pull(docker, &def.image).await?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Pulls an image with a progress bar per layer; retried on failure with a growing pause.
-async fn pull(docker: &Docker, image: &str) -> anyhow::Result<()> {
-    const ATTEMPTS: u32 = 4;
-    let (from_image, tag) = match image.rsplit_once(':') {
-        Some((name, tag)) if !tag.contains('/') => (name, tag),
-        _ => (image, "latest"),
-    };
-    let mut last = None;
-    for attempt in 1..=ATTEMPTS {
-        eprintln!("pulling {image} (attempt {attempt}/{ATTEMPTS})");
-        let bars = indicatif::MultiProgress::new();
-        let mut layers: HashMap<String, indicatif::ProgressBar> = HashMap::new();
-        let style = indicatif::ProgressStyle::with_template(
-            "  {prefix:12} {msg:12} {bar:30} {bytes}/{total_bytes}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-        let mut stream = docker.create_image(
-            Some(CreateImageOptions {
-                from_image: Some(from_image.to_owned()),
-                tag: Some(tag.to_owned()),
-                ..Default::default()
-            }),
-            None,
-            None,
-        );
-        let mut failed = None;
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(info) => {
-                    if let Some(e) = info.error_detail.and_then(|e| e.message) {
-                        failed = Some(anyhow::anyhow!(e));
-                        break;
-                    }
-                    let Some(id) = info.id else { continue };
-                    let bar = layers.entry(id.clone()).or_insert_with(|| {
-                        let b = bars.add(indicatif::ProgressBar::new(0));
-                        b.set_style(style.clone());
-                        b.set_prefix(id);
-                        b
-                    });
-                    if let Some(p) = info.progress_detail {
-                        if let (Some(cur), Some(total)) = (p.current, p.total) {
-                            bar.set_length(total.max(0) as u64);
-                            bar.set_position(cur.max(0) as u64);
-                        }
-                    }
-                    bar.set_message(info.status.unwrap_or_default());
-                }
-                Err(e) => {
-                    failed = Some(e.into());
-                    break;
-                }
-            }
-        }
-        for bar in layers.values() {
-            bar.finish();
-        }
-        match failed {
-            None => return Ok(()),
-            Some(e) => {
-                eprintln!("  pull failed: {e}");
-                last = Some(e);
-                if attempt < ATTEMPTS {
-                    tokio::time::sleep(Duration::from_secs(2u64.pow(attempt))).await;
-                }
-            }
-        }
-    }
-    Err(last
-        .unwrap_or_else(|| anyhow::anyhow!("no attempt made"))
-        .context(format!("pulling {image} failed {ATTEMPTS} times")))
-}
-
-/// The repository checkout the project's images are built from.
-fn source_dir() -> anyhow::Result<PathBuf> {
-    let dir = match std::env::var_os("PAYCTL_SOURCE_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => std::env::current_dir()?,
-    };
-    if !dir.join("compose/rust-service.Dockerfile").exists() {
-        bail!(
-            "{} is not a payctl checkout (no compose/rust-service.Dockerfile); run from the checkout or set PAYCTL_SOURCE_DIR",
-            dir.display()
-        );
-    }
-    Ok(dir)
-}
-
-/// The build context as a tar: the repository paths the Dockerfile uses (never target/ or
-/// node_modules/), plus the host-built binary with --prebuilt.
-fn context_tar(
-    source: &Path,
-    build: &containers::Build,
-    prebuilt: Option<&Path>,
-) -> anyhow::Result<Vec<u8>> {
-    let mut tar = tar::Builder::new(Vec::new());
-    tar.follow_symlinks(true);
-    // The classic builder rejects GNU sparse entries (debug binaries can be sparse on disk).
-    tar.sparse(false);
-    // Same bytes for the same files: the engine's build cache can reuse layers.
-    tar.mode(tar::HeaderMode::Deterministic);
-    for path in build.context {
-        let full = source.join(path);
-        if full.is_dir() {
-            tar.append_dir_all(path, &full)
-                .with_context(|| format!("adding {} to the build context", full.display()))?;
-        } else if full.exists() {
-            tar.append_path_with_name(&full, path)?;
-        } else {
-            bail!(
-                "{} is missing{}",
-                full.display(),
-                if path.starts_with("frontend/dist") {
-                    " (build the store: cd frontend && npm ci && npm run build)"
-                } else {
-                    ""
-                }
-            );
-        }
-    }
-    if let (Some(dir), Some(service)) = (prebuilt, build.service) {
-        let binary = dir.join(service);
-        tar.append_path_with_name(&binary, format!("compose/prebuilt/{service}"))
-            .with_context(|| format!("adding the prebuilt {}", binary.display()))?;
-    }
-    Ok(tar.into_inner()?)
-}
-
-async fn build_image(
-    docker: &Docker,
-    image: &str,
-    build: &containers::Build,
-    args: &DockerArgs,
-) -> anyhow::Result<()> {
-    let source = source_dir()?;
-    if build.dockerfile == "compose/gateway.Dockerfile" {
-        native::build_store_if_missing();
-    }
-    let prebuilt = args.prebuilt.as_deref().filter(|_| build.service.is_some());
-    let context = context_tar(&source, build, prebuilt)?;
-    let mut buildargs: HashMap<String, String> = args
-        .build_args
-        .iter()
-        .filter_map(|a| a.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-    if let Some(service) = build.service {
-        buildargs.insert("SERVICE".into(), service.into());
-    }
-    let target = match (build.service, prebuilt) {
-        (Some(_), Some(_)) => "prebuilt",
-        (Some(_), None) => "release",
-        _ => "",
-    };
-    eprintln!(
-        "building {image} from {}{} ({} KiB context)",
-        build.dockerfile,
-        if target.is_empty() {
-            String::new()
-        } else {
-            format!(", target {target}")
-        },
-        context.len() / 1024
-    );
-    let spinner = indicatif::ProgressBar::new_spinner();
-    spinner.enable_steady_tick(Duration::from_millis(100));
-    let mut stream = docker.build_image(
-        BuildImageOptions {
-            dockerfile: build.dockerfile.to_owned(),
-            t: Some(image.to_owned()),
-            rm: true,
-            forcerm: true,
-            buildargs: Some(buildargs),
-            networkmode: args.build_network.clone(),
-            target: target.to_owned(),
-            labels: Some(labels("payctl-image", None)),
-            ..Default::default()
-        },
-        None,
-        Some(bollard::body_full(context.into())),
-    );
-    let mut tail: Vec<String> = Vec::new();
-    while let Some(item) = stream.next().await {
-        let info = match item {
-            Ok(info) => info,
-            Err(e) => {
-                spinner.finish_and_clear();
-                bail!("building {image}: {e}\n{}", tail.join("\n"));
-            }
-        };
-        if let Some(e) = info.error_detail.and_then(|e| e.message) {
-            spinner.finish_and_clear();
-            bail!("building {image}: {e}\nlast output:\n{}", tail.join("\n"));
-        }
-        for line in info.stream.unwrap_or_default().lines() {
-            let line = line.trim_end();
-            if line.is_empty() {
-                continue;
-            }
-            if line.starts_with("Step ") {
-                spinner.set_message(line.to_owned());
-            }
-            tail.push(line.to_owned());
-            if tail.len() > 30 {
-                tail.remove(0);
-            }
-        }
-    }
-    spinner.finish_and_clear();
-    eprintln!("{} built {image}", output::mark(true));
     Ok(())
 }
 
@@ -694,7 +469,7 @@ async fn wait_healthy(
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
-        if native::healthy(svc.kind, svc.port).await {
+        if healthy(svc.kind, svc.port).await {
             return Ok(());
         }
         let running = is_running(docker, name).await && !has_restarted(docker, name).await;
@@ -859,24 +634,6 @@ fn name_of(c: &ContainerSummary) -> String {
         .unwrap_or_default()
 }
 
-/// Position of a service in the start order (unknown ones last).
-fn start_rank(service: &str) -> usize {
-    let base = service.split('-').next().unwrap_or(service);
-    [
-        "mariadb",
-        "redis",
-        "kafka",
-        "ingest",
-        "consumer",
-        "prometheus",
-        "gateway",
-        "grafana",
-    ]
-    .iter()
-    .position(|s| *s == base)
-    .unwrap_or(usize::MAX)
-}
-
 #[derive(Serialize)]
 struct Row {
     service: String,
@@ -910,7 +667,7 @@ async fn rows(docker: &Docker, home: &Path) -> anyhow::Result<Vec<Row>> {
         let running = c.state.as_ref().is_some_and(|s| s.to_string() == "running");
         let health = match svc {
             _ if !running => "stopped",
-            Some(s) if native::healthy(s.kind, s.port).await => "healthy",
+            Some(s) if healthy(s.kind, s.port).await => "healthy",
             _ => "unhealthy",
         };
         out.push(Row {

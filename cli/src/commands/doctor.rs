@@ -1,12 +1,26 @@
 //! `payctl doctor`: what this machine has for the platform — programs and versions, ports, disk, memory.
 
-use crate::native::Ports;
 use crate::output::{self, mark, table};
+use crate::runtime::docker;
+use crate::stack::Ports;
+use clap::Args;
 use payctl_stack::install::which;
 use payctl_stack::ports;
 use serde::Serialize;
 use std::path::Path;
 use std::process::{Command, ExitCode};
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    ports: Ports,
+}
+
+pub async fn exec(home: &Path, a: DoctorArgs) -> anyhow::Result<ExitCode> {
+    run(home, &a.ports, a.json, docker::answers().await)
+}
 
 #[derive(Serialize)]
 struct Program {
@@ -109,7 +123,7 @@ fn disk_free(path: &Path) -> Option<u64> {
 }
 
 /// `docker_engine`: whether an engine answered (asked through its API by the caller).
-pub fn run(home: &Path, p: &Ports, json: bool, docker_engine: bool) -> anyhow::Result<ExitCode> {
+fn run(home: &Path, p: &Ports, json: bool, docker_engine: bool) -> anyhow::Result<ExitCode> {
     let programs: Vec<Program> = PROGRAMS
         .iter()
         .map(|(name, needed_for, args, install)| {

@@ -1,15 +1,9 @@
-//! `payctl bench`: the platform's speed against the database's own limit, in one run.
-//!
-//! (a) the raw baseline: the same writes an authorize makes (idempotency claim, payment, outbox event,
-//! stored response, one commit), straight to MariaDB at the same concurrency, using pay-server's own
-//! storage functions; (b) a step search for the highest authorize rate k6 sustains with p99 within the
-//! limit, errors under 0.1 % and nothing dropped; (c) the same for the full flow; (d) ledger catch-up
-//! after the runs and peak RSS of the services. Figures are printed, never asserted.
+//! `payctl bench`'s measurements: the database's own limit (an authorize's writes straight to MariaDB),
+//! the broker's alone, CPU time per service from /proc, a k6 step judged against its limits, and peak
+//! RSS.
 
-use crate::load::{merchant_keys, run_k6, Flow, K6Run};
-use crate::native::{self, Kind, Ports};
-use crate::output::{mark, table};
-use clap::Args;
+use crate::runtime::native;
+use crate::stack::{saved_plan, Ports};
 use pay_server::idempotency::{self, Keyed, SavedResponse};
 use pay_server::storage::{self, PaymentRecord};
 use payctl_domain::{
@@ -18,51 +12,12 @@ use payctl_domain::{
 };
 use serde_json::Value;
 use std::path::Path;
-use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-#[derive(Debug, Args)]
-pub struct BenchArgs {
-    /// Connections for the baseline (pay-server's default pool is 32).
-    #[arg(long, default_value_t = 32)]
-    pub concurrency: u32,
-    #[arg(long, default_value_t = 10)]
-    pub baseline_seconds: u64,
-    /// Messages for the broker-alone measurement (0 skips it).
-    #[arg(long, default_value_t = 20_000)]
-    pub broker_messages: u32,
-    /// Time at each rate of the step search (k6 duration).
-    #[arg(long, default_value = "60s")]
-    pub step: String,
-    /// Authorize rates to try, in order, per second.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "1000,2000,3000,4000,5000,6000,8000"
-    )]
-    pub rates: Vec<u32>,
-    /// Full-flow rates to try, in order, per second.
-    #[arg(long, value_delimiter = ',', default_value = "300,600,1000,1500,2000")]
-    pub full_rates: Vec<u32>,
-    /// p99 limit per step, in milliseconds.
-    #[arg(long, default_value_t = 50)]
-    pub p99_ms: u32,
-    #[arg(long, default_value_t = 20)]
-    pub merchants: u32,
-    #[arg(
-        long,
-        env = "PAYCTL_API_URL",
-        default_value = "http://127.0.0.1:8080/api"
-    )]
-    pub api_url: String,
-    #[command(flatten)]
-    pub ports: Ports,
-}
-
 /// Transactions per second for the writes of one authorize, `concurrency` at a time.
-async fn baseline(url: &str, concurrency: u32, seconds: u64) -> anyhow::Result<f64> {
+pub async fn baseline(url: &str, concurrency: u32, seconds: u64) -> anyhow::Result<f64> {
     let db = storage::pool(url, concurrency, Duration::from_secs(5), 5)?;
     let merchant =
         MerchantId::parse("merchantId", "bench-baseline").map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -145,15 +100,15 @@ async fn baseline(url: &str, concurrency: u32, seconds: u64) -> anyhow::Result<f
 /// Messages per second the broker accepts from one producer, with the relay's settings, on a scratch
 /// topic: separates the broker's limit from the API's.
 /// Produce and consume rates of the broker alone, in messages/s.
-struct BrokerRates {
-    produce: f64,
-    consume: f64,
+pub struct BrokerRates {
+    pub produce: f64,
+    pub consume: f64,
 }
 
 /// The broker without our services in the way: `messages` event-sized messages from one idempotent
 /// producer (acks=all, 1,000 in flight), then the whole scratch topic read back with the ledger
 /// consumer's fetch settings.
-async fn broker_alone(ports: &Ports, messages: u32) -> anyhow::Result<BrokerRates> {
+pub async fn broker_alone(ports: &Ports, messages: u32) -> anyhow::Result<BrokerRates> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::client::DefaultClientContext;
     use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -208,20 +163,20 @@ async fn broker_alone(ports: &Ports, messages: u32) -> anyhow::Result<BrokerRate
     Ok(BrokerRates { produce, consume })
 }
 
-struct Step {
-    rate: u32,
-    achieved: f64,
-    p99: Vec<(String, f64)>,
-    error_pct: f64,
-    dropped: f64,
-    passed: bool,
+pub struct Step {
+    pub rate: u32,
+    pub achieved: f64,
+    pub p99: Vec<(String, f64)>,
+    pub error_pct: f64,
+    pub dropped: f64,
+    pub passed: bool,
     /// CPU milliseconds per flow, by service, then "other" (k6, the kernel, everything else).
-    cpu_per_flow: Vec<(String, f64)>,
+    pub cpu_per_flow: Vec<(String, f64)>,
 }
 
 /// CPU time used so far (user + system, in clock ticks) by each service with its child processes (nginx's
 /// workers), and by the whole machine.
-struct CpuSample {
+pub struct CpuSample {
     services: Vec<(String, u64)>,
     machine: u64,
 }
@@ -235,7 +190,7 @@ fn ticks_of(stat: &str) -> Option<(u32, u64)> {
     Some((ppid, ticks))
 }
 
-fn cpu_sample(home: &Path, ports: &Ports) -> CpuSample {
+pub fn cpu_sample(home: &Path, ports: &Ports) -> CpuSample {
     let mut all: Vec<(u32, u32, u64)> = Vec::new();
     if let Ok(dir) = std::fs::read_dir("/proc") {
         for e in dir.flatten() {
@@ -250,7 +205,7 @@ fn cpu_sample(home: &Path, ports: &Ports) -> CpuSample {
             }
         }
     }
-    let services = native::saved_plan(home, ports)
+    let services = saved_plan(home, ports)
         .into_iter()
         .filter_map(|svc| {
             let pid = native::running_pid(home, &svc.name)?;
@@ -280,7 +235,7 @@ fn cpu_sample(home: &Path, ports: &Ports) -> CpuSample {
 }
 
 /// CPU milliseconds per flow between two samples.
-fn cpu_per_flow(before: &CpuSample, after: &CpuSample, flows: f64) -> Vec<(String, f64)> {
+pub fn cpu_per_flow(before: &CpuSample, after: &CpuSample, flows: f64) -> Vec<(String, f64)> {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     let ms = |ticks: u64| ticks as f64 * 1000.0 / hz / flows.max(1.0);
@@ -301,7 +256,7 @@ fn cpu_per_flow(before: &CpuSample, after: &CpuSample, flows: f64) -> Vec<(Strin
     out
 }
 
-fn judge(rate: u32, r: &Value, p99_ms: u32) -> Step {
+pub fn judge(rate: u32, r: &Value, p99_ms: u32) -> Step {
     let m = &r["metrics"];
     let num = |v: &Value| v.as_f64().unwrap_or(0.0);
     let p99: Vec<(String, f64)> = [
@@ -328,74 +283,7 @@ fn judge(rate: u32, r: &Value, p99_ms: u32) -> Step {
     }
 }
 
-async fn search(
-    home: &Path,
-    a: &BenchArgs,
-    keys: &[String],
-    flow: Flow,
-    rates: &[u32],
-) -> anyhow::Result<(Option<u32>, Vec<Step>)> {
-    let mut steps = Vec::new();
-    let mut best = None;
-    for &rate in rates {
-        let summary = home
-            .join("load")
-            .join(format!("bench-{}-{rate}.json", flow.name()));
-        let cpu_before = cpu_sample(home, &a.ports);
-        let (_, report, _) = run_k6(
-            home,
-            &K6Run {
-                api_url: &a.api_url,
-                keys,
-                flow,
-                rate,
-                duration: &a.step,
-                p99_ms: a.p99_ms,
-                summary,
-            },
-        )
-        .await?;
-        let mut step = judge(rate, &report, a.p99_ms);
-        let flows = report["metrics"]["iterations"]["count"]
-            .as_f64()
-            .unwrap_or(0.0);
-        step.cpu_per_flow = cpu_per_flow(&cpu_before, &cpu_sample(home, &a.ports), flows);
-        println!(
-            "{} {:<9} {:>6}/s → achieved {:>8.1}/s, p99 {}, errors {:.3} %, dropped {}",
-            mark(step.passed),
-            flow.name(),
-            step.rate,
-            step.achieved,
-            step.p99
-                .iter()
-                .map(|(s, v)| format!("{s} {v:.1} ms"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            step.error_pct,
-            step.dropped
-        );
-        let total: f64 = step.cpu_per_flow.iter().map(|(_, v)| v).sum();
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        println!(
-            "    CPU per flow {total:.2} ms, machine {:.0} % busy: {}",
-            total * step.achieved / (cores as f64 * 10.0),
-            step.cpu_per_flow
-                .iter()
-                .map(|(s, v)| format!("{s} {v:.2}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let passed = step.passed;
-        steps.push(step);
-        if !passed {
-            break;
-        }
-        best = Some(rate);
-    }
-    Ok((best, steps))
-}
-
-fn peak_rss_mib(pid: u32) -> Option<f64> {
+pub fn peak_rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kb: f64 = status
         .lines()
@@ -405,100 +293,4 @@ fn peak_rss_mib(pid: u32) -> Option<f64> {
         .parse()
         .ok()?;
     Some(kb / 1024.0)
-}
-
-pub async fn run(home: &Path, a: BenchArgs) -> anyhow::Result<ExitCode> {
-    let url = native::database_url(home, &a.ports)?;
-    println!(
-        "(a) baseline: authorize's writes straight to MariaDB, {} connections, {} s …",
-        a.concurrency, a.baseline_seconds
-    );
-    let base = baseline(&url, a.concurrency, a.baseline_seconds).await?;
-    println!("    {base:.0} transactions/s");
-    let broker = if a.broker_messages > 0 {
-        println!(
-            "    broker alone: {} event-sized messages, idempotent producer, acks=all …",
-            a.broker_messages
-        );
-        let rates = broker_alone(&a.ports, a.broker_messages).await?;
-        println!(
-            "    produce {:.0} messages/s, consume {:.0} messages/s",
-            rates.produce, rates.consume
-        );
-        Some(rates)
-    } else {
-        None
-    };
-
-    let db = sqlx::MySqlPool::connect(&url).await?;
-    let keys = merchant_keys(&db, a.merchants, "bench-merchant").await?;
-    println!(
-        "(b) authorize step search ({} per step, p99 ≤ {} ms, errors < 0.1 %, none dropped)",
-        a.step, a.p99_ms
-    );
-    let (best_auth, _) = search(home, &a, &keys, Flow::Authorize, &a.rates).await?;
-    println!("(c) full-flow step search");
-    let (best_full, _) = search(home, &a, &keys, Flow::Full, &a.full_rates).await?;
-
-    println!("(d) ledger catch-up and memory");
-    let ended = Instant::now();
-    loop {
-        let behind: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM outbox_events o WHERE NOT EXISTS (SELECT 1 FROM ledger_entries l WHERE l.event_id = o.event_id)",
-        )
-        .fetch_one(&db)
-        .await?;
-        if behind == 0 || ended.elapsed() > Duration::from_secs(300) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let catch_up = ended.elapsed();
-    let mut rss = Vec::new();
-    for svc in native::saved_plan(home, &a.ports) {
-        if matches!(svc.kind, Kind::Ingest | Kind::Consumer) {
-            if let Some(mib) = native::running_pid(home, &svc.name).and_then(peak_rss_mib) {
-                rss.push(vec![
-                    format!("peak RSS {}", svc.name),
-                    format!("{mib:.1} MiB"),
-                ]);
-            }
-        }
-    }
-    let ratio = |r: Option<u32>| {
-        r.map(|r| format!("{r}/s ({:.2} × baseline)", f64::from(r) / base))
-            .unwrap_or_else(|| "none passed".into())
-    };
-    let mut rows = vec![
-        vec![
-            "database baseline".to_owned(),
-            format!("{base:.0} tx/s at {} connections", a.concurrency),
-        ],
-        vec!["authorize sustained".to_owned(), ratio(best_auth)],
-        vec![
-            "full flow sustained".to_owned(),
-            best_full
-                .map(|r| format!("{r} flows/s"))
-                .unwrap_or_else(|| "none passed".into()),
-        ],
-        vec![
-            "ledger catch-up".to_owned(),
-            format!("{catch_up:.1?} after the last run"),
-        ],
-    ];
-    if let Some(rates) = broker {
-        rows.insert(
-            1,
-            vec![
-                "broker alone".to_owned(),
-                format!(
-                    "produce {:.0} messages/s, consume {:.0} messages/s",
-                    rates.produce, rates.consume
-                ),
-            ],
-        );
-    }
-    rows.extend(rss);
-    println!("{}", table(&["figure", "value"], rows));
-    crate::checks::reconcile(home, &a.ports, Duration::ZERO, false).await
 }
