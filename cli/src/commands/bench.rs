@@ -12,7 +12,7 @@ use crate::ops::bench::{
 use crate::ops::k6::{run_k6, Flow, K6Run};
 use crate::ops::merchants::merchant_keys;
 use crate::output::{mark, table};
-use crate::runtime::native;
+use crate::runtime::{self, Runtime};
 use crate::stack::secrets::database_url;
 use crate::stack::{saved_plan, Kind, Ports};
 use clap::Args;
@@ -58,8 +58,20 @@ pub struct BenchArgs {
     pub ports: Ports,
 }
 
+/// The pid of each service whose runtime keeps one (the native runtime's processes).
+async fn service_pids(runtime: &dyn Runtime, home: &Path, ports: &Ports) -> Vec<(String, u32)> {
+    let mut pids = Vec::new();
+    for svc in saved_plan(home, ports) {
+        if let Some(pid) = runtime.pid(&svc.name).await {
+            pids.push((svc.name, pid));
+        }
+    }
+    pids
+}
+
 async fn search(
     home: &Path,
+    runtime: &dyn Runtime,
     a: &BenchArgs,
     keys: &[String],
     flow: Flow,
@@ -71,7 +83,7 @@ async fn search(
         let summary = home
             .join("load")
             .join(format!("bench-{}-{rate}.json", flow.name()));
-        let cpu_before = cpu_sample(home, &a.ports);
+        let cpu_before = cpu_sample(&service_pids(runtime, home, &a.ports).await);
         let (_, report, _) = run_k6(
             home,
             &K6Run {
@@ -89,7 +101,8 @@ async fn search(
         let flows = report["metrics"]["iterations"]["count"]
             .as_f64()
             .unwrap_or(0.0);
-        step.cpu_per_flow = cpu_per_flow(&cpu_before, &cpu_sample(home, &a.ports), flows);
+        let cpu_after = cpu_sample(&service_pids(runtime, home, &a.ports).await);
+        step.cpu_per_flow = cpu_per_flow(&cpu_before, &cpu_after, flows);
         println!(
             "{} {:<9} {:>6}/s → achieved {:>8.1}/s, p99 {}, errors {:.3} %, dropped {}",
             mark(step.passed),
@@ -126,6 +139,7 @@ async fn search(
 }
 
 pub async fn exec(home: &Path, a: BenchArgs) -> anyhow::Result<ExitCode> {
+    let runtime = &*runtime::open(home, &a.ports);
     let url = database_url(home, &a.ports)?;
     println!(
         "(a) baseline: authorize's writes straight to MariaDB, {} connections, {} s …",
@@ -154,9 +168,9 @@ pub async fn exec(home: &Path, a: BenchArgs) -> anyhow::Result<ExitCode> {
         "(b) authorize step search ({} per step, p99 ≤ {} ms, errors < 0.1 %, none dropped)",
         a.step, a.p99_ms
     );
-    let (best_auth, _) = search(home, &a, &keys, Flow::Authorize, &a.rates).await?;
+    let (best_auth, _) = search(home, runtime, &a, &keys, Flow::Authorize, &a.rates).await?;
     println!("(c) full-flow step search");
-    let (best_full, _) = search(home, &a, &keys, Flow::Full, &a.full_rates).await?;
+    let (best_full, _) = search(home, runtime, &a, &keys, Flow::Full, &a.full_rates).await?;
 
     println!("(d) ledger catch-up and memory");
     let ended = Instant::now();
@@ -175,7 +189,7 @@ pub async fn exec(home: &Path, a: BenchArgs) -> anyhow::Result<ExitCode> {
     let mut rss = Vec::new();
     for svc in saved_plan(home, &a.ports) {
         if matches!(svc.kind, Kind::Ingest | Kind::Consumer) {
-            if let Some(mib) = native::running_pid(home, &svc.name).and_then(peak_rss_mib) {
+            if let Some(mib) = runtime.pid(&svc.name).await.and_then(peak_rss_mib) {
                 rss.push(vec![
                     format!("peak RSS {}", svc.name),
                     format!("{mib:.1} MiB"),

@@ -7,10 +7,10 @@
 use crate::ops::api::{Api, Target};
 use crate::ops::breaker::{backlog, breaker, outage_counts, set_state};
 use crate::output::{self, mark, table};
-use crate::runtime::{docker, native};
+use crate::runtime;
 use crate::stack::secrets::database_url;
-use crate::stack::{saved_plan, Kind, Ports, Svc};
-use anyhow::{bail, Context};
+use crate::stack::{self, saved_plan, Kind, Ports, Svc};
+use anyhow::bail;
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -83,7 +83,7 @@ fn print(b: &Value) {
 /// Each API instance has its own breaker: set them all (the instances of the local stack, straight
 /// rather than through the gateway), or the one behind --api-url when there is no local stack.
 async fn set_everywhere(home: &Path, url: &str, ports: &Ports, state: &str) -> anyhow::Result<()> {
-    let instances: Vec<Svc> = if home.join("stack.json").exists() {
+    let instances: Vec<Svc> = if stack::saved_file(home).exists() {
         saved_plan(home, ports)
             .into_iter()
             .filter(|s| s.kind == Kind::Ingest)
@@ -214,12 +214,8 @@ async fn test(
 
     let t = Instant::now();
     // The Kafka process natively, its container on the Docker runtime.
-    let on_docker = docker::saved(home).is_some();
-    let stopped = if on_docker {
-        docker::stop_service(home, "kafka").await?
-    } else {
-        native::stop_one(home, "kafka")?
-    };
+    let runtime = runtime::open(home, ports);
+    let stopped = runtime.stop("kafka").await?;
     steps.report(4, "stop Kafka", t, stopped, "");
     if !stopped {
         bail!("Kafka was not running under {}", home.display());
@@ -283,15 +279,7 @@ async fn test(
     );
 
     let t = Instant::now();
-    let restarted = if on_docker {
-        let kafka = saved_plan(home, ports)
-            .into_iter()
-            .find(|s| s.kind == Kind::Kafka)
-            .context("no kafka in the saved stack")?;
-        docker::start_service(home, &kafka).await
-    } else {
-        native::start_kafka(home, ports)
-    };
+    let restarted = runtime.start("kafka").await;
     steps.report(
         7,
         "start Kafka",

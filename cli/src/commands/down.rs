@@ -1,6 +1,6 @@
 //! `payctl down`: stop what `payctl up` started, on the runtime it started it on.
 
-use crate::runtime::{docker, native};
+use crate::runtime;
 use crate::stack::Ports;
 use clap::Args;
 use std::path::Path;
@@ -16,8 +16,6 @@ pub struct DownArgs {
 }
 
 pub async fn exec(home: &Path, a: DownArgs) -> anyhow::Result<ExitCode> {
-    match docker::saved(home) {
-        Some(saved) => docker::down(home, &saved.project, a.volumes).await,
-        None => native::down(home, &a.ports, a.volumes),
-    }
+    runtime::open(home, &a.ports).down(a.volumes).await?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,7 +1,9 @@
 //! `payctl logs SERVICE [-f]`: a service's log, from the runtime it runs on.
 
-use crate::runtime::{docker, native};
+use crate::runtime;
+use crate::stack::Ports;
 use clap::Args;
+use futures::StreamExt;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -17,8 +19,16 @@ pub struct LogsArgs {
 }
 
 pub async fn exec(home: &Path, a: LogsArgs) -> anyhow::Result<ExitCode> {
-    match docker::saved(home) {
-        Some(_) => docker::logs(home, &a.service, a.lines, a.follow).await,
-        None => native::logs(home, &a.service, a.lines, a.follow).await,
+    // A log is found by its service's name: no port is needed.
+    let runtime = runtime::open(home, &Ports::default());
+    let mut log = runtime.logs(&a.service, a.lines, a.follow).await?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+            piece = log.next() => match piece {
+                Some(text) => print!("{}", text?),
+                None => return Ok(ExitCode::SUCCESS),
+            }
+        }
     }
 }

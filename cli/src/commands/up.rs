@@ -1,8 +1,12 @@
-//! `payctl up`: start the platform on the chosen runtime and wait until every part is healthy.
+//! `payctl up`: start the platform on the chosen runtime, wait until every part is healthy, and show
+//! where it answers with the dev merchant's key.
 
-use crate::runtime::{self, docker, native};
-use crate::stack::Ports;
+use super::status;
+use crate::ops::merchants::{dev_merchant_key, DEV_MERCHANT};
+use crate::runtime::{self, docker};
+use crate::stack::{saved_plan, Kind, Ports};
 use clap::Args;
+use pay_server::auth::ApiKey;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -35,8 +39,43 @@ fn parse_scale(s: &str) -> Result<u16, String> {
 }
 
 pub async fn exec(home: &Path, a: UpArgs) -> anyhow::Result<ExitCode> {
-    match runtime::choose(a.runtime).await? {
-        runtime::Choice::Docker => docker::up(home, &a.ports, a.scale, &a.docker).await,
-        _ => native::up(home, &a.ports, a.scale, a.no_install).await,
+    let runtime = runtime::choose(a.runtime, home, &a.ports, a.no_install, &a.docker).await;
+    runtime.up(a.scale).await?;
+    let home = &home.canonicalize()?;
+    let key = dev_merchant_key(home, &a.ports).await?;
+    status::print(&runtime.status().await?, false)?;
+    print_endpoints(home, &a.ports, &key);
+    if saved_plan(home, &a.ports)
+        .iter()
+        .any(|s| s.kind == Kind::Grafana)
+    {
+        println!(
+            "Grafana:      http://127.0.0.1:{}/   (admin password in {})",
+            a.ports.grafana_port,
+            home.join("secrets/grafana-admin-password").display()
+        );
+    } else if !runtime.supports(Kind::Grafana) {
+        println!("Grafana:      needs the Docker runtime (payctl top shows the key figures)");
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The gateway, the API and the dev merchant's key, after `up` on either runtime.
+pub fn print_endpoints(home: &Path, ports: &Ports, key: &ApiKey) {
+    println!(
+        "\ngateway:      http://127.0.0.1:{}/   (the store)",
+        ports.gateway_port
+    );
+    println!("API:          http://127.0.0.1:{}/api", ports.gateway_port);
+    println!("merchant:     {DEV_MERCHANT}");
+    println!(
+        "API key:      {}   (dev only; stored in {})",
+        key.expose(),
+        home.join("secrets/dev-merchant.key").display()
+    );
+    println!(
+        "try:          curl -s -H 'Authorization: Bearer {}' -H 'Idempotency-Key: demo-1' -H 'Content-Type: application/json' \\\n                -d '{{\"amount\":1000,\"currency\":\"KRW\"}}' http://127.0.0.1:{}/api/payments/authorize",
+        key.expose(),
+        ports.gateway_port
+    );
 }

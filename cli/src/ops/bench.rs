@@ -2,8 +2,7 @@
 //! the broker's alone, CPU time per service from /proc, a k6 step judged against its limits, and peak
 //! RSS.
 
-use crate::runtime::native;
-use crate::stack::{saved_plan, Ports};
+use crate::stack::Ports;
 use pay_server::idempotency::{self, Keyed, SavedResponse};
 use pay_server::storage::{self, PaymentRecord};
 use payctl_domain::{
@@ -11,7 +10,6 @@ use payctl_domain::{
     EVENT_SCHEMA_VERSION,
 };
 use serde_json::Value;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -190,7 +188,8 @@ fn ticks_of(stat: &str) -> Option<(u32, u64)> {
     Some((ppid, ticks))
 }
 
-pub fn cpu_sample(home: &Path, ports: &Ports) -> CpuSample {
+/// CPU time so far of each service (name, pid) with its children, and of the machine.
+pub fn cpu_sample(services: &[(String, u32)]) -> CpuSample {
     let mut all: Vec<(u32, u32, u64)> = Vec::new();
     if let Ok(dir) = std::fs::read_dir("/proc") {
         for e in dir.flatten() {
@@ -205,16 +204,15 @@ pub fn cpu_sample(home: &Path, ports: &Ports) -> CpuSample {
             }
         }
     }
-    let services = saved_plan(home, ports)
-        .into_iter()
-        .filter_map(|svc| {
-            let pid = native::running_pid(home, &svc.name)?;
+    let services = services
+        .iter()
+        .map(|(name, pid)| {
             let t = all
                 .iter()
-                .filter(|(p, pp, _)| *p == pid || *pp == pid)
+                .filter(|(p, pp, _)| p == pid || pp == pid)
                 .map(|(_, _, t)| t)
                 .sum();
-            Some((svc.name, t))
+            (name.clone(), t)
         })
         .collect();
     // /proc/stat "cpu" line: user nice system idle iowait irq softirq steal …; busy = all but idle+iowait.

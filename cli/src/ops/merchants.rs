@@ -7,30 +7,10 @@ use pay_server::auth::{create_merchant, ApiKey};
 use payctl_domain::MerchantId;
 use std::path::Path;
 
-const DEV_MERCHANT: &str = "dev-merchant";
+pub const DEV_MERCHANT: &str = "dev-merchant";
 
 /// The merchant the demo store (frontend/) sells as.
 pub const STORE_MERCHANT: &str = "store-merchant";
-
-/// The gateway, the API and the dev merchant's key, after `up` on either runtime.
-pub fn print_endpoints(home: &Path, ports: &Ports, key: &ApiKey) {
-    println!(
-        "\ngateway:      http://127.0.0.1:{}/   (the store)",
-        ports.gateway_port
-    );
-    println!("API:          http://127.0.0.1:{}/api", ports.gateway_port);
-    println!("merchant:     {DEV_MERCHANT}");
-    println!(
-        "API key:      {}   (dev only; stored in {})",
-        key.expose(),
-        home.join("secrets/dev-merchant.key").display()
-    );
-    println!(
-        "try:          curl -s -H 'Authorization: Bearer {}' -H 'Idempotency-Key: demo-1' -H 'Content-Type: application/json' \\\n                -d '{{\"amount\":1000,\"currency\":\"KRW\"}}' http://127.0.0.1:{}/api/payments/authorize",
-        key.expose(),
-        ports.gateway_port
-    );
-}
 
 /// The dev merchant's API key: created (and stored, 0600) on the first `up`, reused after.
 pub async fn dev_merchant_key(home: &Path, ports: &Ports) -> anyhow::Result<ApiKey> {

@@ -5,26 +5,95 @@
 //! started and nothing else. The gateway (nginx) is the service discovery: it balances over the ingest
 //! instances and passively takes a dead one out.
 
-use crate::ops::merchants::{dev_merchant_key, print_endpoints, store_key};
+use super::{Health, LogStream, Runs, Runtime, ServiceStatus};
+use crate::ops::merchants::store_key;
 use crate::ops::store::build_store_if_missing;
 use crate::output;
 use crate::stack::config::{nginx_conf, prometheus_targets, NginxLayout};
 use crate::stack::health::healthy;
 use crate::stack::secrets::{database_url, secret, write_private, DATABASE, DB_USER};
-use crate::stack::{plan, saved_plan, Kind, Ports, Svc};
+use crate::stack::{self, plan, saved_plan, Kind, Ports, Svc};
 use anyhow::{bail, Context};
+use async_trait::async_trait;
+use futures::StreamExt;
 use payctl_stack::process::{pid_alive, Supervised};
 use payctl_stack::{ports, Lifetime, MariaDb, Redis, Tansu};
-use serde::Serialize;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+/// The stack as processes under the state directory `home`.
+pub struct Native {
+    home: PathBuf,
+    /// Where the services listen when `up` saved no plan, and what the API and the consumer are
+    /// configured with.
+    ports: Ports,
+    /// `up` names the commands for what is missing instead of installing it.
+    no_install: bool,
+}
+
+impl Native {
+    pub fn new(home: &Path, ports: &Ports, no_install: bool) -> Self {
+        Self {
+            home: home.to_owned(),
+            ports: ports.clone(),
+            no_install,
+        }
+    }
+}
+
+#[async_trait]
+impl Runtime for Native {
+    fn supports(&self, kind: Kind) -> bool {
+        kind != Kind::Grafana
+    }
+
+    async fn up(&self, ingest: u16) -> anyhow::Result<()> {
+        up(&self.home, &self.ports, ingest, self.no_install).await
+    }
+
+    async fn down(&self, volumes: bool) -> anyhow::Result<()> {
+        down(&self.home, &self.ports, volumes)
+    }
+
+    async fn status(&self) -> anyhow::Result<Vec<ServiceStatus>> {
+        Ok(rows(&self.home, &self.ports).await)
+    }
+
+    async fn logs(&self, service: &str, lines: usize, follow: bool) -> anyhow::Result<LogStream> {
+        logs(&self.home, service, lines, follow)
+    }
+
+    async fn start(&self, service: &str) -> anyhow::Result<()> {
+        // Absolute paths for the services' files: nginx reads its config relative to its prefix.
+        let home = &self.home.canonicalize()?;
+        let stack = saved_plan(home, &self.ports);
+        let svc = stack.iter().find(|s| s.name == service).with_context(|| {
+            format!(
+                "no service '{service}' in the stack under {}",
+                home.display()
+            )
+        })?;
+        if running_pid(home, service).is_some() {
+            return Ok(());
+        }
+        start_service(home, &self.ports, svc, &stack).await
+    }
+
+    async fn stop(&self, service: &str) -> anyhow::Result<bool> {
+        stop_one(&self.home, service)
+    }
+
+    async fn pid(&self, service: &str) -> Option<u32> {
+        running_pid(&self.home, service)
+    }
+}
 
 fn pid_file(home: &Path, name: &str) -> PathBuf {
     home.join(name).join("pid")
 }
 
-pub fn running_pid(home: &Path, name: &str) -> Option<u32> {
+fn running_pid(home: &Path, name: &str) -> Option<u32> {
     let pid: u32 = std::fs::read_to_string(pid_file(home, name))
         .ok()?
         .trim()
@@ -104,12 +173,7 @@ fn ensure_installed(no_install: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn up(
-    home: &Path,
-    ports: &Ports,
-    ingest: u16,
-    no_install: bool,
-) -> anyhow::Result<ExitCode> {
+async fn up(home: &Path, ports: &Ports, ingest: u16, no_install: bool) -> anyhow::Result<()> {
     ensure_installed(no_install)?;
     std::fs::create_dir_all(home)?;
     let home = &home.canonicalize()?;
@@ -128,9 +192,10 @@ pub async fn up(
             );
         }
     }
-    let (server, consumer) = binaries()?;
+    // Built now when missing, before anything starts.
+    binaries()?;
     build_store_if_missing();
-    std::fs::write(home.join("stack.json"), serde_json::to_vec_pretty(&stack)?)?;
+    stack::save(home, &stack)?;
     let mut started_now: Vec<&str> = Vec::new();
     for svc in &stack {
         let (name, port) = (svc.name.as_str(), svc.port);
@@ -142,7 +207,7 @@ pub async fn up(
         let spinner = indicatif::ProgressBar::new_spinner();
         spinner.set_message(format!("{name:<9} starting on 127.0.0.1:{port} …"));
         spinner.enable_steady_tick(Duration::from_millis(100));
-        let result = start_service(home, ports, svc, &stack, &server, &consumer).await;
+        let result = start_service(home, ports, svc, &stack).await;
         spinner.finish_and_clear();
         if let Err(e) = result {
             eprintln!(
@@ -165,11 +230,7 @@ pub async fn up(
             started.elapsed()
         );
     }
-    let key = dev_merchant_key(home, ports).await?;
-    print_status(home, ports, false).await?;
-    print_endpoints(home, ports, &key);
-    println!("Grafana:      needs the Docker runtime (payctl top shows the key figures)");
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// The application's database and its own user with a generated password (root stays local-only).
@@ -195,7 +256,7 @@ async fn provision_database(home: &Path, ports: &Ports) -> anyhow::Result<()> {
 }
 
 /// Stops one service started by `up`; true if it was running.
-pub fn stop_one(home: &Path, name: &str) -> anyhow::Result<bool> {
+fn stop_one(home: &Path, name: &str) -> anyhow::Result<bool> {
     let running = match running_pid(home, name) {
         Some(pid) => {
             Supervised::adopt(name, pid, &home.join(name).join("log"))
@@ -208,14 +269,7 @@ pub fn stop_one(home: &Path, name: &str) -> anyhow::Result<bool> {
     Ok(running)
 }
 
-/// Starts the Kafka broker again on its data (for `payctl cb test`).
-pub fn start_kafka(home: &Path, ports: &Ports) -> anyhow::Result<()> {
-    let mut tansu = Tansu::new(&home.join("kafka"), ports.kafka_port, Lifetime::Detached);
-    tansu.start()?;
-    write_pid(home, "kafka", tansu.pid())
-}
-
-pub fn down(home: &Path, ports: &Ports, volumes: bool) -> anyhow::Result<ExitCode> {
+fn down(home: &Path, ports: &Ports, volumes: bool) -> anyhow::Result<()> {
     for svc in saved_plan(home, ports).iter().rev() {
         let name = svc.name.as_str();
         if stop_one(home, name)? {
@@ -228,29 +282,21 @@ pub fn down(home: &Path, ports: &Ports, volumes: bool) -> anyhow::Result<ExitCod
         std::fs::remove_dir_all(home).with_context(|| format!("removing {}", home.display()))?;
         eprintln!("removed {}", home.display());
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
-#[derive(Serialize)]
-struct Row {
-    service: String,
-    pid: Option<u32>,
-    address: String,
-    health: &'static str,
-}
-
-async fn rows(home: &Path, ports: &Ports) -> Vec<Row> {
+async fn rows(home: &Path, ports: &Ports) -> Vec<ServiceStatus> {
     let mut out = Vec::new();
     for svc in saved_plan(home, ports) {
         let pid = running_pid(home, &svc.name);
         let health = match pid {
-            None => "stopped",
-            Some(_) if healthy(svc.kind, svc.port).await => "healthy",
-            Some(_) => "unhealthy",
+            None => Health::Stopped,
+            Some(_) if healthy(svc.kind, svc.port).await => Health::Healthy,
+            Some(_) => Health::Unhealthy,
         };
-        out.push(Row {
+        out.push(ServiceStatus {
             service: svc.name,
-            pid,
+            runs: Runs::Process { pid },
             address: format!("127.0.0.1:{}", svc.port),
             health,
         });
@@ -258,42 +304,8 @@ async fn rows(home: &Path, ports: &Ports) -> Vec<Row> {
     out
 }
 
-async fn print_status(home: &Path, ports: &Ports, json: bool) -> anyhow::Result<bool> {
-    let rows = rows(home, ports).await;
-    let all_healthy = rows.iter().all(|r| r.health == "healthy");
-    if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-    } else {
-        println!(
-            "{}",
-            output::table(
-                &["service", "pid", "address", "health"],
-                rows.iter().map(|r| {
-                    let health = output::health(r.health);
-                    vec![
-                        r.service.clone(),
-                        r.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
-                        r.address.clone(),
-                        health,
-                    ]
-                })
-            )
-        );
-    }
-    Ok(all_healthy)
-}
-
-pub async fn status(home: &Path, ports: &Ports, json: bool) -> anyhow::Result<ExitCode> {
-    let all_healthy = print_status(home, ports, json).await?;
-    Ok(if all_healthy {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(3)
-    })
-}
-
 /// The log file of a service.
-pub fn log_path(home: &Path, service: &str) -> anyhow::Result<PathBuf> {
+fn log_path(home: &Path, service: &str) -> anyhow::Result<PathBuf> {
     let file = match service {
         "mariadb" => "mariadb.log".to_owned(),
         "redis" => "redis.log".to_owned(),
@@ -307,14 +319,9 @@ pub fn log_path(home: &Path, service: &str) -> anyhow::Result<PathBuf> {
     Ok(home.join(service).join(file))
 }
 
-/// `payctl logs SERVICE [-f]`: the last lines, then (with follow) what is appended.
-pub async fn logs(
-    home: &Path,
-    service: &str,
-    lines: usize,
-    follow: bool,
-) -> anyhow::Result<ExitCode> {
-    use std::io::{Read, Seek, SeekFrom};
+/// A service's log file: its last lines, then (with follow) what is appended.
+fn logs(home: &Path, service: &str, lines: usize, follow: bool) -> anyhow::Result<LogStream> {
+    use std::io::{Seek, SeekFrom};
     let path = log_path(home, service)?;
     if !path.exists() {
         bail!(
@@ -322,42 +329,47 @@ pub async fn logs(
             path.display()
         );
     }
-    for line in payctl_stack::process::log_tail(&path, lines) {
-        println!("{line}");
-    }
+    let tail: String = payctl_stack::process::log_tail(&path, lines)
+        .into_iter()
+        .map(|line| line + "\n")
+        .collect();
+    let tail = futures::stream::iter((!tail.is_empty()).then_some(Ok(tail)));
     if !follow {
-        return Ok(ExitCode::SUCCESS);
+        return Ok(tail.boxed());
     }
     let mut file = std::fs::File::open(&path)?;
-    let mut pos = file.seek(SeekFrom::End(0))?;
-    loop {
-        let len = file.metadata()?.len();
-        if len < pos {
-            pos = 0; // truncated or replaced
+    let pos = file.seek(SeekFrom::End(0))?;
+    let appended = futures::stream::try_unfold((file, pos), |(mut file, mut pos)| async move {
+        loop {
+            if let Some(text) = appended(&mut file, &mut pos)? {
+                return Ok(Some((text, (file, pos))));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        if len > pos {
-            file.seek(SeekFrom::Start(pos))?;
-            let mut buf = Vec::new();
-            file.read_to_end(&mut buf)?;
-            pos += buf.len() as u64;
-            print!("{}", String::from_utf8_lossy(&buf));
-        }
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-        }
+    });
+    Ok(tail.chain(appended).boxed())
+}
+
+/// What was appended to a log file since `pos`, if anything (from the start when it was truncated or
+/// replaced).
+fn appended(file: &mut std::fs::File, pos: &mut u64) -> anyhow::Result<Option<String>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = file.metadata()?.len();
+    if len < *pos {
+        *pos = 0; // truncated or replaced
     }
+    if len == *pos {
+        return Ok(None);
+    }
+    file.seek(SeekFrom::Start(*pos))?;
+    let mut buf = Vec::new();
+    file.read_to_end(&mut buf)?;
+    *pos += buf.len() as u64;
+    Ok(Some(String::from_utf8_lossy(&buf).into_owned()))
 }
 
 /// Starts one service of the stack and waits until it is healthy.
-async fn start_service(
-    home: &Path,
-    ports: &Ports,
-    svc: &Svc,
-    stack: &[Svc],
-    server: &Path,
-    consumer: &Path,
-) -> anyhow::Result<()> {
+async fn start_service(home: &Path, ports: &Ports, svc: &Svc, stack: &[Svc]) -> anyhow::Result<()> {
     let (name, kind, port) = (svc.name.as_str(), svc.kind, svc.port);
     let dir = home.join(name);
     std::fs::create_dir_all(&dir)?;
@@ -380,6 +392,7 @@ async fn start_service(
             return write_pid(home, name, tansu.pid());
         }
         Kind::Ingest | Kind::Consumer => {
+            let (server, consumer) = binaries()?;
             let mut cmd = Command::new(if kind == Kind::Ingest {
                 server
             } else {

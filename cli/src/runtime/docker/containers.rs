@@ -93,7 +93,7 @@ pub struct Container {
     pub volume: Option<&'static str>,
     /// Config files written into the container before it starts (path, content).
     pub files: Vec<(String, Vec<u8>)>,
-    /// Services that must be healthy first.
+    /// Services that must be healthy first ([`stack::depends_on`]).
     pub depends_on: Vec<String>,
 }
 
@@ -218,7 +218,7 @@ pub fn containers(
                 },
                 volume: None,
                 files: Vec::new(),
-                depends_on: Vec::new(),
+                depends_on: stack::depends_on(svc, stack),
             };
             match svc.kind {
                 Kind::MariaDb => {
@@ -324,10 +324,6 @@ pub fn containers(
                         // Static group membership: a restarted consumer takes its own place at once.
                         ("APP_CONSUMER_INSTANCE_ID", format!("payctl-{}", svc.name)),
                     ]);
-                    c.depends_on = vec!["mariadb".into(), "redis".into(), "kafka".into()];
-                    if svc.kind == Kind::Consumer {
-                        c.depends_on.push("ingest".into());
-                    }
                 }
                 Kind::Prometheus => {
                     c.image = images.prometheus_image.clone();
@@ -385,11 +381,6 @@ pub fn containers(
                     );
                     c.env = env(&[("HEALTH_PORT", port.to_string())]);
                     c.files = vec![("/etc/nginx/nginx.conf".into(), conf.into_bytes())];
-                    c.depends_on = stack
-                        .iter()
-                        .filter(|s| s.kind == Kind::Ingest)
-                        .map(|s| s.name.clone())
-                        .collect();
                 }
                 Kind::Grafana => {
                     c.image = images.grafana_image.clone();
@@ -419,10 +410,8 @@ pub fn containers(
                             )
                             .into_bytes(),
                     )];
-                    c.depends_on = vec!["prometheus".into()];
                 }
             }
-            c.depends_on.retain(|d| stack.iter().any(|s| &s.name == d));
             c
         })
         .collect()

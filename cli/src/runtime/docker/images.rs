@@ -8,18 +8,18 @@ use crate::ops::store::build_store_if_missing;
 use crate::output;
 use anyhow::{bail, Context};
 use bollard::query_parameters::{BuildImageOptions, CreateImageOptions};
-use bollard::Docker;
+use bollard::Docker as Engine;
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-async fn image_exists(docker: &Docker, image: &str) -> bool {
+async fn image_exists(docker: &Engine, image: &str) -> bool {
     docker.inspect_image(image).await.is_ok()
 }
 
 pub async fn ensure_image(
-    docker: &Docker,
+    docker: &Engine,
     def: &Container,
     args: &DockerArgs,
 ) -> anyhow::Result<()> {
@@ -39,7 +39,7 @@ pub async fn ensure_image(
 }
 
 /// Pulls an image with a progress bar per layer; retried on failure with a growing pause.
-async fn pull(docker: &Docker, image: &str) -> anyhow::Result<()> {
+async fn pull(docker: &Engine, image: &str) -> anyhow::Result<()> {
     const ATTEMPTS: u32 = 4;
     let (from_image, tag) = match image.rsplit_once(':') {
         Some((name, tag)) if !tag.contains('/') => (name, tag),
@@ -167,7 +167,7 @@ fn context_tar(
 }
 
 async fn build_image(
-    docker: &Docker,
+    docker: &Engine,
     image: &str,
     build: &containers::Build,
     args: &DockerArgs,

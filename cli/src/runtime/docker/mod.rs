@@ -10,12 +10,14 @@ pub mod compose;
 pub mod containers;
 mod images;
 
-use crate::ops::merchants::{dev_merchant_key, print_endpoints, store_key};
+use super::{Health, LogStream, Runs, Runtime, ServiceStatus};
+use crate::ops::merchants::store_key;
 use crate::output;
 use crate::stack::health::healthy;
 use crate::stack::secrets::secret;
-use crate::stack::{start_rank, Kind, Ports, Svc};
+use crate::stack::{self, saved_plan, start_rank, Kind, Ports, Svc};
 use anyhow::{bail, Context};
+use async_trait::async_trait;
 use bollard::models::{
     ContainerCreateBody, ContainerSummary, HostConfig, NetworkCreateRequest, PortBinding,
     RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
@@ -25,7 +27,7 @@ use bollard::query_parameters::{
     ListVolumesOptions, LogsOptions, RemoveContainerOptions, RemoveVolumeOptions,
     StartContainerOptions, StopContainerOptions, UploadToContainerOptions,
 };
-use bollard::Docker;
+use bollard::Docker as Engine;
 use clap::Args;
 use containers::{Container, Images, Network, Secrets};
 use futures::StreamExt;
@@ -33,7 +35,6 @@ use images::ensure_image;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 const PROJECT_LABEL: &str = "com.payctl.project";
@@ -84,6 +85,111 @@ pub struct Saved {
     pub network: Network,
 }
 
+impl DockerArgs {
+    /// What `payctl up --runtime docker` runs with when no flag is given (PAYCTL_* or the defaults),
+    /// for the stack saved as `saved`.
+    fn defaults_for(saved: &Saved) -> anyhow::Result<Self> {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            args: DockerArgs,
+        }
+        let mut args = <Defaults as clap::Parser>::try_parse_from(["payctl"])?.args;
+        args.project = saved.project.clone();
+        args.network = saved.network;
+        Ok(args)
+    }
+}
+
+/// The stack as containers of one project.
+pub struct Docker {
+    home: PathBuf,
+    ports: Ports,
+    project: String,
+    /// How `up` builds and runs the stack; for a saved stack, its project and network with the
+    /// defaults.
+    args: Option<Box<DockerArgs>>,
+    network: Network,
+}
+
+impl Docker {
+    /// The stack `payctl up` is to start as `args` say.
+    pub fn new(home: &Path, ports: &Ports, args: DockerArgs) -> Self {
+        Self {
+            home: home.to_owned(),
+            ports: ports.clone(),
+            project: args.project.clone(),
+            network: args.network,
+            args: Some(Box::new(args)),
+        }
+    }
+
+    /// The stack `up` saved under `home`.
+    pub fn open(home: &Path, ports: &Ports, saved: Saved) -> Self {
+        Self {
+            home: home.to_owned(),
+            ports: ports.clone(),
+            project: saved.project,
+            network: saved.network,
+            args: None,
+        }
+    }
+
+    fn service(&self, name: &str) -> anyhow::Result<Svc> {
+        saved_plan(&self.home, &self.ports)
+            .into_iter()
+            .find(|s| s.name == name)
+            .with_context(|| {
+                format!(
+                    "no service '{name}' in the stack under {}",
+                    self.home.display()
+                )
+            })
+    }
+}
+
+#[async_trait]
+impl Runtime for Docker {
+    fn supports(&self, _: Kind) -> bool {
+        true
+    }
+
+    async fn up(&self, ingest: u16) -> anyhow::Result<()> {
+        let args = match &self.args {
+            Some(args) => args.as_ref().clone(),
+            None => DockerArgs::defaults_for(&Saved {
+                project: self.project.clone(),
+                network: self.network,
+            })?,
+        };
+        up(&self.home, &self.ports, ingest, &args).await
+    }
+
+    async fn down(&self, volumes: bool) -> anyhow::Result<()> {
+        down(&self.home, &self.project, volumes).await
+    }
+
+    async fn status(&self) -> anyhow::Result<Vec<ServiceStatus>> {
+        rows(&connect().await?, &self.home).await
+    }
+
+    async fn logs(&self, service: &str, lines: usize, follow: bool) -> anyhow::Result<LogStream> {
+        logs(&self.project, service, lines, follow).await
+    }
+
+    async fn start(&self, service: &str) -> anyhow::Result<()> {
+        start_service(&self.project, &self.service(service)?).await
+    }
+
+    async fn stop(&self, service: &str) -> anyhow::Result<bool> {
+        stop_service(&self.project, service).await
+    }
+
+    async fn pid(&self, _: &str) -> Option<u32> {
+        None
+    }
+}
+
 fn saved_path(home: &Path) -> PathBuf {
     home.join("docker.json")
 }
@@ -95,10 +201,10 @@ pub fn saved(home: &Path) -> Option<Saved> {
 
 /// Connects to the engine and agrees on an API version (Debian's engine speaks 1.41; bollard asks for
 /// newer by default).
-pub async fn connect() -> anyhow::Result<Docker> {
+async fn connect() -> anyhow::Result<Engine> {
     const NO_ENGINE: &str =
         "the Docker engine does not answer (is dockerd running? or use --runtime native)";
-    let docker = Docker::connect_with_local_defaults().context(NO_ENGINE)?;
+    let docker = Engine::connect_with_local_defaults().context(NO_ENGINE)?;
     let docker = docker.negotiate_version().await.context(NO_ENGINE)?;
     docker.ping().await.context(NO_ENGINE)?;
     Ok(docker)
@@ -145,12 +251,7 @@ async fn secrets(home: &Path, ports: &Ports, with_store_key: bool) -> anyhow::Re
     })
 }
 
-pub async fn up(
-    home: &Path,
-    ports: &Ports,
-    ingest: u16,
-    args: &DockerArgs,
-) -> anyhow::Result<ExitCode> {
+async fn up(home: &Path, ports: &Ports, ingest: u16, args: &DockerArgs) -> anyhow::Result<()> {
     let docker = connect().await?;
     std::fs::create_dir_all(home)?;
     let home = &home.canonicalize()?;
@@ -164,7 +265,7 @@ pub async fn up(
             network: args.network,
         })?,
     )?;
-    std::fs::write(home.join("stack.json"), serde_json::to_vec_pretty(&stack)?)?;
+    stack::save(home, &stack)?;
 
     // Images first: nothing starts until every image is there.
     let defs = containers::containers(
@@ -234,22 +335,12 @@ pub async fn up(
             started.elapsed()
         );
     }
-    let key = dev_merchant_key(home, ports).await?;
-    print_status(&docker, home, false).await?;
-    print_endpoints(home, ports, &key);
-    if stack.iter().any(|s| s.kind == Kind::Grafana) {
-        println!(
-            "Grafana:      http://127.0.0.1:{}/   (admin password in {})",
-            ports.grafana_port,
-            home.join("secrets/grafana-admin-password").display()
-        );
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// Fails before anything starts when a port is taken by something other than this stack, naming the
 /// container (or process) that holds it.
-async fn check_ports(docker: &Docker, project: &str, stack: &[Svc]) -> anyhow::Result<()> {
+async fn check_ports(docker: &Engine, project: &str, stack: &[Svc]) -> anyhow::Result<()> {
     let all = docker
         .list_containers(Some(ListContainersOptions {
             all: false,
@@ -295,7 +386,7 @@ async fn check_ports(docker: &Docker, project: &str, stack: &[Svc]) -> anyhow::R
     Ok(())
 }
 
-async fn ensure_network(docker: &Docker, project: &str) -> anyhow::Result<()> {
+async fn ensure_network(docker: &Engine, project: &str) -> anyhow::Result<()> {
     let existing = docker
         .list_networks(Some(ListNetworksOptions {
             filters: Some(project_filter(project)),
@@ -317,7 +408,7 @@ async fn ensure_network(docker: &Docker, project: &str) -> anyhow::Result<()> {
 }
 
 /// True once a container has exited and been restarted by its restart policy: it is crash-looping.
-async fn has_restarted(docker: &Docker, name: &str) -> bool {
+async fn has_restarted(docker: &Engine, name: &str) -> bool {
     docker
         .inspect_container(name, None::<InspectContainerOptions>)
         .await
@@ -327,7 +418,7 @@ async fn has_restarted(docker: &Docker, name: &str) -> bool {
         })
 }
 
-async fn is_running(docker: &Docker, name: &str) -> bool {
+async fn is_running(docker: &Engine, name: &str) -> bool {
     docker
         .inspect_container(name, None::<InspectContainerOptions>)
         .await
@@ -338,7 +429,7 @@ async fn is_running(docker: &Docker, name: &str) -> bool {
 
 /// Creates (replacing a stopped one) and starts one container, its config files placed first.
 async fn start(
-    docker: &Docker,
+    docker: &Engine,
     project: &str,
     args: &DockerArgs,
     def: &Container,
@@ -462,7 +553,7 @@ async fn start(
 /// Waits until the service answers on its port; on a time-out or an exit, the container's last log
 /// lines are in the error.
 async fn wait_healthy(
-    docker: &Docker,
+    docker: &Engine,
     name: &str,
     svc: &Svc,
     timeout: Duration,
@@ -488,7 +579,7 @@ async fn wait_healthy(
     }
 }
 
-async fn log_lines(docker: &Docker, name: &str, lines: usize) -> Vec<String> {
+async fn log_lines(docker: &Engine, name: &str, lines: usize) -> Vec<String> {
     let mut stream = docker.logs(
         name,
         Some(LogsOptions {
@@ -505,11 +596,10 @@ async fn log_lines(docker: &Docker, name: &str, lines: usize) -> Vec<String> {
     out
 }
 
-/// Stops one service's container (for `payctl cb test`); true if it was running.
-pub async fn stop_service(home: &Path, service: &str) -> anyhow::Result<bool> {
-    let saved = saved(home).context("no Docker stack under this state directory")?;
+/// Stops one service's container; true if it was running.
+async fn stop_service(project: &str, service: &str) -> anyhow::Result<bool> {
     let docker = connect().await?;
-    let name = container_name(&saved.project, service);
+    let name = container_name(project, service);
     if !is_running(&docker, &name).await {
         return Ok(false);
     }
@@ -526,21 +616,22 @@ pub async fn stop_service(home: &Path, service: &str) -> anyhow::Result<bool> {
     Ok(true)
 }
 
-/// Starts a stopped service's container again and waits until it is healthy.
-pub async fn start_service(home: &Path, svc: &Svc) -> anyhow::Result<()> {
-    let saved = saved(home).context("no Docker stack under this state directory")?;
+/// Starts a service's container again, unless it runs, and waits until it is healthy.
+async fn start_service(project: &str, svc: &Svc) -> anyhow::Result<()> {
     let docker = connect().await?;
-    let name = container_name(&saved.project, &svc.name);
-    docker
-        .start_container(&name, None::<StartContainerOptions>)
-        .await
-        .with_context(|| format!("starting {name}"))?;
+    let name = container_name(project, &svc.name);
+    if !is_running(&docker, &name).await {
+        docker
+            .start_container(&name, None::<StartContainerOptions>)
+            .await
+            .with_context(|| format!("starting {name}"))?;
+    }
     wait_healthy(&docker, &name, svc, Duration::from_secs(120)).await
 }
 
 /// Removes this project's containers and network, and with `volumes` its volumes and state directory.
 /// Only resources labelled with the project are touched.
-pub async fn down(home: &Path, project: &str, volumes: bool) -> anyhow::Result<ExitCode> {
+async fn down(home: &Path, project: &str, volumes: bool) -> anyhow::Result<()> {
     let docker = connect().await?;
     let filters = Some(project_filter(project));
     let containers = docker
@@ -612,7 +703,7 @@ pub async fn down(home: &Path, project: &str, volumes: bool) -> anyhow::Result<E
     } else {
         let _ = std::fs::remove_file(saved_path(home));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// The payctl service a container runs (its label).
@@ -634,24 +725,11 @@ fn name_of(c: &ContainerSummary) -> String {
         .unwrap_or_default()
 }
 
-#[derive(Serialize)]
-struct Row {
-    service: String,
-    container: String,
-    image: String,
-    state: String,
-    address: String,
-    health: &'static str,
-}
-
-async fn rows(docker: &Docker, home: &Path) -> anyhow::Result<Vec<Row>> {
+async fn rows(docker: &Engine, home: &Path) -> anyhow::Result<Vec<ServiceStatus>> {
     let project = saved(home)
         .map(|s| s.project)
         .unwrap_or_else(|| "payctl".into());
-    let stack: Vec<Svc> = std::fs::read(home.join("stack.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
+    let stack = stack::saved(home).unwrap_or_default();
     let mut containers = docker
         .list_containers(Some(ListContainersOptions {
             all: true,
@@ -666,14 +744,16 @@ async fn rows(docker: &Docker, home: &Path) -> anyhow::Result<Vec<Row>> {
         let svc = stack.iter().find(|s| s.name == service);
         let running = c.state.as_ref().is_some_and(|s| s.to_string() == "running");
         let health = match svc {
-            _ if !running => "stopped",
-            Some(s) if healthy(s.kind, s.port).await => "healthy",
-            _ => "unhealthy",
+            _ if !running => Health::Stopped,
+            Some(s) if healthy(s.kind, s.port).await => Health::Healthy,
+            _ => Health::Unhealthy,
         };
-        out.push(Row {
-            container: name_of(&c),
-            image: c.image.unwrap_or_default(),
-            state: c.status.unwrap_or_default(),
+        out.push(ServiceStatus {
+            runs: Runs::Container {
+                container: name_of(&c),
+                image: c.image.unwrap_or_default(),
+                state: c.status.unwrap_or_default(),
+            },
             address: svc
                 .map(|s| format!("127.0.0.1:{}", s.port))
                 .unwrap_or_default(),
@@ -684,66 +764,20 @@ async fn rows(docker: &Docker, home: &Path) -> anyhow::Result<Vec<Row>> {
     Ok(out)
 }
 
-async fn print_status(docker: &Docker, home: &Path, json: bool) -> anyhow::Result<bool> {
-    let rows = rows(docker, home).await?;
-    let all_healthy = !rows.is_empty() && rows.iter().all(|r| r.health == "healthy");
-    if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-    } else {
-        println!(
-            "{}",
-            output::table(
-                &[
-                    "service",
-                    "container",
-                    "image",
-                    "state",
-                    "address",
-                    "health"
-                ],
-                rows.iter().map(|r| {
-                    let health = output::health(r.health);
-                    vec![
-                        r.service.clone(),
-                        r.container.clone(),
-                        r.image.clone(),
-                        r.state.clone(),
-                        r.address.clone(),
-                        health,
-                    ]
-                })
-            )
-        );
-    }
-    Ok(all_healthy)
-}
-
-pub async fn status(home: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    let docker = connect().await?;
-    Ok(if print_status(&docker, home, json).await? {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(3)
-    })
-}
-
-/// `payctl logs SERVICE [-f]` on the Docker runtime: the container's log through the engine.
-pub async fn logs(
-    home: &Path,
+/// A service's container log through the engine: its last lines, then (with follow) what it writes.
+async fn logs(
+    project: &str,
     service: &str,
     lines: usize,
     follow: bool,
-) -> anyhow::Result<ExitCode> {
-    let project = saved(home)
-        .map(|s| s.project)
-        .unwrap_or_else(|| "payctl".into());
+) -> anyhow::Result<LogStream> {
     let docker = connect().await?;
-    let name = container_name(&project, service);
+    let name = container_name(project, service);
     docker
         .inspect_container(&name, None::<InspectContainerOptions>)
         .await
         .with_context(|| format!("no container {name} for service '{service}'"))?;
-    let mut stream = docker.logs(
+    let stream = docker.logs(
         &name,
         Some(LogsOptions {
             follow,
@@ -753,14 +787,5 @@ pub async fn logs(
             ..Default::default()
         }),
     );
-    loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
-            item = stream.next() => match item {
-                Some(Ok(chunk)) => print!("{chunk}"),
-                Some(Err(e)) => return Err(e.into()),
-                None => return Ok(ExitCode::SUCCESS),
-            }
-        }
-    }
+    Ok(stream.map(|item| Ok(item?.to_string())).boxed())
 }
