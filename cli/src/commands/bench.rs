@@ -232,5 +232,5 @@ pub async fn exec(home: &Path, a: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     rows.extend(rss);
     println!("{}", table(&["figure", "value"], rows));
-    super::reconcile::reconcile(home, &a.ports, Duration::ZERO, false).await
+    super::reconcile::report(home, &a.ports, Duration::ZERO, false).await
 }

@@ -1,7 +1,7 @@
 //! `payctl dlq`: put poison on purpose (to see the DLQ work), read the DLQ, and re-drive messages once
 //! their cause is fixed.
 
-use crate::ops::dlq::{dlq_records, producer, send, Poison};
+use crate::ops::dlq::{dlq_records, inject, producer, send, Poison};
 use crate::output::{self, table};
 use crate::stack::Ports;
 use anyhow::bail;
@@ -48,31 +48,7 @@ pub enum Dlq {
 pub async fn exec(a: DlqArgs) -> anyhow::Result<ExitCode> {
     match a.command {
         Dlq::Inject { kind, ports } => {
-            let id = uuid::Uuid::now_v7();
-            let envelope = |event_type: &str, version: u32| {
-                json!({
-                    "eventId": uuid::Uuid::now_v7(), "eventType": event_type, "schemaVersion": version,
-                    "paymentId": id, "merchantId": "dev-merchant", "amount": 1000, "currency": "KRW",
-                    "occurredAt": "2026-01-01T00:00:00Z", "status": "CAPTURED",
-                    "authorizedAmount": 1000, "capturedAmount": 1000, "refundedAmount": 0
-                })
-                .to_string()
-                .into_bytes()
-            };
-            let (topic, payload) = match kind {
-                Poison::InvalidJson => ("payment.captured", b"{\"this is\": not json".to_vec()),
-                Poison::UnknownPayment => ("payment.captured", envelope("PAYMENT_CAPTURED", 1)),
-                Poison::UnknownType => ("payment.captured", envelope("PAYMENT_TELEPORTED", 1)),
-                Poison::BadVersion => ("payment.captured", envelope("PAYMENT_CAPTURED", 99)),
-            };
-            let (partition, offset) = send(
-                &producer(&ports)?,
-                topic,
-                &id.to_string(),
-                &payload,
-                OwnedHeaders::new(),
-            )
-            .await?;
+            let (topic, partition, offset) = inject(&ports, kind).await?;
             println!("injected {kind:?} into {topic} (partition {partition}, offset {offset}); see it with `payctl dlq tail`");
         }
         Dlq::Tail { lines, json, ports } => {

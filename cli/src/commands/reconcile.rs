@@ -1,8 +1,8 @@
 //! `payctl reconcile`: the ledger invariants and the outbox against the payments, and nothing
 //! unexplained in the DLQ (exit 1 on any violation).
 
+use crate::ops::reconcile::check;
 use crate::output::{self, mark, table};
-use crate::stack::secrets::database_url;
 use crate::stack::Ports;
 use clap::Args;
 use std::path::Path;
@@ -21,7 +21,7 @@ pub struct ReconcileArgs {
 }
 
 pub async fn exec(home: &Path, a: ReconcileArgs) -> anyhow::Result<ExitCode> {
-    reconcile(
+    report(
         home,
         &a.ports,
         Duration::from_secs(a.settle_seconds),
@@ -30,45 +30,15 @@ pub async fn exec(home: &Path, a: ReconcileArgs) -> anyhow::Result<ExitCode> {
     .await
 }
 
-/// Runs the ledger invariants against the stack's database; exit 1 on any violation.
-pub async fn reconcile(
+/// Runs the checks against the stack's database and prints them; exit 1 on any violation (also how
+/// `load` and `bench` end).
+pub async fn report(
     home: &Path,
     ports: &Ports,
     settle: Duration,
     as_json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let db = sqlx::MySqlPool::connect(&database_url(home, ports)?).await?;
-    let mut report = pay_consumer::invariants::check(&db, settle).await?;
-    let bootstrap = format!("127.0.0.1:{}", ports.kafka_port);
-    let dlq = tokio::task::spawn_blocking(move || {
-        pay_consumer::topics::read_to_end(
-            &bootstrap,
-            payctl_domain::event::DLQ_TOPIC,
-            Duration::from_secs(10),
-        )
-    })
-    .await?;
-    match dlq {
-        Ok(records) => {
-            let records: Vec<(String, serde_json::Value)> = records
-                .into_iter()
-                .map(|r| {
-                    let v = serde_json::from_slice(&r.payload).unwrap_or(serde_json::Value::Null);
-                    (format!("{}:{}", r.partition, r.offset), v)
-                })
-                .collect();
-            report
-                .checks
-                .push(pay_consumer::invariants::dlq_check(&db, &records).await?);
-        }
-        Err(e) => report.checks.push(pay_consumer::invariants::Check {
-            name: "nothing unexplained in the DLQ",
-            violations: vec![pay_consumer::invariants::Violation {
-                subject: "payment.dlq".into(),
-                detail: format!("cannot read the DLQ: {e:#}"),
-            }],
-        }),
-    }
+    let report = check(home, ports, settle).await?;
     if as_json {
         output::json(&report)?;
     } else {

@@ -10,7 +10,7 @@ use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use rdkafka::ClientConfig;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -67,4 +67,34 @@ pub async fn dlq_records(ports: &Ports) -> anyhow::Result<Vec<(Record, Value)>> 
             (r, v)
         })
         .collect())
+}
+
+/// Sends one poison message of the given kind; where it went: (topic, partition, offset).
+pub async fn inject(ports: &Ports, kind: Poison) -> anyhow::Result<(&'static str, i32, i64)> {
+    let id = uuid::Uuid::now_v7();
+    let envelope = |event_type: &str, version: u32| {
+        json!({
+            "eventId": uuid::Uuid::now_v7(), "eventType": event_type, "schemaVersion": version,
+            "paymentId": id, "merchantId": "dev-merchant", "amount": 1000, "currency": "KRW",
+            "occurredAt": "2026-01-01T00:00:00Z", "status": "CAPTURED",
+            "authorizedAmount": 1000, "capturedAmount": 1000, "refundedAmount": 0
+        })
+        .to_string()
+        .into_bytes()
+    };
+    let (topic, payload) = match kind {
+        Poison::InvalidJson => ("payment.captured", b"{\"this is\": not json".to_vec()),
+        Poison::UnknownPayment => ("payment.captured", envelope("PAYMENT_CAPTURED", 1)),
+        Poison::UnknownType => ("payment.captured", envelope("PAYMENT_TELEPORTED", 1)),
+        Poison::BadVersion => ("payment.captured", envelope("PAYMENT_CAPTURED", 99)),
+    };
+    let (partition, offset) = send(
+        &producer(ports)?,
+        topic,
+        &id.to_string(),
+        &payload,
+        OwnedHeaders::new(),
+    )
+    .await?;
+    Ok((topic, partition, offset))
 }
