@@ -923,6 +923,25 @@ async fn three_ingest_instances_behind_the_gateway_lose_nothing_when_one_dies() 
         "scale: reconcile clean {:.1?} after the stream",
         waited.elapsed()
     );
+
+    // `up` again starts only what died, and then every service is healthy.
+    let o = payctl(&home, &up);
+    let (_, err) = text(&o);
+    assert!(o.status.success(), "up after the kill: {err}");
+    let started: Vec<&str> = err.lines().filter(|l| l.contains(" ready on ")).collect();
+    assert!(
+        started.len() == 1 && started[0].contains("ingest-2"),
+        "only ingest-2 is started: {err}"
+    );
+    assert_eq!(
+        err.lines()
+            .filter(|l| l.contains("already running"))
+            .count(),
+        8,
+        "{err}"
+    );
+    let o = stack.run(&["status", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "all healthy: {:?}", text(&o));
 }
 
 /// The store (frontend/) in real headless Chromium against a running native stack: buy → captured →

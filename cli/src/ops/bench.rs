@@ -2,6 +2,7 @@
 //! the broker's alone, CPU time per service from /proc, a k6 step judged against its limits, and peak
 //! RSS.
 
+use super::procfs;
 use crate::stack::Ports;
 use pay_server::idempotency::{self, Keyed, SavedResponse};
 use pay_server::storage::{self, PaymentRecord};
@@ -179,38 +180,16 @@ pub struct CpuSample {
     machine: u64,
 }
 
-fn ticks_of(stat: &str) -> Option<(u32, u64)> {
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ppid = f.get(1)?.parse().ok()?;
-    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    Some((ppid, ticks))
-}
-
 /// CPU time so far of each service (name, pid) with its children, and of the machine.
 pub fn cpu_sample(services: &[(String, u32)]) -> CpuSample {
-    let mut all: Vec<(u32, u32, u64)> = Vec::new();
-    if let Ok(dir) = std::fs::read_dir("/proc") {
-        for e in dir.flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
-                continue;
-            };
-            if let Some((ppid, t)) = std::fs::read_to_string(e.path().join("stat"))
-                .ok()
-                .and_then(|s| ticks_of(&s))
-            {
-                all.push((pid, ppid, t));
-            }
-        }
-    }
+    let all = procfs::processes();
     let services = services
         .iter()
         .map(|(name, pid)| {
             let t = all
                 .iter()
-                .filter(|(p, pp, _)| p == pid || pp == pid)
-                .map(|(_, _, t)| t)
+                .filter(|p| p.pid == *pid || p.ppid == *pid)
+                .map(|p| p.ticks)
                 .sum();
             (name.clone(), t)
         })

@@ -10,5 +10,6 @@ pub mod doctor;
 pub mod k6;
 pub mod merchants;
 pub mod metrics;
+pub mod procfs;
 pub mod reconcile;
 pub mod store;

@@ -7,6 +7,7 @@
 
 use super::{Health, LogStream, Runs, Runtime, ServiceStatus};
 use crate::ops::merchants::store_key;
+use crate::ops::procfs;
 use crate::ops::store::build_store_if_missing;
 use crate::output;
 use crate::stack::config::{nginx_conf, prometheus_targets, NginxLayout};
@@ -40,6 +41,25 @@ impl Native {
             no_install,
         }
     }
+
+    /// A service of the plan `up` saved (or the default one).
+    fn service(&self, name: &str) -> anyhow::Result<Svc> {
+        saved_plan(&self.home, &self.ports)
+            .into_iter()
+            .find(|s| s.name == name)
+            .with_context(|| {
+                format!(
+                    "no service '{name}' in the stack under {}",
+                    self.home.display()
+                )
+            })
+    }
+
+    /// The pid of a running service of the stack.
+    fn running(&self, name: &str) -> anyhow::Result<u32> {
+        self.service(name)?;
+        running_pid(&self.home, name).with_context(|| format!("{name} is not running"))
+    }
 }
 
 #[async_trait]
@@ -68,20 +88,49 @@ impl Runtime for Native {
         // Absolute paths for the services' files: nginx reads its config relative to its prefix.
         let home = &self.home.canonicalize()?;
         let stack = saved_plan(home, &self.ports);
-        let svc = stack.iter().find(|s| s.name == service).with_context(|| {
-            format!(
-                "no service '{service}' in the stack under {}",
-                home.display()
-            )
-        })?;
-        if running_pid(home, service).is_some() {
-            return Ok(());
+        let svc = self.service(service)?;
+        match running_pid(home, service) {
+            Some(pid) => wait_healthy(&svc, pid).await,
+            None => start_service(home, &self.ports, &svc, &stack).await,
         }
-        start_service(home, &self.ports, svc, &stack).await
     }
 
     async fn stop(&self, service: &str) -> anyhow::Result<bool> {
+        self.service(service)?;
         stop_one(&self.home, service)
+    }
+
+    async fn kill(&self, service: &str) -> anyhow::Result<bool> {
+        self.service(service)?;
+        let Some(pid) = running_pid(&self.home, service) else {
+            return Ok(false);
+        };
+        signal_service(pid, libc::SIGKILL)?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pid_alive(pid) {
+            if Instant::now() > deadline {
+                bail!("{service} (pid {pid}) did not die after SIGKILL");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(true)
+    }
+
+    async fn freeze(&self, service: &str) -> anyhow::Result<()> {
+        let pid = self.running(service)?;
+        signal_service(pid, libc::SIGSTOP)?;
+        wait_for_state(service, pid, true).await
+    }
+
+    async fn thaw(&self, service: &str) -> anyhow::Result<()> {
+        let pid = self.running(service)?;
+        signal_service(pid, libc::SIGCONT)?;
+        wait_for_state(service, pid, false).await
+    }
+
+    async fn health(&self, service: &str) -> anyhow::Result<Health> {
+        let svc = self.service(service)?;
+        Ok(health(&svc, running_pid(&self.home, service)).await)
     }
 
     async fn pid(&self, service: &str) -> Option<u32> {
@@ -259,6 +308,8 @@ async fn provision_database(home: &Path, ports: &Ports) -> anyhow::Result<()> {
 fn stop_one(home: &Path, name: &str) -> anyhow::Result<bool> {
     let running = match running_pid(home, name) {
         Some(pid) => {
+            // A frozen service would not see SIGTERM until the grace time ran out.
+            let _ = signal_service(pid, libc::SIGCONT);
             Supervised::adopt(name, pid, &home.join(name).join("log"))
                 .stop(Duration::from_secs(30))?;
             true
@@ -285,15 +336,80 @@ fn down(home: &Path, ports: &Ports, volumes: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A service's health: stopped without a running process, else whether it answers its probe.
+async fn health(svc: &Svc, pid: Option<u32>) -> Health {
+    match pid {
+        None => Health::Stopped,
+        Some(_) if healthy(svc.kind, svc.port).await => Health::Healthy,
+        Some(_) => Health::Unhealthy,
+    }
+}
+
+/// Waits until a running service answers its probe, as `up` waits after starting one.
+async fn wait_healthy(svc: &Svc, pid: u32) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !healthy(svc.kind, svc.port).await {
+        if !pid_alive(pid) || Instant::now() > deadline {
+            bail!("{} (pid {pid}) did not become ready", svc.name);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// Sends `signal` to a service's processes: to its process group when it leads one, as every service
+/// `up` starts does (each in its own session), so that nginx's workers get it with their master;
+/// otherwise to the process and its children.
+fn signal_service(pid: u32, signal: libc::c_int) -> anyhow::Result<()> {
+    let target = pid as libc::pid_t;
+    // SAFETY: getpgid and kill(2) on the pid of a service's pid file, checked alive by the caller.
+    let leads_group = unsafe { libc::getpgid(target) } == target;
+    let whom = if leads_group { -target } else { target };
+    // Before the signal: a killed process's children are re-parented at once.
+    let children: Vec<u32> = if leads_group {
+        Vec::new()
+    } else {
+        procfs::processes()
+            .iter()
+            .filter(|p| p.ppid == pid)
+            .map(|p| p.pid)
+            .collect()
+    };
+    // SAFETY: as above.
+    if unsafe { libc::kill(whom, signal) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("signalling pid {pid}"));
+    }
+    for child in children {
+        // SAFETY: as above, for a child of that process; one already gone at worst yields ESRCH.
+        unsafe { libc::kill(child as libc::pid_t, signal) };
+    }
+    Ok(())
+}
+
+/// Waits until the kernel shows a service's process stopped (`frozen`) or going on again.
+async fn wait_for_state(service: &str, pid: u32, frozen: bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let state = procfs::stat(pid).map(|s| s.state);
+        if state.is_some_and(|s| matches!(s, 'T' | 't') == frozen) {
+            return Ok(());
+        }
+        if state.is_none() || Instant::now() > deadline {
+            bail!(
+                "{service} (pid {pid}) did not {} (state {state:?})",
+                if frozen { "stop" } else { "go on" }
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 async fn rows(home: &Path, ports: &Ports) -> Vec<ServiceStatus> {
     let mut out = Vec::new();
     for svc in saved_plan(home, ports) {
         let pid = running_pid(home, &svc.name);
-        let health = match pid {
-            None => Health::Stopped,
-            Some(_) if healthy(svc.kind, svc.port).await => Health::Healthy,
-            Some(_) => Health::Unhealthy,
-        };
+        let health = health(&svc, pid).await;
         out.push(ServiceStatus {
             service: svc.name,
             runs: Runs::Process { pid },
@@ -521,4 +637,169 @@ fn gateway_config(
     // It holds the store merchant's key.
     write_private(&path, conf.as_bytes())?;
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_home(name: &str) -> PathBuf {
+        let home =
+            std::env::temp_dir().join(format!("payctl-native-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&home);
+        std::fs::create_dir_all(&home).unwrap();
+        home
+    }
+
+    fn state(pid: u32) -> char {
+        procfs::stat(pid).map_or('-', |s| s.state)
+    }
+
+    async fn eventually(what: &str, check: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !check() {
+            assert!(Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// SIGKILLs what a test started and removes its state directory, whatever the test did.
+    struct Reap<'a>(&'a Path, Vec<u32>);
+
+    impl Drop for Reap<'_> {
+        fn drop(&mut self) {
+            for pid in &self.1 {
+                // SAFETY: kill(2) on processes this test started.
+                unsafe { libc::kill(*pid as libc::pid_t, libc::SIGKILL) };
+            }
+            let _ = std::fs::remove_dir_all(self.0);
+        }
+    }
+
+    /// `sh` with a `sleep` child, recorded as the stack's kafka; the two pids.
+    async fn shell_as_kafka(home: &Path, own_session: bool) -> (u32, u32) {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "sleep 30 & wait"]);
+        let pid = if own_session {
+            // As `up` starts every service: in a session of its own, signalled as a process group.
+            Supervised::spawn("kafka", cmd, &home.join("kafka/sh.log"), Lifetime::Detached)
+                .unwrap()
+                .pid
+        } else {
+            // Started by something else, in this test's process group: the process and its children.
+            cmd.spawn().unwrap().id()
+        };
+        std::fs::create_dir_all(home.join("kafka")).unwrap();
+        write_pid(home, "kafka", Some(pid)).unwrap();
+        let child = || {
+            procfs::processes()
+                .into_iter()
+                .find(|p| p.ppid == pid)
+                .map(|p| p.pid)
+        };
+        eventually("sh starts its sleep", || child().is_some()).await;
+        (pid, child().unwrap())
+    }
+
+    async fn freeze_thaw_and_kill(own_session: bool) {
+        let home = temp_home(if own_session { "group" } else { "children" });
+        let (pid, child) = shell_as_kafka(&home, own_session).await;
+        let _reap = Reap(&home, vec![pid, child]);
+        let runtime = Native::new(&home, &Ports::default(), false);
+
+        runtime.freeze("kafka").await.unwrap();
+        for p in [pid, child] {
+            eventually("SIGSTOP: state T", || state(p) == 'T').await;
+        }
+        runtime.thaw("kafka").await.unwrap();
+        for p in [pid, child] {
+            eventually("SIGCONT: no longer T", || state(p) != 'T').await;
+        }
+
+        assert!(runtime.kill("kafka").await.unwrap(), "it was running");
+        assert!(!pid_alive(pid));
+        eventually("the child dies with it", || !pid_alive(child)).await;
+        assert_eq!(runtime.health("kafka").await.unwrap(), Health::Stopped);
+        assert_eq!(runtime.pid("kafka").await, None);
+        assert!(
+            !runtime.kill("kafka").await.unwrap(),
+            "nothing left to kill"
+        );
+        let e = runtime.freeze("kafka").await.unwrap_err();
+        assert_eq!(e.to_string(), "kafka is not running");
+        let e = runtime.kill("nope").await.unwrap_err();
+        assert!(e.to_string().starts_with("no service 'nope'"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn freeze_thaw_and_kill_reach_a_service_and_its_children() {
+        freeze_thaw_and_kill(true).await;
+        freeze_thaw_and_kill(false).await;
+    }
+
+    /// One inline command to Redis on `port`; its reply.
+    fn redis(port: u16, command: &str) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(format!("{command}\r\n").as_bytes()).unwrap();
+        let mut buf = [0u8; 256];
+        let n = s.read(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).trim_end().to_owned()
+    }
+
+    /// Stops the test's Redis whatever the test did.
+    struct Down<'a>(&'a Path);
+
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            let _ = stop_one(self.0, "redis");
+            let _ = std::fs::remove_dir_all(self.0);
+        }
+    }
+
+    /// A real service through the runtime: started, frozen (it answers nothing) and thawed, killed
+    /// like a crash, and started again on its data.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_killed_service_starts_again_healthy_on_its_data() {
+        let home = temp_home("redis");
+        let _down = Down(&home);
+        let port = payctl_stack::free_port().unwrap();
+        let svc = Svc {
+            name: "redis".into(),
+            kind: Kind::Redis,
+            port,
+        };
+        stack::save(&home, &[svc]).unwrap();
+        let runtime = Native::new(&home, &Ports::default(), false);
+
+        runtime.start("redis").await.unwrap();
+        assert_eq!(runtime.health("redis").await.unwrap(), Health::Healthy);
+        assert_eq!(redis(port, "SET payment kept"), "+OK");
+
+        runtime.freeze("redis").await.unwrap();
+        assert_eq!(runtime.health("redis").await.unwrap(), Health::Unhealthy);
+        runtime.thaw("redis").await.unwrap();
+        assert_eq!(runtime.health("redis").await.unwrap(), Health::Healthy);
+
+        let pid = runtime.pid("redis").await.unwrap();
+        assert!(runtime.kill("redis").await.unwrap());
+        assert!(!pid_alive(pid));
+        let rows = runtime.status().await.unwrap();
+        assert_eq!(rows[0].health, Health::Stopped, "{rows:?}");
+
+        runtime.start("redis").await.unwrap();
+        assert_eq!(runtime.health("redis").await.unwrap(), Health::Healthy);
+        assert_ne!(runtime.pid("redis").await, Some(pid), "a new process");
+        assert_eq!(redis(port, "GET payment"), "$4\r\nkept", "on its data");
+        // Started already: start only waits until it is healthy.
+        runtime.start("redis").await.unwrap();
+
+        // Frozen, it still stops (thawed first), well within the 30 s grace time.
+        runtime.freeze("redis").await.unwrap();
+        let stopping = Instant::now();
+        assert!(runtime.stop("redis").await.unwrap());
+        assert!(stopping.elapsed() < Duration::from_secs(10));
+        assert_eq!(runtime.health("redis").await.unwrap(), Health::Stopped);
+    }
 }

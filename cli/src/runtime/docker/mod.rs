@@ -23,9 +23,9 @@ use bollard::models::{
     RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, InspectContainerOptions, ListContainersOptions, ListNetworksOptions,
-    ListVolumesOptions, LogsOptions, RemoveContainerOptions, RemoveVolumeOptions,
-    StartContainerOptions, StopContainerOptions, UploadToContainerOptions,
+    CreateContainerOptions, InspectContainerOptions, KillContainerOptions, ListContainersOptions,
+    ListNetworksOptions, ListVolumesOptions, LogsOptions, RemoveContainerOptions,
+    RemoveVolumeOptions, StartContainerOptions, StopContainerOptions, UploadToContainerOptions,
 };
 use bollard::Docker as Engine;
 use clap::Args;
@@ -135,6 +135,18 @@ impl Docker {
         }
     }
 
+    /// The engine and the container of a running service of the stack.
+    async fn running(&self, service: &str) -> anyhow::Result<(Engine, String)> {
+        self.service(service)?;
+        let docker = connect().await?;
+        let name = container_name(&self.project, service);
+        if !is_running(&docker, &name).await {
+            bail!("{service} is not running ({name})");
+        }
+        Ok((docker, name))
+    }
+
+    /// A service of the plan `up` saved.
     fn service(&self, name: &str) -> anyhow::Result<Svc> {
         saved_plan(&self.home, &self.ports)
             .into_iter()
@@ -182,7 +194,63 @@ impl Runtime for Docker {
     }
 
     async fn stop(&self, service: &str) -> anyhow::Result<bool> {
+        self.service(service)?;
         stop_service(&self.project, service).await
+    }
+
+    async fn kill(&self, service: &str) -> anyhow::Result<bool> {
+        self.service(service)?;
+        let docker = connect().await?;
+        let name = container_name(&self.project, service);
+        if !is_running(&docker, &name).await {
+            return Ok(false);
+        }
+        docker
+            .kill_container(
+                &name,
+                Some(KillContainerOptions {
+                    signal: "SIGKILL".into(),
+                }),
+            )
+            .await
+            .with_context(|| format!("killing {name}"))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while is_running(&docker, &name).await {
+            if Instant::now() > deadline {
+                bail!("{name} still runs after docker kill");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(true)
+    }
+
+    async fn freeze(&self, service: &str) -> anyhow::Result<()> {
+        let (docker, name) = self.running(service).await?;
+        docker
+            .pause_container(&name)
+            .await
+            .with_context(|| format!("pausing {name}"))
+    }
+
+    async fn thaw(&self, service: &str) -> anyhow::Result<()> {
+        let (docker, name) = self.running(service).await?;
+        docker
+            .unpause_container(&name)
+            .await
+            .with_context(|| format!("unpausing {name}"))
+    }
+
+    async fn health(&self, service: &str) -> anyhow::Result<Health> {
+        let svc = self.service(service)?;
+        let docker = connect().await?;
+        let name = container_name(&self.project, service);
+        Ok(if !is_running(&docker, &name).await {
+            Health::Stopped
+        } else if healthy(svc.kind, svc.port).await {
+            Health::Healthy
+        } else {
+            Health::Unhealthy
+        })
     }
 
     async fn pid(&self, _: &str) -> Option<u32> {
@@ -427,6 +495,15 @@ async fn is_running(docker: &Engine, name: &str) -> bool {
         .unwrap_or(false)
 }
 
+async fn is_paused(docker: &Engine, name: &str) -> bool {
+    docker
+        .inspect_container(name, None::<InspectContainerOptions>)
+        .await
+        .ok()
+        .and_then(|c| c.state?.paused)
+        .unwrap_or(false)
+}
+
 /// Creates (replacing a stopped one) and starts one container, its config files placed first.
 async fn start(
     docker: &Engine,
@@ -602,6 +679,13 @@ async fn stop_service(project: &str, service: &str) -> anyhow::Result<bool> {
     let name = container_name(project, service);
     if !is_running(&docker, &name).await {
         return Ok(false);
+    }
+    if is_paused(&docker, &name).await {
+        // A paused container would not see the stop signal until the grace time ran out.
+        docker
+            .unpause_container(&name)
+            .await
+            .with_context(|| format!("unpausing {name}"))?;
     }
     docker
         .stop_container(
