@@ -13,7 +13,7 @@ use crate::output;
 use crate::stack::config::{nginx_conf, prometheus_targets, NginxLayout};
 use crate::stack::health::healthy;
 use crate::stack::secrets::{database_url, secret, write_private, DATABASE, DB_USER};
-use crate::stack::{self, plan, saved_plan, Kind, Ports, Svc};
+use crate::stack::{self, plan, saved_plan, saved_service, Kind, Ports, Svc};
 use anyhow::{bail, Context};
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -42,17 +42,8 @@ impl Native {
         }
     }
 
-    /// A service of the plan `up` saved (or the default one).
     fn service(&self, name: &str) -> anyhow::Result<Svc> {
-        saved_plan(&self.home, &self.ports)
-            .into_iter()
-            .find(|s| s.name == name)
-            .with_context(|| {
-                format!(
-                    "no service '{name}' in the stack under {}",
-                    self.home.display()
-                )
-            })
+        saved_service(&self.home, &self.ports, name)
     }
 
     /// The pid of a running service of the stack.

@@ -10,6 +10,7 @@ pub mod health;
 pub mod monitoring;
 pub mod secrets;
 
+use anyhow::Context;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -158,6 +159,14 @@ pub fn saved(home: &Path) -> Option<Vec<Svc>> {
 /// The plan the last `up` ran, or the default one.
 pub fn saved_plan(home: &Path, ports: &Ports) -> Vec<Svc> {
     saved(home).unwrap_or_else(|| plan(ports, 1))
+}
+
+/// A service of the plan the last `up` ran (or the default one), by name.
+pub fn saved_service(home: &Path, ports: &Ports, name: &str) -> anyhow::Result<Svc> {
+    saved_plan(home, ports)
+        .into_iter()
+        .find(|s| s.name == name)
+        .with_context(|| format!("no service '{name}' in the stack under {}", home.display()))
 }
 
 /// Position of a service in the start order (unknown ones last).

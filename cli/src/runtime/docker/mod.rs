@@ -15,12 +15,12 @@ use crate::ops::merchants::store_key;
 use crate::output;
 use crate::stack::health::healthy;
 use crate::stack::secrets::secret;
-use crate::stack::{self, saved_plan, start_rank, Kind, Ports, Svc};
+use crate::stack::{self, saved_service, start_rank, Kind, Ports, Svc};
 use anyhow::{bail, Context};
 use async_trait::async_trait;
 use bollard::models::{
-    ContainerCreateBody, ContainerSummary, HostConfig, NetworkCreateRequest, PortBinding,
-    RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+    ContainerCreateBody, ContainerState, ContainerSummary, HostConfig, NetworkCreateRequest,
+    PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, InspectContainerOptions, KillContainerOptions, ListContainersOptions,
@@ -146,17 +146,8 @@ impl Docker {
         Ok((docker, name))
     }
 
-    /// A service of the plan `up` saved.
     fn service(&self, name: &str) -> anyhow::Result<Svc> {
-        saved_plan(&self.home, &self.ports)
-            .into_iter()
-            .find(|s| s.name == name)
-            .with_context(|| {
-                format!(
-                    "no service '{name}' in the stack under {}",
-                    self.home.display()
-                )
-            })
+        saved_service(&self.home, &self.ports, name)
     }
 }
 
@@ -486,21 +477,19 @@ async fn has_restarted(docker: &Engine, name: &str) -> bool {
         })
 }
 
-async fn is_running(docker: &Engine, name: &str) -> bool {
+/// A container's state as the engine has it, if the container exists.
+async fn state(docker: &Engine, name: &str) -> Option<ContainerState> {
     docker
         .inspect_container(name, None::<InspectContainerOptions>)
         .await
-        .ok()
-        .and_then(|c| c.state?.running)
-        .unwrap_or(false)
+        .ok()?
+        .state
 }
 
-async fn is_paused(docker: &Engine, name: &str) -> bool {
-    docker
-        .inspect_container(name, None::<InspectContainerOptions>)
+async fn is_running(docker: &Engine, name: &str) -> bool {
+    state(docker, name)
         .await
-        .ok()
-        .and_then(|c| c.state?.paused)
+        .and_then(|s| s.running)
         .unwrap_or(false)
 }
 
@@ -680,7 +669,7 @@ async fn stop_service(project: &str, service: &str) -> anyhow::Result<bool> {
     if !is_running(&docker, &name).await {
         return Ok(false);
     }
-    if is_paused(&docker, &name).await {
+    if state(&docker, &name).await.and_then(|s| s.paused) == Some(true) {
         // A paused container would not see the stop signal until the grace time ran out.
         docker
             .unpause_container(&name)
