@@ -80,9 +80,11 @@ impl Runtime for Native {
         let home = &self.home.canonicalize()?;
         let stack = saved_plan(home, &self.ports);
         let svc = self.service(service)?;
+        // Configured as `up` configured it: with the ports of the plan it saved.
+        let ports = self.ports.of(&stack);
         match running_pid(home, service) {
             Some(pid) => wait_healthy(&svc, pid).await,
-            None => start_service(home, &self.ports, &svc, &stack).await,
+            None => start_service(home, &ports, &svc, &stack).await,
         }
     }
 

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 /// Ports of the native stack. The defaults stay clear of a developer's own MariaDB (3306) and Redis
 /// (6379).
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct Ports {
     /// MariaDB port.
     #[arg(long, env = "PAYCTL_MARIADB_PORT", default_value_t = 13306)]
@@ -43,6 +43,29 @@ pub struct Ports {
     /// Grafana (Docker runtime only).
     #[arg(long, env = "PAYCTL_GRAFANA_PORT", default_value_t = 13000)]
     pub grafana_port: u16,
+}
+
+impl Ports {
+    /// The ports the services of `stack` listen on (the first instance's for the API), the others'
+    /// from `self`.
+    pub fn of(&self, stack: &[Svc]) -> Ports {
+        let port = |kind: Kind, default: u16| {
+            stack
+                .iter()
+                .find(|s| s.kind == kind)
+                .map_or(default, |s| s.port)
+        };
+        Ports {
+            mariadb_port: port(Kind::MariaDb, self.mariadb_port),
+            redis_port: port(Kind::Redis, self.redis_port),
+            kafka_port: port(Kind::Kafka, self.kafka_port),
+            ingest_port: port(Kind::Ingest, self.ingest_port),
+            consumer_port: port(Kind::Consumer, self.consumer_port),
+            prometheus_port: port(Kind::Prometheus, self.prometheus_port),
+            gateway_port: port(Kind::Gateway, self.gateway_port),
+            grafana_port: port(Kind::Grafana, self.grafana_port),
+        }
+    }
 }
 
 impl Default for Ports {
@@ -191,14 +214,18 @@ pub fn start_rank(service: &str) -> usize {
 mod tests {
     use super::*;
 
-    fn full_stack(ingest: u16) -> Vec<Svc> {
-        let mut stack = plan(&Ports::default(), ingest);
+    fn full_stack_on(ports: &Ports, ingest: u16) -> Vec<Svc> {
+        let mut stack = plan(ports, ingest);
         stack.push(Svc {
             name: "grafana".into(),
             kind: Kind::Grafana,
-            port: Ports::default().grafana_port,
+            port: ports.grafana_port,
         });
         stack
+    }
+
+    fn full_stack(ingest: u16) -> Vec<Svc> {
+        full_stack_on(&Ports::default(), ingest)
     }
 
     #[test]
@@ -268,6 +295,23 @@ mod tests {
             .collect();
         assert_eq!(ingest, [18080, 18081, 18082]);
         assert_eq!(plan(&ports, 0).len(), plan(&ports, 1).len(), "at least one");
+    }
+
+    #[test]
+    fn the_ports_of_a_saved_plan_are_its_own() {
+        let theirs = Ports {
+            mariadb_port: 1,
+            redis_port: 2,
+            kafka_port: 3,
+            ingest_port: 4,
+            consumer_port: 10,
+            prometheus_port: 11,
+            gateway_port: 12,
+            grafana_port: 13,
+        };
+        assert_eq!(Ports::default().of(&full_stack_on(&theirs, 3)), theirs);
+        let without_grafana = plan(&theirs, 1);
+        assert_eq!(Ports::default().of(&without_grafana).grafana_port, 13000);
     }
 
     #[test]
