@@ -815,7 +815,11 @@ async fn rows(docker: &Engine, home: &Path) -> anyhow::Result<Vec<ServiceStatus>
     for c in containers {
         let service = service_of(&c);
         let svc = stack.iter().find(|s| s.name == service);
-        let running = c.state.as_ref().is_some_and(|s| s.to_string() == "running");
+        // A paused (frozen) container runs, answering nothing: unhealthy, as a frozen process is.
+        let running = c
+            .state
+            .as_ref()
+            .is_some_and(|s| matches!(s.to_string().as_str(), "running" | "paused"));
         let health = match svc {
             _ if !running => Health::Stopped,
             Some(s) if healthy(s.kind, s.port).await => Health::Healthy,
