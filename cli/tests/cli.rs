@@ -500,6 +500,7 @@ fn jenkinsfile_stages_run_real_payctl_commands() {
             "Smoke",
             "Circuit breaker",
             "Load",
+            "Chaos",
             "Reconcile"
         ]
     );
@@ -511,14 +512,16 @@ fn jenkinsfile_stages_run_real_payctl_commands() {
     let calls: Vec<Vec<&str>> = jf
         .lines()
         .filter_map(|l| l.trim().strip_prefix("sh '$PAYCTL "))
-        // The command itself, without a shell `|| …` tail (diagnostics in `post { failure }`).
+        // The command itself, without a shell `|| …` tail (diagnostics in `post { failure }`) or a
+        // redirection of its output.
         .map(|l| {
             let command = l.trim_end_matches('\'').split("||").next().unwrap();
+            let command = command.split('>').next().unwrap();
             command.split_whitespace().collect()
         })
         .collect();
     let subcommands: Vec<&str> = calls.iter().map(|c| c[0]).collect();
-    for needed in ["up", "smoke", "cb", "load", "reconcile", "down"] {
+    for needed in ["up", "smoke", "cb", "load", "chaos", "reconcile", "down"] {
         assert!(
             subcommands.contains(&needed),
             "Jenkinsfile runs payctl {needed}"

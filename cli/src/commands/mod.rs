@@ -5,6 +5,7 @@
 pub mod api;
 pub mod bench;
 pub mod cb;
+pub mod chaos;
 pub mod completions;
 pub mod compose;
 pub mod dlq;
@@ -54,6 +55,9 @@ pub enum Command {
     Smoke(smoke::SmokeArgs),
     /// Check the ledger invariants and the outbox against the payments (exit 1 on any violation).
     Reconcile(reconcile::ReconcileArgs),
+    /// Kill and freeze services on a seeded schedule under load, then prove every payment a client was
+    /// told about exists exactly once, with its ledger (exit 1 on any violation).
+    Chaos(chaos::ChaosArgs),
     /// The Kafka publisher's circuit breaker: status, test, force-open, disable, reset.
     Cb(cb::CbArgs),
     /// What this machine has for the platform: programs and versions, ports, disk, memory.
@@ -89,6 +93,7 @@ pub async fn exec(home: &Path, command: Command) -> anyhow::Result<ExitCode> {
         Command::Ledger(args) => api::ledger(home, args).await,
         Command::Smoke(args) => smoke::exec(home, args).await,
         Command::Reconcile(args) => reconcile::exec(home, args).await,
+        Command::Chaos(args) => chaos::exec(home, args).await,
         Command::Cb(args) => cb::exec(home, args).await,
         Command::Doctor(args) => doctor::exec(home, args).await,
         Command::Load(args) => load::exec(home, args).await,

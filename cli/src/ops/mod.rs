@@ -5,6 +5,7 @@
 pub mod api;
 pub mod bench;
 pub mod breaker;
+pub mod chaos;
 pub mod dlq;
 pub mod doctor;
 pub mod k6;

@@ -44,32 +44,16 @@ pub trait Runtime: Send + Sync {
 
     /// Kills one service at once, as a crash would (SIGKILL to its processes; `docker kill`), and
     /// returns once it is gone; true if it was running. `start` brings it back on its data.
-    #[allow(
-        dead_code,
-        reason = "for the chaos schedule (issue 13); the tests use it"
-    )]
     async fn kill(&self, service: &str) -> anyhow::Result<bool>;
 
     /// Freezes a running service where it is (SIGSTOP to its processes; a paused container): it keeps
     /// its port and connections and answers nothing until [`Runtime::thaw`].
-    #[allow(
-        dead_code,
-        reason = "for the chaos schedule (issue 13); the tests use it"
-    )]
     async fn freeze(&self, service: &str) -> anyhow::Result<()>;
 
     /// Lets a frozen service go on (SIGCONT; unpause).
-    #[allow(
-        dead_code,
-        reason = "for the chaos schedule (issue 13); the tests use it"
-    )]
     async fn thaw(&self, service: &str) -> anyhow::Result<()>;
 
     /// A service's health now: stopped, or whether it answers the probe `up` waits for.
-    #[allow(
-        dead_code,
-        reason = "for the chaos schedule (issue 13); the tests use it"
-    )]
     async fn health(&self, service: &str) -> anyhow::Result<Health>;
 
     /// The pid of a service's process on this machine, where the runtime keeps one (native).
