@@ -2,9 +2,10 @@
 //! finds no violation, and the verdict fails — naming what — when an acknowledged payment or a ledger
 //! leg is removed behind the platform's back. Each test runs its own stack.
 
-use payctl_stack::free_port;
+mod common;
+
+use common::free_ports;
 use serde_json::Value;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -39,28 +40,7 @@ impl Stack {
         let home = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("payctl-chaos-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&home);
-        let names = [
-            "--mariadb-port",
-            "--redis-port",
-            "--kafka-port",
-            "--ingest-port",
-            "--consumer-port",
-            "--gateway-port",
-            "--prometheus-port",
-        ];
-        let mut ports: Vec<u16> = Vec::new();
-        while ports.len() < names.len() {
-            let p = free_port().unwrap();
-            let room = TcpListener::bind(("127.0.0.1", p + 1)).is_ok();
-            if room && !ports.iter().any(|q| q.abs_diff(p) < 2) {
-                ports.push(p);
-            }
-        }
-        let flags: Vec<String> = names
-            .iter()
-            .zip(&ports)
-            .flat_map(|(f, p)| [f.to_string(), p.to_string()])
-            .collect();
+        let (ports, flags) = free_ports();
         let o = payctl(&home).arg("up").args(&flags).output().unwrap();
         assert!(o.status.success(), "up: {}", text(&o));
         Self {

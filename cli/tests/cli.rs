@@ -1,6 +1,8 @@
 //! payctl as a user runs it: the real binary, real services, real exit codes.
 
-use payctl_stack::free_port;
+mod common;
+
+use common::free_ports;
 use serde_json::Value;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -24,35 +26,6 @@ fn text(o: &Output) -> (String, String) {
         String::from_utf8_lossy(&o.stdout).into_owned(),
         String::from_utf8_lossy(&o.stderr).into_owned(),
     )
-}
-
-const PORT_FLAGS: [&str; 7] = [
-    "--mariadb-port",
-    "--redis-port",
-    "--kafka-port",
-    "--ingest-port",
-    "--consumer-port",
-    "--gateway-port",
-    "--prometheus-port",
-];
-
-/// Free ports for every service (the ingest range gets room for 3 instances), as flags.
-fn free_ports() -> (Vec<u16>, Vec<String>) {
-    let mut ports: Vec<u16> = Vec::new();
-    while ports.len() < PORT_FLAGS.len() {
-        let p = free_port().unwrap();
-        // Keep p+1 and p+2 free too, for --scale ingest=3.
-        let room = (1..3).all(|i| TcpListener::bind(("127.0.0.1", p + i)).is_ok());
-        if room && !ports.iter().any(|q| q.abs_diff(p) < 3) {
-            ports.push(p);
-        }
-    }
-    let flags = PORT_FLAGS
-        .iter()
-        .zip(&ports)
-        .flat_map(|(f, p)| [f.to_string(), p.to_string()])
-        .collect();
-    (ports, flags)
 }
 
 fn temp_home(name: &str) -> PathBuf {
