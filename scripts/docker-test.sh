@@ -5,7 +5,8 @@
 # without iptables), build a Debian base image with debootstrap + docker import, build stand-in images
 # for MariaDB, Redis, Kafka (tansu), nginx and Prometheus from it, then let payctl build the project's
 # images (with the binaries cargo built on the host, --prebuilt) and run the stack on the host network:
-# up → status → smoke → cb test → reconcile → down --volumes, and check that nothing labelled is left.
+# up → status → smoke → cb test → reconcile → chaos → down --volumes, and check that nothing labelled is
+# left.
 # Where the engine cannot start, it says so in one line and skips.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -175,6 +176,8 @@ if [ "$failed" = 0 ]; then
   step "smoke" "$payctl" smoke
   step "cb test (stops and starts the Kafka container)" "$payctl" cb test
   step "reconcile" "$payctl" reconcile
+  step "chaos (docker kill and pause of containers under load, then the verdict)" \
+    "$payctl" chaos --seed 3 --duration 45s --rate 20 --services ingest,kafka,mariadb
   step "dlq: poison is dead-lettered by the consumer container" dead_lettered
   step "load (k6 through the gateway container, then reconcile)" "$payctl" load --rate 50 --duration 5s
   step "logs ingest (from the container)" bash -c "'$payctl' logs ingest -n 100000 | grep -q 'pay-server listening'"

@@ -1,6 +1,8 @@
 //! payctl as a user runs it: the real binary, real services, real exit codes.
 
-use payctl_stack::free_port;
+mod common;
+
+use common::free_ports;
 use serde_json::Value;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -24,35 +26,6 @@ fn text(o: &Output) -> (String, String) {
         String::from_utf8_lossy(&o.stdout).into_owned(),
         String::from_utf8_lossy(&o.stderr).into_owned(),
     )
-}
-
-const PORT_FLAGS: [&str; 7] = [
-    "--mariadb-port",
-    "--redis-port",
-    "--kafka-port",
-    "--ingest-port",
-    "--consumer-port",
-    "--gateway-port",
-    "--prometheus-port",
-];
-
-/// Free ports for every service (the ingest range gets room for 3 instances), as flags.
-fn free_ports() -> (Vec<u16>, Vec<String>) {
-    let mut ports: Vec<u16> = Vec::new();
-    while ports.len() < PORT_FLAGS.len() {
-        let p = free_port().unwrap();
-        // Keep p+1 and p+2 free too, for --scale ingest=3.
-        let room = (1..3).all(|i| TcpListener::bind(("127.0.0.1", p + i)).is_ok());
-        if room && !ports.iter().any(|q| q.abs_diff(p) < 3) {
-            ports.push(p);
-        }
-    }
-    let flags = PORT_FLAGS
-        .iter()
-        .zip(&ports)
-        .flat_map(|(f, p)| [f.to_string(), p.to_string()])
-        .collect();
-    (ports, flags)
 }
 
 fn temp_home(name: &str) -> PathBuf {
@@ -500,6 +473,7 @@ fn jenkinsfile_stages_run_real_payctl_commands() {
             "Smoke",
             "Circuit breaker",
             "Load",
+            "Chaos",
             "Reconcile"
         ]
     );
@@ -511,14 +485,16 @@ fn jenkinsfile_stages_run_real_payctl_commands() {
     let calls: Vec<Vec<&str>> = jf
         .lines()
         .filter_map(|l| l.trim().strip_prefix("sh '$PAYCTL "))
-        // The command itself, without a shell `|| …` tail (diagnostics in `post { failure }`).
+        // The command itself, without a shell `|| …` tail (diagnostics in `post { failure }`) or a
+        // redirection of its output.
         .map(|l| {
             let command = l.trim_end_matches('\'').split("||").next().unwrap();
+            let command = command.split('>').next().unwrap();
             command.split_whitespace().collect()
         })
         .collect();
     let subcommands: Vec<&str> = calls.iter().map(|c| c[0]).collect();
-    for needed in ["up", "smoke", "cb", "load", "reconcile", "down"] {
+    for needed in ["up", "smoke", "cb", "load", "chaos", "reconcile", "down"] {
         assert!(
             subcommands.contains(&needed),
             "Jenkinsfile runs payctl {needed}"
@@ -923,6 +899,25 @@ async fn three_ingest_instances_behind_the_gateway_lose_nothing_when_one_dies() 
         "scale: reconcile clean {:.1?} after the stream",
         waited.elapsed()
     );
+
+    // `up` again starts only what died, and then every service is healthy.
+    let o = payctl(&home, &up);
+    let (_, err) = text(&o);
+    assert!(o.status.success(), "up after the kill: {err}");
+    let started: Vec<&str> = err.lines().filter(|l| l.contains(" ready on ")).collect();
+    assert!(
+        started.len() == 1 && started[0].contains("ingest-2"),
+        "only ingest-2 is started: {err}"
+    );
+    assert_eq!(
+        err.lines()
+            .filter(|l| l.contains("already running"))
+            .count(),
+        8,
+        "{err}"
+    );
+    let o = stack.run(&["status", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "all healthy: {:?}", text(&o));
 }
 
 /// The store (frontend/) in real headless Chromium against a running native stack: buy → captured →

@@ -1,14 +1,21 @@
-//! `payctl smoke` and `payctl reconcile`: prove the running platform correct.
+//! `payctl smoke`: one payment through every state, then its ledger, to prove the running platform
+//! correct.
 
-use crate::api::Api;
-use crate::native::{self, Ports};
-use crate::output::{self, mark, table};
+use crate::ops::api::{Api, Target};
+use crate::output::mark;
 use anyhow::bail;
+use clap::Args;
 use payctl_domain::ledger::MERCHANT_PAYABLE;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
+
+#[derive(Debug, Args)]
+pub struct SmokeArgs {
+    #[command(flatten)]
+    target: Target,
+}
 
 fn step(name: &str, started: Instant, ok: bool, detail: &str) {
     println!(
@@ -20,7 +27,8 @@ fn step(name: &str, started: Instant, ok: bool, detail: &str) {
 
 /// authorize → capture → partial refund → refund the rest, then the payment's ledger must show every leg,
 /// balanced, with the merchant owed captured − refunded (here 0).
-pub async fn smoke(api: &Api) -> anyhow::Result<ExitCode> {
+pub async fn exec(home: &Path, a: SmokeArgs) -> anyhow::Result<ExitCode> {
+    let api = &Api::new(home, &a.target)?;
     let key = format!("smoke-{}", uuid::Uuid::new_v4());
     let t = Instant::now();
     let p = api
@@ -130,76 +138,4 @@ fn expect(p: &Value, status: &str, what: &str, t: Instant) -> anyhow::Result<()>
         bail!("{what}: expected status {status}, got {p}");
     }
     Ok(())
-}
-
-/// Runs the ledger invariants against the stack's database; exit 1 on any violation.
-pub async fn reconcile(
-    home: &Path,
-    ports: &Ports,
-    settle: Duration,
-    as_json: bool,
-) -> anyhow::Result<ExitCode> {
-    let db = sqlx::MySqlPool::connect(&native::database_url(home, ports)?).await?;
-    let mut report = pay_consumer::invariants::check(&db, settle).await?;
-    let bootstrap = format!("127.0.0.1:{}", ports.kafka_port);
-    let dlq = tokio::task::spawn_blocking(move || {
-        pay_consumer::topics::read_to_end(
-            &bootstrap,
-            payctl_domain::event::DLQ_TOPIC,
-            Duration::from_secs(10),
-        )
-    })
-    .await?;
-    match dlq {
-        Ok(records) => {
-            let records: Vec<(String, serde_json::Value)> = records
-                .into_iter()
-                .map(|r| {
-                    let v = serde_json::from_slice(&r.payload).unwrap_or(serde_json::Value::Null);
-                    (format!("{}:{}", r.partition, r.offset), v)
-                })
-                .collect();
-            report
-                .checks
-                .push(pay_consumer::invariants::dlq_check(&db, &records).await?);
-        }
-        Err(e) => report.checks.push(pay_consumer::invariants::Check {
-            name: "nothing unexplained in the DLQ",
-            violations: vec![pay_consumer::invariants::Violation {
-                subject: "payment.dlq".into(),
-                detail: format!("cannot read the DLQ: {e:#}"),
-            }],
-        }),
-    }
-    if as_json {
-        output::json(&report)?;
-    } else {
-        println!(
-            "{}",
-            table(
-                &["", "check", "violations", "first"],
-                report.checks.iter().map(|c| vec![
-                    mark(c.violations.is_empty()),
-                    c.name.to_owned(),
-                    c.violations.len().to_string(),
-                    c.violations
-                        .first()
-                        .map(|v| format!("{}: {}", v.subject, v.detail))
-                        .unwrap_or_default(),
-                ])
-            )
-        );
-    }
-    if report.is_clean() {
-        if !as_json {
-            println!("reconcile: clean");
-        }
-        Ok(ExitCode::SUCCESS)
-    } else {
-        eprintln!(
-            "error: reconcile found {} violation(s)",
-            report.violations()
-        );
-        Ok(ExitCode::from(1))
-    }
 }

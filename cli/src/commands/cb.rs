@@ -4,15 +4,26 @@
 //! whenever one call had succeeded), and it checks what matters — that no payment made during the
 //! outage lost its event or its ledger legs.
 
-use crate::api::{Api, Target};
-use crate::native::{self, Ports};
+use crate::ops::api::{Api, Target};
+use crate::ops::breaker::{backlog, breaker, outage_counts, set_state};
 use crate::output::{self, mark, table};
-use anyhow::{bail, Context};
-use clap::Subcommand;
+use crate::runtime;
+use crate::stack::secrets::database_url;
+use crate::stack::{self, saved_plan, Kind, Ports, Svc};
+use anyhow::bail;
+use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
+
+#[derive(Debug, Args)]
+pub struct CbArgs {
+    #[command(subcommand)]
+    command: Cb,
+    #[command(flatten)]
+    target: Target,
+}
 
 #[derive(Debug, Subcommand)]
 pub enum Cb {
@@ -48,47 +59,6 @@ pub enum Cb {
     },
 }
 
-async fn breaker(api_url: &str) -> anyhow::Result<Value> {
-    let url = format!(
-        "{}/circuit-breaker/kafka-publisher",
-        api_url.trim_end_matches('/')
-    );
-    Ok(reqwest::get(&url)
-        .await
-        .with_context(|| format!("cannot reach {url}"))?
-        .json()
-        .await?)
-}
-
-async fn set_state(home: &Path, api_url: &str, state: &str) -> anyhow::Result<Value> {
-    let token = std::env::var("PAYCTL_ADMIN_TOKEN").or_else(|_| {
-        std::fs::read_to_string(home.join("secrets/admin-token"))
-            .map(|t| t.trim().to_owned())
-            .context("no admin token: set PAYCTL_ADMIN_TOKEN or run `payctl up`")
-    })?;
-    let url = format!(
-        "{}/circuit-breaker/kafka-publisher/state",
-        api_url.trim_end_matches('/')
-    );
-    let res = reqwest::Client::new()
-        .post(&url)
-        .bearer_auth(token)
-        .json(&json!({"state": state}))
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {url}"))?;
-    let status = res.status();
-    let body: Value = res.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        bail!(
-            "{}: {}",
-            body["code"].as_str().unwrap_or("HTTP_ERROR"),
-            body["message"].as_str().unwrap_or("failed")
-        );
-    }
-    Ok(body)
-}
-
 fn print(b: &Value) {
     let keys = [
         "state",
@@ -113,10 +83,10 @@ fn print(b: &Value) {
 /// Each API instance has its own breaker: set them all (the instances of the local stack, straight
 /// rather than through the gateway), or the one behind --api-url when there is no local stack.
 async fn set_everywhere(home: &Path, url: &str, ports: &Ports, state: &str) -> anyhow::Result<()> {
-    let instances: Vec<native::Svc> = if home.join("stack.json").exists() {
-        native::saved_plan(home, ports)
+    let instances: Vec<Svc> = if stack::saved_file(home).exists() {
+        saved_plan(home, ports)
             .into_iter()
-            .filter(|s| s.kind == native::Kind::Ingest)
+            .filter(|s| s.kind == Kind::Ingest)
             .collect()
     } else {
         Vec::new()
@@ -138,7 +108,8 @@ async fn set_everywhere(home: &Path, url: &str, ports: &Ports, state: &str) -> a
     Ok(())
 }
 
-pub async fn run(home: &Path, target: &Target, cmd: Cb) -> anyhow::Result<ExitCode> {
+pub async fn exec(home: &Path, a: CbArgs) -> anyhow::Result<ExitCode> {
+    let (target, cmd) = (&a.target, a.command);
     let url = target.api_url.as_str();
     match cmd {
         Cb::Status { json } => {
@@ -170,19 +141,6 @@ impl Steps {
         );
         self.failed |= !ok;
     }
-}
-
-async fn backlog(api_url: &str) -> Option<i64> {
-    let text = reqwest::get(format!("{}/metrics", api_url.trim_end_matches('/')))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find(|l| l.starts_with("outbox_backlog "))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        .map(|v| v as i64)
 }
 
 async fn wait_for<F, Fut>(timeout: Duration, mut check: F) -> bool
@@ -256,12 +214,8 @@ async fn test(
 
     let t = Instant::now();
     // The Kafka process natively, its container on the Docker runtime.
-    let on_docker = crate::docker::saved(home).is_some();
-    let stopped = if on_docker {
-        crate::docker::stop_service(home, "kafka").await?
-    } else {
-        native::stop_one(home, "kafka")?
-    };
+    let runtime = runtime::open(home, ports);
+    let stopped = runtime.stop("kafka").await?;
     steps.report(4, "stop Kafka", t, stopped, "");
     if !stopped {
         bail!("Kafka was not running under {}", home.display());
@@ -325,15 +279,7 @@ async fn test(
     );
 
     let t = Instant::now();
-    let restarted = if on_docker {
-        let kafka = native::saved_plan(home, ports)
-            .into_iter()
-            .find(|s| s.kind == native::Kind::Kafka)
-            .context("no kafka in the saved stack")?;
-        crate::docker::start_service(home, &kafka).await
-    } else {
-        native::start_kafka(home, ports)
-    };
+    let restarted = runtime.start("kafka").await;
     steps.report(
         7,
         "start Kafka",
@@ -387,7 +333,7 @@ async fn test(
     steps.report(9, "outbox drained", t, drained, "");
 
     let t = Instant::now();
-    let db = sqlx::MySqlPool::connect(&native::database_url(home, ports)?).await?;
+    let db = sqlx::MySqlPool::connect(&database_url(home, ports)?).await?;
     let mut complete = false;
     let mut detail = String::new();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -417,24 +363,4 @@ async fn test(
     }
     println!("circuit-breaker test passed");
     Ok(ExitCode::SUCCESS)
-}
-
-async fn outage_counts(db: &sqlx::MySqlPool, ids: &[String]) -> anyhow::Result<(i64, i64)> {
-    if ids.is_empty() {
-        return Ok((0, 0));
-    }
-    let list = vec!["?"; ids.len()].join(",");
-    let uuids: Vec<uuid::Uuid> = ids
-        .iter()
-        .filter_map(|i| uuid::Uuid::parse_str(i).ok())
-        .collect();
-    let sql = format!(
-        "SELECT (SELECT COUNT(*) FROM outbox_events WHERE published_at IS NOT NULL AND payment_id IN ({list})), \
-                (SELECT COUNT(*) FROM ledger_entries WHERE payment_id IN ({list}))"
-    );
-    let mut q = sqlx::query_as::<_, (i64, i64)>(&sql);
-    for u in uuids.iter().chain(uuids.iter()) {
-        q = q.bind(*u);
-    }
-    Ok(q.fetch_one(db).await?)
 }

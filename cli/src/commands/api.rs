@@ -3,137 +3,12 @@
 //! Human output is a table; `--json` prints the API's own JSON. An API error prints as one line with its
 //! code (`error: PAYMENT_NOT_FOUND: payment not found`) and exits with 1.
 
+use crate::ops::api::{Api, Target};
 use crate::output::{self, table};
-use anyhow::Context;
 use clap::Args;
 use serde_json::{json, Value};
-use std::fmt;
 use std::path::Path;
-use std::time::Duration;
-
-/// Where the API is and which key to use.
-#[derive(Debug, Clone, Args)]
-pub struct Target {
-    /// Base URL of the payment API (through the gateway: …/api).
-    #[arg(
-        long,
-        global = true,
-        env = "PAYCTL_API_URL",
-        default_value = "http://127.0.0.1:8080/api"
-    )]
-    pub api_url: String,
-    /// Merchant API key; defaults to the dev merchant's key that `payctl up` created.
-    #[arg(long, global = true, env = "PAYCTL_API_KEY", hide_env_values = true)]
-    pub api_key: Option<String>,
-}
-
-/// An error answer of the API, in its `{code, message}` shape.
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: u16,
-    pub code: String,
-    pub message: String,
-}
-
-impl fmt::Display for ApiError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {} (HTTP {})", self.code, self.message, self.status)
-    }
-}
-
-impl std::error::Error for ApiError {}
-
-pub struct Api {
-    base: String,
-    key: String,
-    http: reqwest::Client,
-}
-
-impl Api {
-    pub fn new(home: &Path, target: &Target) -> anyhow::Result<Self> {
-        let key = match &target.api_key {
-            Some(k) => k.clone(),
-            None => std::fs::read_to_string(home.join("secrets/dev-merchant.key"))
-                .map(|k| k.trim().to_owned())
-                .with_context(|| {
-                    format!(
-                        "no API key: pass --api-key, set PAYCTL_API_KEY, or run `payctl up` (which writes {})",
-                        home.join("secrets/dev-merchant.key").display()
-                    )
-                })?,
-        };
-        Ok(Self {
-            base: target.api_url.trim_end_matches('/').to_owned(),
-            key,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()?,
-        })
-    }
-
-    /// Calls the API; a non-2xx answer becomes an [`ApiError`].
-    pub async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-        idempotency_key: Option<&str>,
-    ) -> anyhow::Result<Value> {
-        let url = format!("{}{}", self.base, path);
-        let mut req = self.http.request(method, &url).bearer_auth(&self.key);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        if let Some(k) = idempotency_key {
-            req = req.header("Idempotency-Key", k);
-        }
-        let res = req.send().await.with_context(|| {
-            format!(
-                "cannot reach the API at {} (is the platform up? `payctl up`)",
-                self.base
-            )
-        })?;
-        let status = res.status().as_u16();
-        let bytes = res.bytes().await?;
-        let value: Value = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| json!({"raw": String::from_utf8_lossy(&bytes)}));
-        if !(200..300).contains(&status) {
-            let mut message = value["message"]
-                .as_str()
-                .unwrap_or("unexpected answer")
-                .to_owned();
-            if let Some(details) = value["details"].as_array() {
-                let fields: Vec<String> = details
-                    .iter()
-                    .map(|d| {
-                        format!(
-                            "{}: {}",
-                            d["field"].as_str().unwrap_or("?"),
-                            d["reason"].as_str().unwrap_or("?")
-                        )
-                    })
-                    .collect();
-                message = format!("{message} ({})", fields.join("; "));
-            }
-            return Err(ApiError {
-                status,
-                code: value["code"].as_str().unwrap_or("HTTP_ERROR").to_owned(),
-                message,
-            }
-            .into());
-        }
-        Ok(value)
-    }
-
-    pub async fn post(&self, path: &str, body: Value, key: Option<&str>) -> anyhow::Result<Value> {
-        self.call(reqwest::Method::POST, path, Some(body), key)
-            .await
-    }
-
-    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        self.call(reqwest::Method::GET, path, None, None).await
-    }
-}
+use std::process::ExitCode;
 
 #[derive(Debug, Args)]
 pub struct AuthorizeArgs {
@@ -148,6 +23,8 @@ pub struct AuthorizeArgs {
     pub idempotency_key: Option<String>,
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub target: Target,
 }
 
 #[derive(Debug, Args)]
@@ -164,6 +41,8 @@ pub struct ChangeArgs {
     pub idempotency_key: Option<String>,
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub target: Target,
 }
 
 #[derive(Debug, Args)]
@@ -172,6 +51,8 @@ pub struct GetArgs {
     pub id: String,
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub target: Target,
 }
 
 #[derive(Debug, Args)]
@@ -187,6 +68,8 @@ pub struct ListArgs {
     pub starting_after: Option<String>,
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub target: Target,
 }
 
 pub fn print_payment(p: &Value) {
@@ -216,7 +99,8 @@ pub fn print_payment(p: &Value) {
     );
 }
 
-pub async fn authorize(api: &Api, a: AuthorizeArgs) -> anyhow::Result<()> {
+pub async fn authorize(home: &Path, a: AuthorizeArgs) -> anyhow::Result<ExitCode> {
+    let api = &Api::new(home, &a.target)?;
     let key = a
         .idempotency_key
         .unwrap_or_else(|| format!("payctl-{}", uuid::Uuid::new_v4()));
@@ -228,14 +112,16 @@ pub async fn authorize(api: &Api, a: AuthorizeArgs) -> anyhow::Result<()> {
         )
         .await?;
     if a.json {
-        return output::json(&p);
+        output::json(&p)?;
+        return Ok(ExitCode::SUCCESS);
     }
     print_payment(&p);
     eprintln!("idempotency key: {key}");
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
-pub async fn change(api: &Api, verb: &str, a: ChangeArgs) -> anyhow::Result<()> {
+pub async fn change(home: &Path, verb: &str, a: ChangeArgs) -> anyhow::Result<ExitCode> {
+    let api = &Api::new(home, &a.target)?;
     let mut body = json!({});
     if let Some(amount) = a.amount {
         body["amount"] = json!(amount);
@@ -251,22 +137,26 @@ pub async fn change(api: &Api, verb: &str, a: ChangeArgs) -> anyhow::Result<()> 
         )
         .await?;
     if a.json {
-        return output::json(&p);
+        output::json(&p)?;
+        return Ok(ExitCode::SUCCESS);
     }
     print_payment(&p);
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
-pub async fn get(api: &Api, a: GetArgs) -> anyhow::Result<()> {
+pub async fn get(home: &Path, a: GetArgs) -> anyhow::Result<ExitCode> {
+    let api = &Api::new(home, &a.target)?;
     let p = api.get(&format!("/payments/{}", a.id)).await?;
     if a.json {
-        return output::json(&p);
+        output::json(&p)?;
+        return Ok(ExitCode::SUCCESS);
     }
     print_payment(&p);
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
-pub async fn list(api: &Api, a: ListArgs) -> anyhow::Result<()> {
+pub async fn list(home: &Path, a: ListArgs) -> anyhow::Result<ExitCode> {
+    let api = &Api::new(home, &a.target)?;
     let mut path = format!("/payments?limit={}", a.limit);
     if let Some(s) = &a.status {
         path.push_str(&format!("&status={s}"));
@@ -276,7 +166,8 @@ pub async fn list(api: &Api, a: ListArgs) -> anyhow::Result<()> {
     }
     let page = api.get(&path).await?;
     if a.json {
-        return output::json(&page);
+        output::json(&page)?;
+        return Ok(ExitCode::SUCCESS);
     }
     let rows = page["data"].as_array().cloned().unwrap_or_default();
     let s = output::text;
@@ -298,13 +189,15 @@ pub async fn list(api: &Api, a: ListArgs) -> anyhow::Result<()> {
     if let Some(next) = page["nextCursor"].as_str() {
         eprintln!("more: payctl list --starting-after {next}");
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
-pub async fn ledger(api: &Api, a: GetArgs) -> anyhow::Result<()> {
+pub async fn ledger(home: &Path, a: GetArgs) -> anyhow::Result<ExitCode> {
+    let api = &Api::new(home, &a.target)?;
     let l = api.get(&format!("/payments/{}/ledger", a.id)).await?;
     if a.json {
-        return output::json(&l);
+        output::json(&l)?;
+        return Ok(ExitCode::SUCCESS);
     }
     let entries = l["entries"].as_array().cloned().unwrap_or_default();
     let s = output::text;
@@ -332,5 +225,5 @@ pub async fn ledger(api: &Api, a: GetArgs) -> anyhow::Result<()> {
             output::red("NOT balanced")
         }
     );
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

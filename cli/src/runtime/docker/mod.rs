@@ -2,34 +2,43 @@
 //!
 //! Every resource it creates carries the label `com.payctl.project=<project>`; `down`, `status` and
 //! `logs` find what to act on by that label and nothing else, so a user's other containers are never
-//! touched. The containers come from [`containers`](crate::containers), the same definition
-//! `payctl compose` writes `compose/docker-compose.yml` from. Health is checked from the host on the
-//! published (or, on the host network, the service's own) port, exactly as on the native runtime.
+//! touched. The containers come from [`containers`], the same definition `payctl compose` writes
+//! `compose/docker-compose.yml` from ([`compose`]). Health is checked from the host on the published
+//! (or, on the host network, the service's own) port, exactly as on the native runtime.
 
-use crate::containers::{self, Container, Images, Network, Secrets};
-use crate::native::{self, Kind, Ports, Svc};
+pub mod compose;
+pub mod containers;
+mod images;
+
+use super::{Health, LogStream, Runs, Runtime, ServiceStatus};
+use crate::ops::merchants::store_key;
 use crate::output;
+use crate::stack::health::healthy;
+use crate::stack::secrets::secret;
+use crate::stack::{self, saved_service, start_rank, Kind, Ports, Svc};
 use anyhow::{bail, Context};
+use async_trait::async_trait;
 use bollard::models::{
-    ContainerCreateBody, ContainerSummary, HostConfig, NetworkCreateRequest, PortBinding,
-    RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+    ContainerCreateBody, ContainerState, ContainerSummary, HostConfig, NetworkCreateRequest,
+    PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    BuildImageOptions, CreateContainerOptions, CreateImageOptions, InspectContainerOptions,
-    ListContainersOptions, ListNetworksOptions, ListVolumesOptions, LogsOptions,
-    RemoveContainerOptions, RemoveVolumeOptions, StartContainerOptions, StopContainerOptions,
-    UploadToContainerOptions,
+    CreateContainerOptions, InspectContainerOptions, KillContainerOptions, ListContainersOptions,
+    ListNetworksOptions, ListVolumesOptions, LogsOptions, RemoveContainerOptions,
+    RemoveVolumeOptions, StartContainerOptions, StopContainerOptions, UploadToContainerOptions,
 };
-use bollard::Docker;
+use bollard::Docker as Engine;
 use clap::Args;
+use containers::{Container, Images, Network, Secrets};
 use futures::StreamExt;
+use images::ensure_image;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 const PROJECT_LABEL: &str = "com.payctl.project";
+
 const SERVICE_LABEL: &str = "com.payctl.service";
 
 /// Options of the Docker runtime (`payctl up --runtime docker`).
@@ -76,6 +85,170 @@ pub struct Saved {
     pub network: Network,
 }
 
+impl DockerArgs {
+    /// What `payctl up --runtime docker` runs with when no flag is given (PAYCTL_* or the defaults),
+    /// for the stack saved as `saved`.
+    fn defaults_for(saved: &Saved) -> anyhow::Result<Self> {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            args: DockerArgs,
+        }
+        let mut args = <Defaults as clap::Parser>::try_parse_from(["payctl"])?.args;
+        args.project = saved.project.clone();
+        args.network = saved.network;
+        Ok(args)
+    }
+}
+
+/// The stack as containers of one project.
+pub struct Docker {
+    home: PathBuf,
+    ports: Ports,
+    project: String,
+    /// How `up` builds and runs the stack; for a saved stack, its project and network with the
+    /// defaults.
+    args: Option<Box<DockerArgs>>,
+    network: Network,
+}
+
+impl Docker {
+    /// The stack `payctl up` is to start as `args` say.
+    pub fn new(home: &Path, ports: &Ports, args: DockerArgs) -> Self {
+        Self {
+            home: home.to_owned(),
+            ports: ports.clone(),
+            project: args.project.clone(),
+            network: args.network,
+            args: Some(Box::new(args)),
+        }
+    }
+
+    /// The stack `up` saved under `home`.
+    pub fn open(home: &Path, ports: &Ports, saved: Saved) -> Self {
+        Self {
+            home: home.to_owned(),
+            ports: ports.clone(),
+            project: saved.project,
+            network: saved.network,
+            args: None,
+        }
+    }
+
+    /// The engine and the container of a running service of the stack.
+    async fn running(&self, service: &str) -> anyhow::Result<(Engine, String)> {
+        self.service(service)?;
+        let docker = connect().await?;
+        let name = container_name(&self.project, service);
+        if !is_running(&docker, &name).await {
+            bail!("{service} is not running ({name})");
+        }
+        Ok((docker, name))
+    }
+
+    fn service(&self, name: &str) -> anyhow::Result<Svc> {
+        saved_service(&self.home, &self.ports, name)
+    }
+}
+
+#[async_trait]
+impl Runtime for Docker {
+    fn supports(&self, _: Kind) -> bool {
+        true
+    }
+
+    async fn up(&self, ingest: u16) -> anyhow::Result<()> {
+        let args = match &self.args {
+            Some(args) => args.as_ref().clone(),
+            None => DockerArgs::defaults_for(&Saved {
+                project: self.project.clone(),
+                network: self.network,
+            })?,
+        };
+        up(&self.home, &self.ports, ingest, &args).await
+    }
+
+    async fn down(&self, volumes: bool) -> anyhow::Result<()> {
+        down(&self.home, &self.project, volumes).await
+    }
+
+    async fn status(&self) -> anyhow::Result<Vec<ServiceStatus>> {
+        rows(&connect().await?, &self.home).await
+    }
+
+    async fn logs(&self, service: &str, lines: usize, follow: bool) -> anyhow::Result<LogStream> {
+        logs(&self.project, service, lines, follow).await
+    }
+
+    async fn start(&self, service: &str) -> anyhow::Result<()> {
+        start_service(&self.project, &self.service(service)?).await
+    }
+
+    async fn stop(&self, service: &str) -> anyhow::Result<bool> {
+        self.service(service)?;
+        stop_service(&self.project, service).await
+    }
+
+    async fn kill(&self, service: &str) -> anyhow::Result<bool> {
+        self.service(service)?;
+        let docker = connect().await?;
+        let name = container_name(&self.project, service);
+        if !is_running(&docker, &name).await {
+            return Ok(false);
+        }
+        docker
+            .kill_container(
+                &name,
+                Some(KillContainerOptions {
+                    signal: "SIGKILL".into(),
+                }),
+            )
+            .await
+            .with_context(|| format!("killing {name}"))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while is_running(&docker, &name).await {
+            if Instant::now() > deadline {
+                bail!("{name} still runs after docker kill");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(true)
+    }
+
+    async fn freeze(&self, service: &str) -> anyhow::Result<()> {
+        let (docker, name) = self.running(service).await?;
+        docker
+            .pause_container(&name)
+            .await
+            .with_context(|| format!("pausing {name}"))
+    }
+
+    async fn thaw(&self, service: &str) -> anyhow::Result<()> {
+        let (docker, name) = self.running(service).await?;
+        docker
+            .unpause_container(&name)
+            .await
+            .with_context(|| format!("unpausing {name}"))
+    }
+
+    async fn health(&self, service: &str) -> anyhow::Result<Health> {
+        let svc = self.service(service)?;
+        let docker = connect().await?;
+        let name = container_name(&self.project, service);
+        Ok(if !is_running(&docker, &name).await {
+            Health::Stopped
+        } else if healthy(svc.kind, svc.port).await {
+            Health::Healthy
+        } else {
+            Health::Unhealthy
+        })
+    }
+
+    async fn pid(&self, _: &str) -> Option<u32> {
+        None
+    }
+}
+
 fn saved_path(home: &Path) -> PathBuf {
     home.join("docker.json")
 }
@@ -87,10 +260,10 @@ pub fn saved(home: &Path) -> Option<Saved> {
 
 /// Connects to the engine and agrees on an API version (Debian's engine speaks 1.41; bollard asks for
 /// newer by default).
-pub async fn connect() -> anyhow::Result<Docker> {
+async fn connect() -> anyhow::Result<Engine> {
     const NO_ENGINE: &str =
         "the Docker engine does not answer (is dockerd running? or use --runtime native)";
-    let docker = Docker::connect_with_local_defaults().context(NO_ENGINE)?;
+    let docker = Engine::connect_with_local_defaults().context(NO_ENGINE)?;
     let docker = docker.negotiate_version().await.context(NO_ENGINE)?;
     docker.ping().await.context(NO_ENGINE)?;
     Ok(docker)
@@ -125,24 +298,19 @@ fn project_filter(project: &str) -> HashMap<String, Vec<String>> {
 /// The secrets the containers run with, generated once per state directory (dev only).
 async fn secrets(home: &Path, ports: &Ports, with_store_key: bool) -> anyhow::Result<Secrets> {
     Ok(Secrets {
-        db_password: native::secret(home, "db-password")?,
-        db_root_password: native::secret(home, "db-root-password")?,
-        admin_token: native::secret(home, "admin-token")?,
-        grafana_password: native::secret(home, "grafana-admin-password")?,
+        db_password: secret(home, "db-password")?,
+        db_root_password: secret(home, "db-root-password")?,
+        admin_token: secret(home, "admin-token")?,
+        grafana_password: secret(home, "grafana-admin-password")?,
         store_key: if with_store_key {
-            Some(native::store_key(home, ports).await?.expose().to_owned())
+            Some(store_key(home, ports).await?.expose().to_owned())
         } else {
             None
         },
     })
 }
 
-pub async fn up(
-    home: &Path,
-    ports: &Ports,
-    ingest: u16,
-    args: &DockerArgs,
-) -> anyhow::Result<ExitCode> {
+async fn up(home: &Path, ports: &Ports, ingest: u16, args: &DockerArgs) -> anyhow::Result<()> {
     let docker = connect().await?;
     std::fs::create_dir_all(home)?;
     let home = &home.canonicalize()?;
@@ -156,7 +324,7 @@ pub async fn up(
             network: args.network,
         })?,
     )?;
-    std::fs::write(home.join("stack.json"), serde_json::to_vec_pretty(&stack)?)?;
+    stack::save(home, &stack)?;
 
     // Images first: nothing starts until every image is there.
     let defs = containers::containers(
@@ -226,22 +394,12 @@ pub async fn up(
             started.elapsed()
         );
     }
-    let key = native::dev_merchant_key(home, ports).await?;
-    print_status(&docker, home, false).await?;
-    native::print_endpoints(home, ports, &key);
-    if stack.iter().any(|s| s.kind == Kind::Grafana) {
-        println!(
-            "Grafana:      http://127.0.0.1:{}/   (admin password in {})",
-            ports.grafana_port,
-            home.join("secrets/grafana-admin-password").display()
-        );
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// Fails before anything starts when a port is taken by something other than this stack, naming the
 /// container (or process) that holds it.
-async fn check_ports(docker: &Docker, project: &str, stack: &[Svc]) -> anyhow::Result<()> {
+async fn check_ports(docker: &Engine, project: &str, stack: &[Svc]) -> anyhow::Result<()> {
     let all = docker
         .list_containers(Some(ListContainersOptions {
             all: false,
@@ -287,240 +445,7 @@ async fn check_ports(docker: &Docker, project: &str, stack: &[Svc]) -> anyhow::R
     Ok(())
 }
 
-async fn image_exists(docker: &Docker, image: &str) -> bool {
-    docker.inspect_image(image).await.is_ok()
-}
-
-async fn ensure_image(docker: &Docker, def: &Container, args: &DockerArgs) -> anyhow::Result<()> {
-    match &def.build {
-        Some(build) => {
-            if args.rebuild || !image_exists(docker, &def.image).await {
-                build_image(docker, &def.image, build, args).await?;
-            }
-        }
-        None => {
-            if !image_exists(docker, &def.image).await {
-                pull(docker, &def.image).await?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Pulls an image with a progress bar per layer; retried on failure with a growing pause.
-async fn pull(docker: &Docker, image: &str) -> anyhow::Result<()> {
-    const ATTEMPTS: u32 = 4;
-    let (from_image, tag) = match image.rsplit_once(':') {
-        Some((name, tag)) if !tag.contains('/') => (name, tag),
-        _ => (image, "latest"),
-    };
-    let mut last = None;
-    for attempt in 1..=ATTEMPTS {
-        eprintln!("pulling {image} (attempt {attempt}/{ATTEMPTS})");
-        let bars = indicatif::MultiProgress::new();
-        let mut layers: HashMap<String, indicatif::ProgressBar> = HashMap::new();
-        let style = indicatif::ProgressStyle::with_template(
-            "  {prefix:12} {msg:12} {bar:30} {bytes}/{total_bytes}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-        let mut stream = docker.create_image(
-            Some(CreateImageOptions {
-                from_image: Some(from_image.to_owned()),
-                tag: Some(tag.to_owned()),
-                ..Default::default()
-            }),
-            None,
-            None,
-        );
-        let mut failed = None;
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(info) => {
-                    if let Some(e) = info.error_detail.and_then(|e| e.message) {
-                        failed = Some(anyhow::anyhow!(e));
-                        break;
-                    }
-                    let Some(id) = info.id else { continue };
-                    let bar = layers.entry(id.clone()).or_insert_with(|| {
-                        let b = bars.add(indicatif::ProgressBar::new(0));
-                        b.set_style(style.clone());
-                        b.set_prefix(id);
-                        b
-                    });
-                    if let Some(p) = info.progress_detail {
-                        if let (Some(cur), Some(total)) = (p.current, p.total) {
-                            bar.set_length(total.max(0) as u64);
-                            bar.set_position(cur.max(0) as u64);
-                        }
-                    }
-                    bar.set_message(info.status.unwrap_or_default());
-                }
-                Err(e) => {
-                    failed = Some(e.into());
-                    break;
-                }
-            }
-        }
-        for bar in layers.values() {
-            bar.finish();
-        }
-        match failed {
-            None => return Ok(()),
-            Some(e) => {
-                eprintln!("  pull failed: {e}");
-                last = Some(e);
-                if attempt < ATTEMPTS {
-                    tokio::time::sleep(Duration::from_secs(2u64.pow(attempt))).await;
-                }
-            }
-        }
-    }
-    Err(last
-        .unwrap_or_else(|| anyhow::anyhow!("no attempt made"))
-        .context(format!("pulling {image} failed {ATTEMPTS} times")))
-}
-
-/// The repository checkout the project's images are built from.
-fn source_dir() -> anyhow::Result<PathBuf> {
-    let dir = match std::env::var_os("PAYCTL_SOURCE_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => std::env::current_dir()?,
-    };
-    if !dir.join("compose/rust-service.Dockerfile").exists() {
-        bail!(
-            "{} is not a payctl checkout (no compose/rust-service.Dockerfile); run from the checkout or set PAYCTL_SOURCE_DIR",
-            dir.display()
-        );
-    }
-    Ok(dir)
-}
-
-/// The build context as a tar: the repository paths the Dockerfile uses (never target/ or
-/// node_modules/), plus the host-built binary with --prebuilt.
-fn context_tar(
-    source: &Path,
-    build: &containers::Build,
-    prebuilt: Option<&Path>,
-) -> anyhow::Result<Vec<u8>> {
-    let mut tar = tar::Builder::new(Vec::new());
-    tar.follow_symlinks(true);
-    // The classic builder rejects GNU sparse entries (debug binaries can be sparse on disk).
-    tar.sparse(false);
-    // Same bytes for the same files: the engine's build cache can reuse layers.
-    tar.mode(tar::HeaderMode::Deterministic);
-    for path in build.context {
-        let full = source.join(path);
-        if full.is_dir() {
-            tar.append_dir_all(path, &full)
-                .with_context(|| format!("adding {} to the build context", full.display()))?;
-        } else if full.exists() {
-            tar.append_path_with_name(&full, path)?;
-        } else {
-            bail!(
-                "{} is missing{}",
-                full.display(),
-                if path.starts_with("frontend/dist") {
-                    " (build the store: cd frontend && npm ci && npm run build)"
-                } else {
-                    ""
-                }
-            );
-        }
-    }
-    if let (Some(dir), Some(service)) = (prebuilt, build.service) {
-        let binary = dir.join(service);
-        tar.append_path_with_name(&binary, format!("compose/prebuilt/{service}"))
-            .with_context(|| format!("adding the prebuilt {}", binary.display()))?;
-    }
-    Ok(tar.into_inner()?)
-}
-
-async fn build_image(
-    docker: &Docker,
-    image: &str,
-    build: &containers::Build,
-    args: &DockerArgs,
-) -> anyhow::Result<()> {
-    let source = source_dir()?;
-    if build.dockerfile == "compose/gateway.Dockerfile" {
-        native::build_store_if_missing();
-    }
-    let prebuilt = args.prebuilt.as_deref().filter(|_| build.service.is_some());
-    let context = context_tar(&source, build, prebuilt)?;
-    let mut buildargs: HashMap<String, String> = args
-        .build_args
-        .iter()
-        .filter_map(|a| a.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-    if let Some(service) = build.service {
-        buildargs.insert("SERVICE".into(), service.into());
-    }
-    let target = match (build.service, prebuilt) {
-        (Some(_), Some(_)) => "prebuilt",
-        (Some(_), None) => "release",
-        _ => "",
-    };
-    eprintln!(
-        "building {image} from {}{} ({} KiB context)",
-        build.dockerfile,
-        if target.is_empty() {
-            String::new()
-        } else {
-            format!(", target {target}")
-        },
-        context.len() / 1024
-    );
-    let spinner = indicatif::ProgressBar::new_spinner();
-    spinner.enable_steady_tick(Duration::from_millis(100));
-    let mut stream = docker.build_image(
-        BuildImageOptions {
-            dockerfile: build.dockerfile.to_owned(),
-            t: Some(image.to_owned()),
-            rm: true,
-            forcerm: true,
-            buildargs: Some(buildargs),
-            networkmode: args.build_network.clone(),
-            target: target.to_owned(),
-            labels: Some(labels("payctl-image", None)),
-            ..Default::default()
-        },
-        None,
-        Some(bollard::body_full(context.into())),
-    );
-    let mut tail: Vec<String> = Vec::new();
-    while let Some(item) = stream.next().await {
-        let info = match item {
-            Ok(info) => info,
-            Err(e) => {
-                spinner.finish_and_clear();
-                bail!("building {image}: {e}\n{}", tail.join("\n"));
-            }
-        };
-        if let Some(e) = info.error_detail.and_then(|e| e.message) {
-            spinner.finish_and_clear();
-            bail!("building {image}: {e}\nlast output:\n{}", tail.join("\n"));
-        }
-        for line in info.stream.unwrap_or_default().lines() {
-            let line = line.trim_end();
-            if line.is_empty() {
-                continue;
-            }
-            if line.starts_with("Step ") {
-                spinner.set_message(line.to_owned());
-            }
-            tail.push(line.to_owned());
-            if tail.len() > 30 {
-                tail.remove(0);
-            }
-        }
-    }
-    spinner.finish_and_clear();
-    eprintln!("{} built {image}", output::mark(true));
-    Ok(())
-}
-
-async fn ensure_network(docker: &Docker, project: &str) -> anyhow::Result<()> {
+async fn ensure_network(docker: &Engine, project: &str) -> anyhow::Result<()> {
     let existing = docker
         .list_networks(Some(ListNetworksOptions {
             filters: Some(project_filter(project)),
@@ -542,7 +467,7 @@ async fn ensure_network(docker: &Docker, project: &str) -> anyhow::Result<()> {
 }
 
 /// True once a container has exited and been restarted by its restart policy: it is crash-looping.
-async fn has_restarted(docker: &Docker, name: &str) -> bool {
+async fn has_restarted(docker: &Engine, name: &str) -> bool {
     docker
         .inspect_container(name, None::<InspectContainerOptions>)
         .await
@@ -552,18 +477,25 @@ async fn has_restarted(docker: &Docker, name: &str) -> bool {
         })
 }
 
-async fn is_running(docker: &Docker, name: &str) -> bool {
+/// A container's state as the engine has it, if the container exists.
+async fn state(docker: &Engine, name: &str) -> Option<ContainerState> {
     docker
         .inspect_container(name, None::<InspectContainerOptions>)
         .await
-        .ok()
-        .and_then(|c| c.state?.running)
+        .ok()?
+        .state
+}
+
+async fn is_running(docker: &Engine, name: &str) -> bool {
+    state(docker, name)
+        .await
+        .and_then(|s| s.running)
         .unwrap_or(false)
 }
 
 /// Creates (replacing a stopped one) and starts one container, its config files placed first.
 async fn start(
-    docker: &Docker,
+    docker: &Engine,
     project: &str,
     args: &DockerArgs,
     def: &Container,
@@ -687,14 +619,14 @@ async fn start(
 /// Waits until the service answers on its port; on a time-out or an exit, the container's last log
 /// lines are in the error.
 async fn wait_healthy(
-    docker: &Docker,
+    docker: &Engine,
     name: &str,
     svc: &Svc,
     timeout: Duration,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
-        if native::healthy(svc.kind, svc.port).await {
+        if healthy(svc.kind, svc.port).await {
             return Ok(());
         }
         let running = is_running(docker, name).await && !has_restarted(docker, name).await;
@@ -713,7 +645,7 @@ async fn wait_healthy(
     }
 }
 
-async fn log_lines(docker: &Docker, name: &str, lines: usize) -> Vec<String> {
+async fn log_lines(docker: &Engine, name: &str, lines: usize) -> Vec<String> {
     let mut stream = docker.logs(
         name,
         Some(LogsOptions {
@@ -730,13 +662,19 @@ async fn log_lines(docker: &Docker, name: &str, lines: usize) -> Vec<String> {
     out
 }
 
-/// Stops one service's container (for `payctl cb test`); true if it was running.
-pub async fn stop_service(home: &Path, service: &str) -> anyhow::Result<bool> {
-    let saved = saved(home).context("no Docker stack under this state directory")?;
+/// Stops one service's container; true if it was running.
+async fn stop_service(project: &str, service: &str) -> anyhow::Result<bool> {
     let docker = connect().await?;
-    let name = container_name(&saved.project, service);
+    let name = container_name(project, service);
     if !is_running(&docker, &name).await {
         return Ok(false);
+    }
+    if state(&docker, &name).await.and_then(|s| s.paused) == Some(true) {
+        // A paused container would not see the stop signal until the grace time ran out.
+        docker
+            .unpause_container(&name)
+            .await
+            .with_context(|| format!("unpausing {name}"))?;
     }
     docker
         .stop_container(
@@ -751,21 +689,22 @@ pub async fn stop_service(home: &Path, service: &str) -> anyhow::Result<bool> {
     Ok(true)
 }
 
-/// Starts a stopped service's container again and waits until it is healthy.
-pub async fn start_service(home: &Path, svc: &Svc) -> anyhow::Result<()> {
-    let saved = saved(home).context("no Docker stack under this state directory")?;
+/// Starts a service's container again, unless it runs, and waits until it is healthy.
+async fn start_service(project: &str, svc: &Svc) -> anyhow::Result<()> {
     let docker = connect().await?;
-    let name = container_name(&saved.project, &svc.name);
-    docker
-        .start_container(&name, None::<StartContainerOptions>)
-        .await
-        .with_context(|| format!("starting {name}"))?;
+    let name = container_name(project, &svc.name);
+    if !is_running(&docker, &name).await {
+        docker
+            .start_container(&name, None::<StartContainerOptions>)
+            .await
+            .with_context(|| format!("starting {name}"))?;
+    }
     wait_healthy(&docker, &name, svc, Duration::from_secs(120)).await
 }
 
 /// Removes this project's containers and network, and with `volumes` its volumes and state directory.
 /// Only resources labelled with the project are touched.
-pub async fn down(home: &Path, project: &str, volumes: bool) -> anyhow::Result<ExitCode> {
+async fn down(home: &Path, project: &str, volumes: bool) -> anyhow::Result<()> {
     let docker = connect().await?;
     let filters = Some(project_filter(project));
     let containers = docker
@@ -837,7 +776,7 @@ pub async fn down(home: &Path, project: &str, volumes: bool) -> anyhow::Result<E
     } else {
         let _ = std::fs::remove_file(saved_path(home));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// The payctl service a container runs (its label).
@@ -859,42 +798,11 @@ fn name_of(c: &ContainerSummary) -> String {
         .unwrap_or_default()
 }
 
-/// Position of a service in the start order (unknown ones last).
-fn start_rank(service: &str) -> usize {
-    let base = service.split('-').next().unwrap_or(service);
-    [
-        "mariadb",
-        "redis",
-        "kafka",
-        "ingest",
-        "consumer",
-        "prometheus",
-        "gateway",
-        "grafana",
-    ]
-    .iter()
-    .position(|s| *s == base)
-    .unwrap_or(usize::MAX)
-}
-
-#[derive(Serialize)]
-struct Row {
-    service: String,
-    container: String,
-    image: String,
-    state: String,
-    address: String,
-    health: &'static str,
-}
-
-async fn rows(docker: &Docker, home: &Path) -> anyhow::Result<Vec<Row>> {
+async fn rows(docker: &Engine, home: &Path) -> anyhow::Result<Vec<ServiceStatus>> {
     let project = saved(home)
         .map(|s| s.project)
         .unwrap_or_else(|| "payctl".into());
-    let stack: Vec<Svc> = std::fs::read(home.join("stack.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
+    let stack = stack::saved(home).unwrap_or_default();
     let mut containers = docker
         .list_containers(Some(ListContainersOptions {
             all: true,
@@ -907,16 +815,22 @@ async fn rows(docker: &Docker, home: &Path) -> anyhow::Result<Vec<Row>> {
     for c in containers {
         let service = service_of(&c);
         let svc = stack.iter().find(|s| s.name == service);
-        let running = c.state.as_ref().is_some_and(|s| s.to_string() == "running");
+        // A paused (frozen) container runs, answering nothing: unhealthy, as a frozen process is.
+        let running = c
+            .state
+            .as_ref()
+            .is_some_and(|s| matches!(s.to_string().as_str(), "running" | "paused"));
         let health = match svc {
-            _ if !running => "stopped",
-            Some(s) if native::healthy(s.kind, s.port).await => "healthy",
-            _ => "unhealthy",
+            _ if !running => Health::Stopped,
+            Some(s) if healthy(s.kind, s.port).await => Health::Healthy,
+            _ => Health::Unhealthy,
         };
-        out.push(Row {
-            container: name_of(&c),
-            image: c.image.unwrap_or_default(),
-            state: c.status.unwrap_or_default(),
+        out.push(ServiceStatus {
+            runs: Runs::Container {
+                container: name_of(&c),
+                image: c.image.unwrap_or_default(),
+                state: c.status.unwrap_or_default(),
+            },
             address: svc
                 .map(|s| format!("127.0.0.1:{}", s.port))
                 .unwrap_or_default(),
@@ -927,66 +841,20 @@ async fn rows(docker: &Docker, home: &Path) -> anyhow::Result<Vec<Row>> {
     Ok(out)
 }
 
-async fn print_status(docker: &Docker, home: &Path, json: bool) -> anyhow::Result<bool> {
-    let rows = rows(docker, home).await?;
-    let all_healthy = !rows.is_empty() && rows.iter().all(|r| r.health == "healthy");
-    if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-    } else {
-        println!(
-            "{}",
-            output::table(
-                &[
-                    "service",
-                    "container",
-                    "image",
-                    "state",
-                    "address",
-                    "health"
-                ],
-                rows.iter().map(|r| {
-                    let health = output::health(r.health);
-                    vec![
-                        r.service.clone(),
-                        r.container.clone(),
-                        r.image.clone(),
-                        r.state.clone(),
-                        r.address.clone(),
-                        health,
-                    ]
-                })
-            )
-        );
-    }
-    Ok(all_healthy)
-}
-
-pub async fn status(home: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    let docker = connect().await?;
-    Ok(if print_status(&docker, home, json).await? {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(3)
-    })
-}
-
-/// `payctl logs SERVICE [-f]` on the Docker runtime: the container's log through the engine.
-pub async fn logs(
-    home: &Path,
+/// A service's container log through the engine: its last lines, then (with follow) what it writes.
+async fn logs(
+    project: &str,
     service: &str,
     lines: usize,
     follow: bool,
-) -> anyhow::Result<ExitCode> {
-    let project = saved(home)
-        .map(|s| s.project)
-        .unwrap_or_else(|| "payctl".into());
+) -> anyhow::Result<LogStream> {
     let docker = connect().await?;
-    let name = container_name(&project, service);
+    let name = container_name(project, service);
     docker
         .inspect_container(&name, None::<InspectContainerOptions>)
         .await
         .with_context(|| format!("no container {name} for service '{service}'"))?;
-    let mut stream = docker.logs(
+    let stream = docker.logs(
         &name,
         Some(LogsOptions {
             follow,
@@ -996,14 +864,5 @@ pub async fn logs(
             ..Default::default()
         }),
     );
-    loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
-            item = stream.next() => match item {
-                Some(Ok(chunk)) => print!("{chunk}"),
-                Some(Err(e)) => return Err(e.into()),
-                None => return Ok(ExitCode::SUCCESS),
-            }
-        }
-    }
+    Ok(stream.map(|item| Ok(item?.to_string())).boxed())
 }

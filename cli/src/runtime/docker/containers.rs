@@ -1,10 +1,11 @@
-//! The stack as containers: one definition, read by the Docker runtime (`docker.rs`) to create
-//! containers and by `payctl compose` to write `compose/docker-compose.yml`, so the two cannot drift.
+//! The stack as containers: one definition, read by the Docker runtime to create containers and by
+//! `payctl compose` to write `compose/docker-compose.yml`, so the two cannot drift.
 //!
-//! It is derived from the native runtime's [`plan`](crate::native::plan) (names, order, ports), and adds
-//! what only containers have: images, environment, volumes and the config files placed in them.
+//! It is derived from the stack definition's [`plan`](crate::stack::plan) (names, order, ports), and
+//! adds what only containers have: images, environment, volumes and the config files placed in them.
 
-use crate::native::{self, Kind, NginxLayout, Ports, Svc};
+use crate::stack::config::{nginx_conf, prometheus_targets, NginxLayout};
+use crate::stack::{self, Kind, Ports, Svc};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
@@ -92,7 +93,7 @@ pub struct Container {
     pub volume: Option<&'static str>,
     /// Config files written into the container before it starts (path, content).
     pub files: Vec<(String, Vec<u8>)>,
-    /// Services that must be healthy first.
+    /// Services that must be healthy first ([`stack::depends_on`]).
     pub depends_on: Vec<String>,
 }
 
@@ -151,7 +152,7 @@ pub fn defaults() -> (Ports, Images) {
 
 /// The stack's services for containers: the native plan, plus Grafana, minus what `without` names.
 pub fn plan(ports: &Ports, ingest: u16, without: &[String]) -> Vec<Svc> {
-    let mut stack = native::plan(ports, ingest);
+    let mut stack = stack::plan(ports, ingest);
     stack.push(Svc {
         name: "grafana".into(),
         kind: Kind::Grafana,
@@ -217,7 +218,7 @@ pub fn containers(
                 },
                 volume: None,
                 files: Vec::new(),
-                depends_on: Vec::new(),
+                depends_on: stack::depends_on(svc, stack),
             };
             match svc.kind {
                 Kind::MariaDb => {
@@ -323,10 +324,6 @@ pub fn containers(
                         // Static group membership: a restarted consumer takes its own place at once.
                         ("APP_CONSUMER_INSTANCE_ID", format!("payctl-{}", svc.name)),
                     ]);
-                    c.depends_on = vec!["mariadb".into(), "redis".into(), "kafka".into()];
-                    if svc.kind == Kind::Consumer {
-                        c.depends_on.push("ingest".into());
-                    }
                 }
                 Kind::Prometheus => {
                     c.image = images.prometheus_image.clone();
@@ -350,7 +347,7 @@ pub fn containers(
                         Network::Bridge => format!("{}:{}", s.name, container_port(s.kind)),
                         Network::Host => format!("127.0.0.1:{}", s.port),
                     };
-                    c.files = native::prometheus_targets(stack, &addr)
+                    c.files = prometheus_targets(stack, &addr)
                         .unwrap_or_default()
                         .into_iter()
                         .map(|(f, b)| (format!("/etc/prometheus/{f}"), b))
@@ -376,7 +373,7 @@ pub fn containers(
                             Network::Host => format!("127.0.0.1:{}", s.port),
                         })
                         .collect();
-                    let conf = native::nginx_conf(
+                    let conf = nginx_conf(
                         &format!("{listen_ip}:{port}"),
                         &upstreams,
                         secrets.store_key.as_deref(),
@@ -384,11 +381,6 @@ pub fn containers(
                     );
                     c.env = env(&[("HEALTH_PORT", port.to_string())]);
                     c.files = vec![("/etc/nginx/nginx.conf".into(), conf.into_bytes())];
-                    c.depends_on = stack
-                        .iter()
-                        .filter(|s| s.kind == Kind::Ingest)
-                        .map(|s| s.name.clone())
-                        .collect();
                 }
                 Kind::Grafana => {
                     c.image = images.grafana_image.clone();
@@ -411,17 +403,15 @@ pub fn containers(
                     // The provisioned data source, pointed at where Prometheus is on this network.
                     c.files = vec![(
                         "/etc/grafana/provisioning/datasources/prometheus.yml".into(),
-                        crate::monitoring::GRAFANA_DATASOURCE
+                        crate::stack::monitoring::GRAFANA_DATASOURCE
                             .replace(
                                 "http://prometheus:9090",
                                 &format!("http://{}", peer(Kind::Prometheus)),
                             )
                             .into_bytes(),
                     )];
-                    c.depends_on = vec!["prometheus".into()];
                 }
             }
-            c.depends_on.retain(|d| stack.iter().any(|s| &s.name == d));
             c
         })
         .collect()

@@ -1,41 +1,14 @@
-//! `payctl top`: the platform's key figures live in the terminal, for the native runtime where there is
-//! no Grafana. Reads every service's `/metrics` directly (no Prometheus needed), twice per refresh, and
-//! shows rates and the interval's p99 from the differences.
+//! The services' own `/metrics`, read directly (no Prometheus needed), and the figures of an interval
+//! between two readings: rates from counters, p99 from histogram buckets.
 //!
 //! The exposition parser is a few lines on purpose: our services emit plain `name{labels} value` lines
 //! (no timestamps, exemplars or escapes in label values), and nothing more is needed here.
 
-use crate::native::{self, Kind, Ports};
-use crate::output::table;
-use clap::Args;
+use crate::stack::{saved_plan, Kind, Ports};
 use serde::Serialize;
 use std::collections::HashMap;
-use std::io::IsTerminal;
 use std::path::Path;
-use std::process::ExitCode;
-use std::time::{Duration, Instant};
-
-#[derive(Debug, Args)]
-pub struct TopArgs {
-    /// Seconds between refreshes (and the window rates and p99 are computed over).
-    #[arg(long, default_value_t = 2.0, value_parser = parse_interval)]
-    pub interval: f64,
-    /// Print one refresh and exit (for scripts; implied by --json).
-    #[arg(long)]
-    pub once: bool,
-    /// One refresh as JSON.
-    #[arg(long)]
-    pub json: bool,
-    #[command(flatten)]
-    pub ports: Ports,
-}
-
-fn parse_interval(s: &str) -> Result<f64, String> {
-    s.parse::<f64>()
-        .ok()
-        .filter(|v| (0.2..=3600.0).contains(v))
-        .ok_or_else(|| format!("'{s}' is not a number of seconds from 0.2 to 3600"))
-}
+use std::time::Duration;
 
 /// One sample line of the text exposition format.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,10 +63,10 @@ pub fn parse(text: &str) -> Vec<Sample> {
 }
 
 /// The `/metrics` of every ingest instance and the consumer, by service name.
-async fn scrape(home: &Path, ports: &Ports) -> Vec<(String, Kind, Option<Vec<Sample>>)> {
+pub async fn scrape(home: &Path, ports: &Ports) -> Vec<(String, Kind, Option<Vec<Sample>>)> {
     let client = reqwest::Client::new();
     let mut out = Vec::new();
-    for svc in native::saved_plan(home, ports) {
+    for svc in saved_plan(home, ports) {
         if !matches!(svc.kind, Kind::Ingest | Kind::Consumer) {
             continue;
         }
@@ -185,7 +158,7 @@ pub struct Figures {
     pub unreachable: Vec<String>,
 }
 
-fn figures(
+pub fn figures(
     before: &[(String, Kind, Option<Vec<Sample>>)],
     after: &[(String, Kind, Option<Vec<Sample>>)],
     seconds: f64,
@@ -248,94 +221,6 @@ fn figures(
             .filter(|(_, _, s)| s.is_none())
             .map(|(n, _, _)| n.clone())
             .collect(),
-    }
-}
-
-fn render(f: &Figures) -> String {
-    let ms = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:.1} ms"));
-    let rows = vec![
-        vec![
-            "API requests".into(),
-            format!("{:.1}/s", f.requests_per_second),
-        ],
-        vec!["API p99".into(), ms(f.p99_ms)],
-        vec![
-            "errors".into(),
-            format!(
-                "4xx {:.1}/s, 5xx {:.1}/s",
-                f.errors_4xx_per_second, f.errors_5xx_per_second
-            ),
-        ],
-        vec!["payments".into(), format!("{:.1}/s", f.payments_per_second)],
-        vec![
-            "breaker".into(),
-            f.breaker
-                .iter()
-                .map(|(n, s)| format!("{n} {s}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-        ],
-        vec![
-            "outbox backlog".into(),
-            format!(
-                "{:.0} (oldest {:.1} s)",
-                f.outbox_backlog, f.outbox_oldest_age_seconds
-            ),
-        ],
-        vec![
-            "consumer".into(),
-            format!(
-                "{:.1} events/s, lag {:.0}",
-                f.events_consumed_per_second, f.consumer_lag
-            ),
-        ],
-        vec![
-            "ledger lag".into(),
-            format!("{:.2} s", f.ledger_lag_seconds),
-        ],
-        vec!["DLQ".into(), format!("{:.0} records", f.dlq_total)],
-    ];
-    let mut out = table(&["figure", "value"], rows);
-    if !f.unreachable.is_empty() {
-        out.push_str(&format!(
-            "\nnot answering: {} (is the stack up? payctl status)",
-            f.unreachable.join(", ")
-        ));
-    }
-    out
-}
-
-pub async fn run(home: &Path, a: TopArgs) -> anyhow::Result<ExitCode> {
-    let interval = Duration::from_secs_f64(a.interval);
-    let mut before = scrape(home, &a.ports).await;
-    if before.iter().all(|(_, _, s)| s.is_none()) {
-        anyhow::bail!("no service answers /metrics; start the stack with `payctl up`");
-    }
-    let mut taken = Instant::now();
-    let live = !a.once && !a.json && std::io::stdout().is_terminal();
-    loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
-            _ = tokio::time::sleep(interval) => {}
-        }
-        let after = scrape(home, &a.ports).await;
-        let now = Instant::now();
-        let f = figures(&before, &after, (now - taken).as_secs_f64());
-        if a.json {
-            println!("{}", serde_json::to_string_pretty(&f)?);
-            return Ok(ExitCode::SUCCESS);
-        }
-        if live {
-            // Clear the screen and go home, like top(1).
-            print!("\x1b[2J\x1b[H");
-            println!("payctl top — every {:.1} s, Ctrl-C to quit", a.interval);
-        }
-        println!("{}", render(&f));
-        if a.once {
-            return Ok(ExitCode::SUCCESS);
-        }
-        before = after;
-        taken = now;
     }
 }
 

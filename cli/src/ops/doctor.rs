@@ -1,37 +1,36 @@
-//! `payctl doctor`: what this machine has for the platform — programs and versions, ports, disk, memory.
+//! What this machine has for the platform: programs and versions, ports, disk, memory.
 
-use crate::native::Ports;
-use crate::output::{self, mark, table};
+use crate::stack::Ports;
 use payctl_stack::install::which;
 use payctl_stack::ports;
 use serde::Serialize;
 use std::path::Path;
-use std::process::{Command, ExitCode};
+use std::process::Command;
 
 #[derive(Serialize)]
-struct Program {
-    name: &'static str,
-    needed_for: &'static str,
-    path: Option<String>,
-    version: Option<String>,
-    install: &'static str,
+pub struct Program {
+    pub name: &'static str,
+    pub needed_for: &'static str,
+    pub path: Option<String>,
+    pub version: Option<String>,
+    pub install: &'static str,
 }
 
 #[derive(Serialize)]
-struct PortCheck {
-    service: &'static str,
-    port: u16,
-    free: bool,
-    holder: Option<String>,
+pub struct PortCheck {
+    pub service: &'static str,
+    pub port: u16,
+    pub free: bool,
+    pub holder: Option<String>,
 }
 
 #[derive(Serialize)]
-struct Report {
-    programs: Vec<Program>,
-    ports: Vec<PortCheck>,
-    disk_free_bytes: Option<u64>,
-    memory_available_bytes: Option<u64>,
-    docker_engine: bool,
+pub struct Report {
+    pub programs: Vec<Program>,
+    pub ports: Vec<PortCheck>,
+    pub disk_free_bytes: Option<u64>,
+    pub memory_available_bytes: Option<u64>,
+    pub docker_engine: bool,
 }
 
 const PROGRAMS: &[(&str, &str, &[&str], &str)] = &[
@@ -108,8 +107,9 @@ fn disk_free(path: &Path) -> Option<u64> {
     }
 }
 
-/// `docker_engine`: whether an engine answered (asked through its API by the caller).
-pub fn run(home: &Path, p: &Ports, json: bool, docker_engine: bool) -> anyhow::Result<ExitCode> {
+/// What this machine has: `docker_engine` is whether an engine answered (asked through its API by the
+/// caller).
+pub fn report(home: &Path, p: &Ports, docker_engine: bool) -> Report {
     let programs: Vec<Program> = PROGRAMS
         .iter()
         .map(|(name, needed_for, args, install)| {
@@ -141,77 +141,11 @@ pub fn run(home: &Path, p: &Ports, json: bool, docker_engine: bool) -> anyhow::R
         }
     })
     .collect();
-    let report = Report {
+    Report {
         programs,
         ports,
         disk_free_bytes: disk_free(home),
         memory_available_bytes: meminfo_available(),
         docker_engine,
-    };
-    if json {
-        output::json(&report)?;
-        return Ok(ExitCode::SUCCESS);
     }
-    println!(
-        "{}",
-        table(
-            &["", "program", "for", "version", "install with"],
-            report.programs.iter().map(|p| vec![
-                mark(p.path.is_some()),
-                p.name.to_owned(),
-                p.needed_for.to_owned(),
-                p.version.clone().unwrap_or_else(|| "missing".into()),
-                if p.path.is_some() {
-                    String::new()
-                } else {
-                    p.install.to_owned()
-                },
-            ])
-        )
-    );
-    println!(
-        "{}",
-        table(
-            &["", "service", "port", "state"],
-            report.ports.iter().map(|c| vec![
-                mark(
-                    c.free
-                        || c.holder.as_deref().is_some_and(|h| h.contains("payctl")
-                            || h.contains("pay-")
-                            || h.contains("mariadbd")
-                            || h.contains("redis")
-                            || h.contains("tansu"))
-                ),
-                c.service.to_owned(),
-                c.port.to_string(),
-                if c.free {
-                    "free".into()
-                } else {
-                    format!(
-                        "in use by {}",
-                        c.holder.clone().unwrap_or_else(|| "?".into())
-                    )
-                },
-            ])
-        )
-    );
-    let gib = |b: Option<u64>| {
-        b.map(|b| format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64))
-            .unwrap_or_else(|| "?".into())
-    };
-    println!(
-        "disk free under {}: {}",
-        home.display(),
-        gib(report.disk_free_bytes)
-    );
-    println!("memory available: {}", gib(report.memory_available_bytes));
-    println!(
-        "runtime: {}",
-        if report.docker_engine {
-            "Docker engine answers (docker runtime available)"
-        } else {
-            "no Docker engine: native runtime"
-        }
-    );
-    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,34 @@
+//! `payctl logs SERVICE [-f]`: a service's log, from the runtime it runs on.
+
+use crate::runtime;
+use crate::stack::Ports;
+use clap::Args;
+use futures::StreamExt;
+use std::path::Path;
+use std::process::ExitCode;
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    service: String,
+    /// Keep printing what is appended.
+    #[arg(short, long)]
+    follow: bool,
+    /// Lines of history to show first.
+    #[arg(short = 'n', long, default_value_t = 50)]
+    lines: usize,
+}
+
+pub async fn exec(home: &Path, a: LogsArgs) -> anyhow::Result<ExitCode> {
+    // A log is found by its service's name: no port is needed.
+    let runtime = runtime::open(home, &Ports::default());
+    let mut log = runtime.logs(&a.service, a.lines, a.follow).await?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+            piece = log.next() => match piece {
+                Some(text) => print!("{}", text?),
+                None => return Ok(ExitCode::SUCCESS),
+            }
+        }
+    }
+}

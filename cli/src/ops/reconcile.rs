@@ -1,0 +1,45 @@
+//! Reconcile: the ledger invariants and the outbox against the payments in the stack's database, and
+//! the DLQ's records against what explains them.
+
+use crate::stack::secrets::database_url;
+use crate::stack::Ports;
+use pay_consumer::invariants::Report;
+use std::path::Path;
+use std::time::Duration;
+
+/// Every check, against the stack under `home`; changes younger than `settle` are still in flight.
+pub async fn check(home: &Path, ports: &Ports, settle: Duration) -> anyhow::Result<Report> {
+    let db = sqlx::MySqlPool::connect(&database_url(home, ports)?).await?;
+    let mut report = pay_consumer::invariants::check(&db, settle).await?;
+    let bootstrap = format!("127.0.0.1:{}", ports.kafka_port);
+    let dlq = tokio::task::spawn_blocking(move || {
+        pay_consumer::topics::read_to_end(
+            &bootstrap,
+            payctl_domain::event::DLQ_TOPIC,
+            Duration::from_secs(10),
+        )
+    })
+    .await?;
+    match dlq {
+        Ok(records) => {
+            let records: Vec<(String, serde_json::Value)> = records
+                .into_iter()
+                .map(|r| {
+                    let v = serde_json::from_slice(&r.payload).unwrap_or(serde_json::Value::Null);
+                    (format!("{}:{}", r.partition, r.offset), v)
+                })
+                .collect();
+            report
+                .checks
+                .push(pay_consumer::invariants::dlq_check(&db, &records).await?);
+        }
+        Err(e) => report.checks.push(pay_consumer::invariants::Check {
+            name: "nothing unexplained in the DLQ",
+            violations: vec![pay_consumer::invariants::Violation {
+                subject: "payment.dlq".into(),
+                detail: format!("cannot read the DLQ: {e:#}"),
+            }],
+        }),
+    }
+    Ok(report)
+}

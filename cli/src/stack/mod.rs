@@ -1,0 +1,349 @@
+//! The stack definition: what runs, in which order, on which port and how its health is checked — the
+//! one definition both runtimes (`runtime::native`, `runtime::docker`) and `payctl compose` read.
+//!
+//! [`plan`] names the services in start order; `up` saves the plan it ran (`stack.json`) and the
+//! commands after it read that ([`saved_plan`]). [`health`] has the real probes, [`config`] the
+//! gateway's and Prometheus' configs, [`secrets`] the dev secrets and the database URL.
+
+pub mod config;
+pub mod health;
+pub mod monitoring;
+pub mod secrets;
+
+use anyhow::Context;
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Ports of the native stack. The defaults stay clear of a developer's own MariaDB (3306) and Redis
+/// (6379).
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct Ports {
+    /// MariaDB port.
+    #[arg(long, env = "PAYCTL_MARIADB_PORT", default_value_t = 13306)]
+    pub mariadb_port: u16,
+    /// Redis port.
+    #[arg(long, env = "PAYCTL_REDIS_PORT", default_value_t = 16379)]
+    pub redis_port: u16,
+    /// Kafka (tansu) port.
+    #[arg(long, env = "PAYCTL_KAFKA_PORT", default_value_t = 19092)]
+    pub kafka_port: u16,
+    /// Payment API (pay-server) port.
+    #[arg(long, env = "PAYCTL_INGEST_PORT", default_value_t = 18080)]
+    pub ingest_port: u16,
+    /// Ledger consumer (pay-consumer) health and metrics port.
+    #[arg(long, env = "PAYCTL_CONSUMER_PORT", default_value_t = 18091)]
+    pub consumer_port: u16,
+    /// Prometheus: scrapes every service, evaluates the alert rules (monitoring/prometheus).
+    #[arg(long, env = "PAYCTL_PROMETHEUS_PORT", default_value_t = 19090)]
+    pub prometheus_port: u16,
+    /// Gateway (nginx): the store at /, the API at /api.
+    #[arg(long, env = "PAYCTL_GATEWAY_PORT", default_value_t = 8080)]
+    pub gateway_port: u16,
+    /// Grafana (Docker runtime only).
+    #[arg(long, env = "PAYCTL_GRAFANA_PORT", default_value_t = 13000)]
+    pub grafana_port: u16,
+}
+
+impl Ports {
+    /// The ports the services of `stack` listen on (the first instance's for the API), the others'
+    /// from `self`.
+    pub fn of(&self, stack: &[Svc]) -> Ports {
+        let port = |kind: Kind, default: u16| {
+            stack
+                .iter()
+                .find(|s| s.kind == kind)
+                .map_or(default, |s| s.port)
+        };
+        Ports {
+            mariadb_port: port(Kind::MariaDb, self.mariadb_port),
+            redis_port: port(Kind::Redis, self.redis_port),
+            kafka_port: port(Kind::Kafka, self.kafka_port),
+            ingest_port: port(Kind::Ingest, self.ingest_port),
+            consumer_port: port(Kind::Consumer, self.consumer_port),
+            prometheus_port: port(Kind::Prometheus, self.prometheus_port),
+            gateway_port: port(Kind::Gateway, self.gateway_port),
+            grafana_port: port(Kind::Grafana, self.grafana_port),
+        }
+    }
+}
+
+impl Default for Ports {
+    /// The defaults of the flags, without PAYCTL_*_PORT: for what needs no ports (`payctl logs`).
+    fn default() -> Self {
+        Self {
+            mariadb_port: 13306,
+            redis_port: 16379,
+            kafka_port: 19092,
+            ingest_port: 18080,
+            consumer_port: 18091,
+            prometheus_port: 19090,
+            gateway_port: 8080,
+            grafana_port: 13000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Kind {
+    MariaDb,
+    Redis,
+    Kafka,
+    Ingest,
+    Consumer,
+    Prometheus,
+    Gateway,
+    /// Docker runtime only: not packaged for the native one.
+    Grafana,
+}
+
+/// One process of the stack.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Svc {
+    pub name: String,
+    pub kind: Kind,
+    pub port: u16,
+}
+
+/// The stack in start order, with `ingest` instances of the API (named ingest, ingest-2, …, on
+/// consecutive ports from --ingest-port).
+pub fn plan(ports: &Ports, ingest: u16) -> Vec<Svc> {
+    let svc = |name: &str, kind, port| Svc {
+        name: name.to_owned(),
+        kind,
+        port,
+    };
+    let mut v = vec![
+        svc("mariadb", Kind::MariaDb, ports.mariadb_port),
+        svc("redis", Kind::Redis, ports.redis_port),
+        svc("kafka", Kind::Kafka, ports.kafka_port),
+    ];
+    for i in 0..ingest.max(1) {
+        let name = if i == 0 {
+            "ingest".to_owned()
+        } else {
+            format!("ingest-{}", i + 1)
+        };
+        v.push(Svc {
+            name,
+            kind: Kind::Ingest,
+            port: ports.ingest_port + i,
+        });
+    }
+    v.push(svc("consumer", Kind::Consumer, ports.consumer_port));
+    v.push(svc("prometheus", Kind::Prometheus, ports.prometheus_port));
+    v.push(svc("gateway", Kind::Gateway, ports.gateway_port));
+    v
+}
+
+/// The services that must be healthy before `svc` starts, of those in `stack`: the API and the
+/// consumer need the database, Redis and Kafka (the consumer also the first API instance, which
+/// creates the topics), the gateway every API instance, Grafana Prometheus. [`plan`] is in an order
+/// that respects them.
+pub fn depends_on(svc: &Svc, stack: &[Svc]) -> Vec<String> {
+    let mut names: Vec<String> = match svc.kind {
+        Kind::Ingest => vec!["mariadb".into(), "redis".into(), "kafka".into()],
+        Kind::Consumer => vec![
+            "mariadb".into(),
+            "redis".into(),
+            "kafka".into(),
+            "ingest".into(),
+        ],
+        Kind::Gateway => stack
+            .iter()
+            .filter(|s| s.kind == Kind::Ingest)
+            .map(|s| s.name.clone())
+            .collect(),
+        Kind::Grafana => vec!["prometheus".into()],
+        Kind::MariaDb | Kind::Redis | Kind::Kafka | Kind::Prometheus => Vec::new(),
+    };
+    names.retain(|d| stack.iter().any(|s| &s.name == d));
+    names
+}
+
+/// Where `up` saves the plan it ran, for the commands that follow.
+pub fn saved_file(home: &Path) -> PathBuf {
+    home.join("stack.json")
+}
+
+/// Saves the plan `up` runs.
+pub fn save(home: &Path, stack: &[Svc]) -> anyhow::Result<()> {
+    std::fs::write(saved_file(home), serde_json::to_vec_pretty(stack)?)?;
+    Ok(())
+}
+
+/// The plan the last `up` saved, if any.
+pub fn saved(home: &Path) -> Option<Vec<Svc>> {
+    std::fs::read(saved_file(home))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+/// The plan the last `up` ran, or the default one.
+pub fn saved_plan(home: &Path, ports: &Ports) -> Vec<Svc> {
+    saved(home).unwrap_or_else(|| plan(ports, 1))
+}
+
+/// A service of the plan the last `up` ran (or the default one), by name.
+pub fn saved_service(home: &Path, ports: &Ports, name: &str) -> anyhow::Result<Svc> {
+    saved_plan(home, ports)
+        .into_iter()
+        .find(|s| s.name == name)
+        .with_context(|| format!("no service '{name}' in the stack under {}", home.display()))
+}
+
+/// Position of a service in the start order (unknown ones last).
+pub fn start_rank(service: &str) -> usize {
+    let base = service.split('-').next().unwrap_or(service);
+    [
+        "mariadb",
+        "redis",
+        "kafka",
+        "ingest",
+        "consumer",
+        "prometheus",
+        "gateway",
+        "grafana",
+    ]
+    .iter()
+    .position(|s| *s == base)
+    .unwrap_or(usize::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full_stack_on(ports: &Ports, ingest: u16) -> Vec<Svc> {
+        let mut stack = plan(ports, ingest);
+        stack.push(Svc {
+            name: "grafana".into(),
+            kind: Kind::Grafana,
+            port: ports.grafana_port,
+        });
+        stack
+    }
+
+    fn full_stack(ingest: u16) -> Vec<Svc> {
+        full_stack_on(&Ports::default(), ingest)
+    }
+
+    #[test]
+    fn the_plan_starts_every_service_after_what_it_depends_on() {
+        let stack = full_stack(3);
+        let names: Vec<&str> = stack.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "mariadb",
+                "redis",
+                "kafka",
+                "ingest",
+                "ingest-2",
+                "ingest-3",
+                "consumer",
+                "prometheus",
+                "gateway",
+                "grafana"
+            ]
+        );
+        for (i, svc) in stack.iter().enumerate() {
+            for dep in depends_on(svc, &stack) {
+                let at = names.iter().position(|n| *n == dep).unwrap();
+                assert!(at < i, "{} starts before {dep}", svc.name);
+            }
+        }
+        let consumer = stack.iter().find(|s| s.kind == Kind::Consumer).unwrap();
+        assert_eq!(
+            depends_on(consumer, &stack),
+            ["mariadb", "redis", "kafka", "ingest"]
+        );
+        let gateway = stack.iter().find(|s| s.kind == Kind::Gateway).unwrap();
+        assert_eq!(
+            depends_on(gateway, &stack),
+            ["ingest", "ingest-2", "ingest-3"]
+        );
+        // What is not in the stack is not waited for.
+        let grafana = stack.last().unwrap();
+        assert_eq!(depends_on(grafana, &stack), ["prometheus"]);
+        let without_prometheus: Vec<Svc> = stack
+            .iter()
+            .filter(|s| s.kind != Kind::Prometheus)
+            .cloned()
+            .collect();
+        assert!(depends_on(grafana, &without_prometheus).is_empty());
+    }
+
+    #[test]
+    fn start_rank_orders_services_as_the_plan_does() {
+        let stack = full_stack(2);
+        let mut by_rank = stack.clone();
+        by_rank.reverse();
+        by_rank.sort_by_key(|s| (start_rank(&s.name), s.name.clone()));
+        let names = |v: &[Svc]| v.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&by_rank), names(&stack));
+        assert_eq!(start_rank("something-else"), usize::MAX);
+    }
+
+    #[test]
+    fn api_instances_take_consecutive_ports() {
+        let ports = Ports::default();
+        let ingest: Vec<u16> = plan(&ports, 3)
+            .iter()
+            .filter(|s| s.kind == Kind::Ingest)
+            .map(|s| s.port)
+            .collect();
+        assert_eq!(ingest, [18080, 18081, 18082]);
+        assert_eq!(plan(&ports, 0).len(), plan(&ports, 1).len(), "at least one");
+    }
+
+    #[test]
+    fn the_ports_of_a_saved_plan_are_its_own() {
+        let theirs = Ports {
+            mariadb_port: 1,
+            redis_port: 2,
+            kafka_port: 3,
+            ingest_port: 4,
+            consumer_port: 10,
+            prometheus_port: 11,
+            gateway_port: 12,
+            grafana_port: 13,
+        };
+        assert_eq!(Ports::default().of(&full_stack_on(&theirs, 3)), theirs);
+        let without_grafana = plan(&theirs, 1);
+        assert_eq!(Ports::default().of(&without_grafana).grafana_port, 13000);
+    }
+
+    #[test]
+    fn default_ports_are_the_flags_defaults() {
+        use clap::Args as _;
+        let cmd = Ports::augment_args(clap::Command::new("payctl"));
+        let d = Ports::default();
+        for (flag, port) in [
+            ("mariadb_port", d.mariadb_port),
+            ("redis_port", d.redis_port),
+            ("kafka_port", d.kafka_port),
+            ("ingest_port", d.ingest_port),
+            ("consumer_port", d.consumer_port),
+            ("prometheus_port", d.prometheus_port),
+            ("gateway_port", d.gateway_port),
+            ("grafana_port", d.grafana_port),
+        ] {
+            let arg = cmd.get_arguments().find(|a| a.get_id() == flag).unwrap();
+            assert_eq!(arg.get_default_values(), [port.to_string()], "{flag}");
+        }
+    }
+
+    #[test]
+    fn the_saved_plan_is_read_back_or_defaults() {
+        let home = std::env::temp_dir().join(format!("payctl-stack-{}", std::process::id()));
+        std::fs::create_dir_all(&home).unwrap();
+        assert!(saved(&home).is_none());
+        assert_eq!(saved_plan(&home, &Ports::default()).len(), 7);
+        save(&home, &plan(&Ports::default(), 2)).unwrap();
+        let back = saved(&home).unwrap();
+        assert_eq!(back[4].name, "ingest-2");
+        assert_eq!(saved_plan(&home, &Ports::default()).len(), 8);
+        std::fs::remove_dir_all(&home).unwrap();
+    }
+}
