@@ -214,7 +214,23 @@ pub async fn exec(home: &Path, a: ChaosArgs) -> anyhow::Result<ExitCode> {
         merchants: 8,
     };
     let display = Display { bar: bar.clone() };
-    let report = chaos::run(runtime.as_ref(), run, replay, &progress, &display).await;
+    // Ctrl-C mid-run must not leave a service frozen or dead: the services run in sessions of their own
+    // (the signal never reaches them), so give back every one the schedule may have touched.
+    let report = tokio::select! {
+        r = chaos::run(runtime.as_ref(), run, replay, &progress, &display) => r,
+        _ = tokio::signal::ctrl_c() => {
+            if let Some(b) = &bar {
+                b.finish_and_clear();
+            }
+            eprintln!("interrupted: giving every faulted service back …");
+            for service in &services {
+                if let Err(e) = chaos::restore(runtime.as_ref(), service).await {
+                    eprintln!("warning: {service}: {e:#}; `payctl up` starts what is missing");
+                }
+            }
+            return Ok(ExitCode::from(130));
+        }
+    };
     if let Some(t) = ticker {
         t.abort();
     }
@@ -260,14 +276,22 @@ fn print(r: &Report) {
                     "ledger caught up"
                 ],
                 r.faults.iter().map(|h| vec![
-                    mark(h.error.is_none()),
+                    if h.skipped {
+                        "-".into()
+                    } else {
+                        mark(h.error.is_none())
+                    },
                     format!("{:.1}s", h.began_ms as f64 / 1000.0),
                     h.fault.kind.to_string(),
                     h.fault.service.clone(),
                     format!("{:.1}s", h.fault.down.as_secs_f64()),
-                    h.back_ms
-                        .map(|b| format!("{:.1}s", (b - h.began_ms) as f64 / 1000.0))
-                        .unwrap_or_else(|| "-".into()),
+                    if h.skipped {
+                        "left out".into()
+                    } else {
+                        h.back_ms
+                            .map(|b| format!("{:.1}s", (b - h.began_ms) as f64 / 1000.0))
+                            .unwrap_or_else(|| "-".into())
+                    },
                     ms(h.first_success_ms),
                     ms(h.ledger_caught_up_ms),
                 ])

@@ -74,6 +74,8 @@ pub struct Answer {
     /// The error code of a refusal.
     pub code: Option<String>,
     /// The payment as the answer showed it (200 only).
+    pub answered_amount: Option<i64>,
+    pub answered_merchant: Option<String>,
     pub captured: Option<i64>,
     pub refunded: Option<i64>,
     pub replayed: bool,
@@ -124,13 +126,14 @@ impl Shared {
 }
 
 /// Progress while the load runs, for a display.
+#[derive(Clone)]
 pub struct Progress {
     pub started: Arc<AtomicU64>,
     pub finished: Arc<AtomicU64>,
 }
 
 /// Runs the load to its end (and every flow to its answer or deadline) and returns what it saw.
-pub async fn run(config: Config, progress: &Progress) -> anyhow::Result<Record> {
+pub async fn run(config: Config, progress: Progress) -> anyhow::Result<Record> {
     anyhow::ensure!(config.rate > 0, "the rate must be at least 1 flow a second");
     anyhow::ensure!(!config.merchants.is_empty(), "no merchants to pay as");
     let client = reqwest::Client::builder()
@@ -302,10 +305,17 @@ async fn operation(
                     .get("retry-after")
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.parse::<u64>().ok());
-                let bytes = res.bytes().await.unwrap_or_default();
-                let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                // An answer cut off on the way, or not the API's JSON, is no answer: retry the key.
+                let v: Option<Value> = match res.bytes().await {
+                    Ok(bytes) => serde_json::from_slice(&bytes).ok(),
+                    Err(_) => None,
+                };
+                let complete = v
+                    .as_ref()
+                    .is_some_and(|v| status != 200 || v["paymentId"].is_string());
+                let v = v.unwrap_or(Value::Null);
                 let code = v["code"].as_str().map(str::to_owned);
-                if !retryable(status, code.as_deref()) {
+                if complete && !retryable(status, code.as_deref()) {
                     let payment_id = v["paymentId"]
                         .as_str()
                         .map(str::to_owned)
@@ -319,6 +329,8 @@ async fn operation(
                         amount,
                         status,
                         code,
+                        answered_amount: v["amount"].as_i64(),
+                        answered_merchant: v["merchantId"].as_str().map(str::to_owned),
                         captured: v["capturedAmount"].as_i64(),
                         refunded: v["refundedAmount"].as_i64(),
                         replayed,

@@ -51,6 +51,8 @@ pub struct Happened {
     pub first_success_ms: Option<u64>,
     /// From back to every event committed until then being in the ledger.
     pub ledger_caught_up_ms: Option<u64>,
+    /// Left out: recoveries before it took the time it needed, and it would have outlasted the load.
+    pub skipped: bool,
     pub error: Option<String>,
 }
 
@@ -130,7 +132,9 @@ pub async fn run(
         op_deadline: Duration::from_secs(120),
     };
     let started = Instant::now();
-    let load = driver::run(config, progress);
+    // Its own task: a runtime that blocks a thread while it restarts a service must not hold back the
+    // flows due meanwhile.
+    let load = tokio::spawn(driver::run(config, progress.clone()));
     let faults = carry_out(
         runtime,
         &run.faults,
@@ -141,11 +145,16 @@ pub async fn run(
         watch,
     );
     let (record, mut happened) = tokio::join!(load, faults);
-    let record = record?;
+    let record = record??;
 
     watch.phase("waiting for the outbox to drain");
-    let outbox_drained =
-        verdict::wait_for_zero(&db, verdict::UNPUBLISHED, &[], run.settle_limit).await?;
+    let outbox_drained = verdict::wait_for_zero(
+        &db,
+        &verdict::unpublished(merchant_ids.len()),
+        &merchant_ids,
+        run.settle_limit,
+    )
+    .await?;
     watch.phase("waiting for the ledger to catch up");
     let ledger_caught_up = verdict::wait_for_zero(
         &db,
@@ -179,15 +188,53 @@ pub async fn run(
         });
     }
     for h in &happened {
+        let subject = format!("{} {}", h.fault.kind, h.fault.service);
         if let Some(e) = &h.error {
             violations.push(Violation {
-                subject: format!("{} {}", h.fault.kind, h.fault.service),
+                subject,
                 detail: e.clone(),
+            });
+        } else if !h.skipped && h.first_success_ms.is_none() {
+            violations.push(Violation {
+                subject,
+                detail: "no payment operation succeeded after the service was back".into(),
             });
         }
     }
+    // A run that tested nothing does not pass: every operation must get an answer in time.
+    if record.answers.is_empty() {
+        violations.push(Violation {
+            subject: "load".into(),
+            detail: "no operation was answered".into(),
+        });
+    }
+    if let Some(g) = record.gave_up.first() {
+        violations.push(Violation {
+            subject: "load".into(),
+            detail: format!(
+                "{} operation(s) got no answer within their 120 s, e.g. {} {} ({} attempts, last: {})",
+                record.gave_up.len(),
+                verdict::op_name(g.op),
+                g.key,
+                g.attempts,
+                g.last_error
+            ),
+        });
+    }
+    if record.dropped > 0 {
+        violations.push(Violation {
+            subject: "load".into(),
+            detail: format!(
+                "{} flows could not start: 20,000 were still waiting for answers",
+                record.dropped
+            ),
+        });
+    }
     violations.extend(verdict::judge(&db, &merchant_ids, &record).await?);
-    let reconcile = crate::ops::reconcile::check(&run.home, &run.ports, Duration::ZERO).await?;
+    // The whole stack's invariants, with the usual settle time so another client's change in flight is
+    // not taken for a violation; this run's own payments are checked to the last one above.
+    let reconcile =
+        crate::ops::reconcile::check(&run.home, &run.ports, Duration::from_secs(5)).await?;
     let reconcile_violations = reconcile.violations();
     for c in &reconcile.checks {
         violations.extend(c.violations.iter().map(|v| Violation {
@@ -250,6 +297,16 @@ async fn carry_out(
                 f.kind,
                 f.service
             ));
+            happened.push(Happened {
+                fault: f.clone(),
+                began_ms: since(Instant::now()),
+                back_ms: None,
+                first_success_ms: None,
+                ledger_caught_up_ms: None,
+                skipped: true,
+                error: None,
+            });
+            catch_ups.push(tokio::spawn(async { None }));
             continue;
         }
         tokio::time::sleep_until(at.into()).await;
@@ -269,6 +326,7 @@ async fn carry_out(
             back_ms: back.map(since),
             first_success_ms: None,
             ledger_caught_up_ms: None,
+            skipped: false,
             error: result.err().map(|e| format!("{e:#}")),
         };
         free_from = back.unwrap_or_else(Instant::now);
@@ -295,34 +353,57 @@ async fn carry_out(
     happened
 }
 
+/// One fault and the recovery from it. Whatever fails on the way, the service is given back: thawed
+/// after a freeze that may have half happened, started after a kill that may have.
 async fn fault(runtime: &dyn Runtime, f: &Fault) -> anyhow::Result<()> {
-    match f.kind {
-        FaultKind::Kill => {
-            anyhow::ensure!(
-                runtime.kill(&f.service).await?,
+    let done = match f.kind {
+        FaultKind::Kill => match runtime.kill(&f.service).await {
+            Ok(true) => {
+                tokio::time::sleep(f.down).await;
+                Ok(())
+            }
+            Ok(false) => Err(anyhow::anyhow!(
                 "{} was not running when its fault came",
                 f.service
-            );
-            tokio::time::sleep(f.down).await;
-            runtime.start(&f.service).await
-        }
-        FaultKind::Pause => {
-            runtime.freeze(&f.service).await?;
-            tokio::time::sleep(f.down).await;
-            runtime.thaw(&f.service).await?;
-            // Back when it answers its health probe again, as after a start.
+            )),
+            Err(e) => Err(e),
+        },
+        FaultKind::Pause => match runtime.freeze(&f.service).await {
+            Ok(()) => {
+                tokio::time::sleep(f.down).await;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        },
+    };
+    let back = restore(runtime, &f.service).await;
+    done.and(back)
+}
+
+/// Gives a service back whatever state a fault left it in: thawed (a no-op unless frozen), started
+/// unless it runs, then healthy. Tried three times.
+pub async fn restore(runtime: &dyn Runtime, service: &str) -> anyhow::Result<()> {
+    let mut last = None;
+    for _ in 0..3 {
+        let attempt = async {
+            let _ = runtime.thaw(service).await;
+            runtime.start(service).await?;
             let limit = Instant::now() + Duration::from_secs(60);
-            while runtime.health(&f.service).await? != crate::runtime::Health::Healthy {
+            while runtime.health(service).await? != crate::runtime::Health::Healthy {
                 anyhow::ensure!(
                     Instant::now() < limit,
-                    "{} is not healthy 60 s after it was thawed",
-                    f.service
+                    "{service} is not healthy 60 s after it was given back"
                 );
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            Ok(())
+            anyhow::Ok(())
+        };
+        match attempt.await {
+            Ok(()) => return Ok(()),
+            Err(e) => last = Some(e),
         }
     }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("{service} could not be given back")))
 }
 
 /// How long after `back` every event committed by then is in the ledger (bounded: 120 s).
@@ -372,5 +453,114 @@ pub fn progress() -> Progress {
     Progress {
         started: Arc::new(AtomicU64::new(0)),
         finished: Arc::new(AtomicU64::new(0)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::{Health, LogStream, ServiceStatus};
+    use crate::stack::Kind;
+    use async_trait::async_trait;
+    use std::sync::Mutex;
+
+    /// A runtime that records what it was asked and fails where told to.
+    #[derive(Default)]
+    struct Recorder {
+        calls: Mutex<Vec<String>>,
+        fail: Vec<&'static str>,
+    }
+
+    impl Recorder {
+        fn call(&self, what: &'static str, service: &str) -> anyhow::Result<()> {
+            self.calls.lock().unwrap().push(format!("{what} {service}"));
+            anyhow::ensure!(!self.fail.contains(&what), "{what} failed");
+            Ok(())
+        }
+        fn calls(&self) -> Vec<String> {
+            self.calls.lock().unwrap().clone()
+        }
+    }
+
+    #[async_trait]
+    impl Runtime for Recorder {
+        fn supports(&self, _: Kind) -> bool {
+            true
+        }
+        async fn up(&self, _: u16) -> anyhow::Result<()> {
+            Ok(())
+        }
+        async fn down(&self, _: bool) -> anyhow::Result<()> {
+            Ok(())
+        }
+        async fn status(&self) -> anyhow::Result<Vec<ServiceStatus>> {
+            Ok(Vec::new())
+        }
+        async fn logs(&self, _: &str, _: usize, _: bool) -> anyhow::Result<LogStream> {
+            anyhow::bail!("no logs")
+        }
+        async fn start(&self, s: &str) -> anyhow::Result<()> {
+            self.call("start", s)
+        }
+        async fn stop(&self, s: &str) -> anyhow::Result<bool> {
+            self.call("stop", s).map(|()| true)
+        }
+        async fn kill(&self, s: &str) -> anyhow::Result<bool> {
+            self.call("kill", s).map(|()| true)
+        }
+        async fn freeze(&self, s: &str) -> anyhow::Result<()> {
+            self.call("freeze", s)
+        }
+        async fn thaw(&self, s: &str) -> anyhow::Result<()> {
+            self.call("thaw", s)
+        }
+        async fn health(&self, _: &str) -> anyhow::Result<Health> {
+            Ok(Health::Healthy)
+        }
+        async fn pid(&self, _: &str) -> Option<u32> {
+            None
+        }
+    }
+
+    fn fault(kind: FaultKind) -> Fault {
+        Fault {
+            at: Duration::ZERO,
+            service: "redis".into(),
+            kind,
+            down: Duration::from_millis(1),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_freeze_that_fails_half_way_is_still_thawed_and_reported() {
+        let r = Recorder {
+            fail: vec!["freeze"],
+            ..Default::default()
+        };
+        let e = super::fault(&r, &fault(FaultKind::Pause))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("freeze failed"), "{e}");
+        assert_eq!(r.calls(), ["freeze redis", "thaw redis", "start redis"]);
+    }
+
+    #[tokio::test]
+    async fn a_kill_that_errs_is_still_followed_by_a_start() {
+        let r = Recorder {
+            fail: vec!["kill"],
+            ..Default::default()
+        };
+        assert!(super::fault(&r, &fault(FaultKind::Kill)).await.is_err());
+        assert_eq!(r.calls(), ["kill redis", "thaw redis", "start redis"]);
+    }
+
+    #[tokio::test]
+    async fn giving_a_service_back_is_tried_three_times() {
+        let r = Recorder {
+            fail: vec!["start"],
+            ..Default::default()
+        };
+        assert!(restore(&r, "kafka").await.is_err());
+        assert_eq!(r.calls().iter().filter(|c| *c == "start kafka").count(), 3);
     }
 }

@@ -75,8 +75,14 @@ pub fn in_list(n: usize) -> String {
     vec!["?"; n].join(", ")
 }
 
-/// Unpublished outbox rows.
-pub const UNPUBLISHED: &str = "SELECT COUNT(*) FROM outbox_events WHERE published_at IS NULL";
+/// Unpublished events of these merchants' payments.
+pub fn unpublished(merchants: usize) -> String {
+    format!(
+        "SELECT COUNT(*) FROM outbox_events o JOIN payments p ON p.payment_id = o.payment_id \
+         WHERE p.merchant_id IN ({}) AND o.published_at IS NULL",
+        in_list(merchants)
+    )
+}
 
 /// Events of these merchants' payments without ledger legs.
 pub fn unapplied(merchants: usize) -> String {
@@ -117,6 +123,26 @@ pub async fn judge(
             ));
             continue;
         };
+        // What the client was told must be what it asked for.
+        let told = match a.op {
+            Op::Authorize => a.answered_amount == Some(a.amount),
+            Op::Capture => a.captured.is_some(),
+            Op::Refund => a.refunded == Some(a.amount),
+        } && a.answered_merchant.as_deref() == Some(a.merchant.as_str());
+        if !told {
+            violations.push(violation(
+                format!("{} {}", op_name(a.op), a.key),
+                format!(
+                    "asked for {} as {}, answered amount {:?}, captured {:?}, refunded {:?} for {:?}",
+                    a.amount,
+                    a.merchant,
+                    a.answered_amount,
+                    a.captured,
+                    a.refunded,
+                    a.answered_merchant
+                ),
+            ));
+        }
         let e = expected.entry(id.clone()).or_default();
         match a.op {
             Op::Authorize => {
@@ -141,27 +167,8 @@ pub async fn judge(
         }
     }
 
-    // Which payment each key the clients used made (at most one row per key, by the primary key).
-    let mut key_payment: HashMap<(String, String), Option<String>> = HashMap::new();
-    for chunk in asked_keys.chunks(500) {
-        let mut sql = String::from(
-            "SELECT merchant_id, idempotency_key, payment_id FROM idempotency_keys WHERE ",
-        );
-        sql.push_str(&vec!["(merchant_id = ? AND idempotency_key = ?)"; chunk.len()].join(" OR "));
-        let mut q = sqlx::query(&sql);
-        for (m, k) in chunk {
-            q = q.bind(m).bind(k);
-        }
-        for r in q.fetch_all(db).await? {
-            let id: Option<uuid::Uuid> = r.try_get("payment_id")?;
-            key_payment.insert(
-                (r.try_get("merchant_id")?, r.try_get("idempotency_key")?),
-                id.map(|u| u.hyphenated().to_string()),
-            );
-        }
-    }
-
-    // Every payment of the run's merchants.
+    // Every payment of the run's merchants — read before the keys: a key row commits with its payment,
+    // so a payment that commits between the two reads cannot look like one nobody asked for.
     let sql = format!(
         "SELECT payment_id, merchant_id, amount, captured_amount, refunded_amount FROM payments \
          WHERE merchant_id IN ({})",
@@ -183,6 +190,26 @@ pub async fn judge(
                 refunded: r.try_get("refunded_amount")?,
             },
         );
+    }
+
+    // Which payment each key the clients used made (at most one row per key, by the primary key).
+    let mut key_payment: HashMap<(String, String), Option<String>> = HashMap::new();
+    for chunk in asked_keys.chunks(500) {
+        let mut sql = String::from(
+            "SELECT merchant_id, idempotency_key, payment_id FROM idempotency_keys WHERE ",
+        );
+        sql.push_str(&vec!["(merchant_id = ? AND idempotency_key = ?)"; chunk.len()].join(" OR "));
+        let mut q = sqlx::query(&sql);
+        for (m, k) in chunk {
+            q = q.bind(m).bind(k);
+        }
+        for r in q.fetch_all(db).await? {
+            let id: Option<uuid::Uuid> = r.try_get("payment_id")?;
+            key_payment.insert(
+                (r.try_get("merchant_id")?, r.try_get("idempotency_key")?),
+                id.map(|u| u.hyphenated().to_string()),
+            );
+        }
     }
 
     // Acknowledged authorizations: their key made exactly that payment.
@@ -308,6 +335,25 @@ pub async fn judge(
         let id: uuid::Uuid = r.try_get("payment_id")?;
         payable.insert(id.hyphenated().to_string(), r.try_get("net")?);
     }
+    let sql = format!(
+        "SELECT l.payment_id, CAST(SUM(IF(l.side = 'D', l.amount, -l.amount)) AS SIGNED) AS held \
+         FROM ledger_entries l JOIN payments p ON p.payment_id = l.payment_id \
+         WHERE p.merchant_id IN ({}) AND l.account = ? GROUP BY l.payment_id",
+        in_list(merchants.len())
+    );
+    let mut q = sqlx::query(&sql);
+    for m in merchants {
+        q = q.bind(m);
+    }
+    let mut held: HashMap<String, i64> = HashMap::new();
+    for r in q
+        .bind(payctl_domain::ledger::AUTHORIZATION_HOLD)
+        .fetch_all(db)
+        .await?
+    {
+        let id: uuid::Uuid = r.try_get("payment_id")?;
+        held.insert(id.hyphenated().to_string(), r.try_get("held")?);
+    }
     for (id, s) in &stored {
         let e = events.get(id).cloned().unwrap_or_default();
         let count = |t: &str| e.get(t).copied().unwrap_or(0);
@@ -323,6 +369,17 @@ pub async fn judge(
                     format!("{} {t} events, expected {n}", count(t)),
                 ));
             }
+        }
+        // No void in these flows: the hold is what is authorized and not captured.
+        let hold = held.get(id).copied().unwrap_or(0);
+        if hold != s.amount - s.captured {
+            violations.push(violation(
+                format!("payment {id}"),
+                format!(
+                    "the ledger holds {hold}, the payment says {} − {}",
+                    s.amount, s.captured
+                ),
+            ));
         }
         let net = payable.get(id).copied().unwrap_or(0);
         if net != s.captured - s.refunded {
