@@ -1,8 +1,10 @@
 //! Supervised child processes.
 //!
-//! Test instances must not outlive the test binary, even when it is killed: they are spawned with
-//! `PR_SET_PDEATHSIG`. Linux sends that signal when the *thread* that forked the child exits, so every tied
-//! child is forked from one spawner thread that lives as long as the process.
+//! Test instances must not outlive the test binary, even when it is killed: on Linux they are spawned
+//! with `PR_SET_PDEATHSIG`. Linux sends that signal when the *thread* that forked the child exits, so every
+//! tied child is forked from one spawner thread that lives as long as the process. Other systems (macOS,
+//! where payctl runs the Docker runtime) have no such signal: there a tied child is stopped by its
+//! `Drop` only, and one left by a killed test binary must be stopped by hand.
 
 use anyhow::{bail, Context};
 use std::fs::{File, OpenOptions};
@@ -72,15 +74,7 @@ impl Supervised {
             .stderr(log);
         let child = match lifetime {
             Lifetime::TiedToThisProcess => {
-                // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-                unsafe {
-                    command.pre_exec(|| {
-                        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                            return Err(std::io::Error::last_os_error());
-                        }
-                        Ok(())
-                    });
-                }
+                tie_to_this_process(&mut command);
                 let (reply_tx, reply_rx) = mpsc::channel();
                 spawner()
                     .lock()
@@ -231,3 +225,21 @@ pub fn wait_ready(
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Makes `command`'s process die with ours (Linux: the parent-death signal).
+#[cfg(target_os = "linux")]
+fn tie_to_this_process(command: &mut Command) {
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// No parent-death signal outside Linux: the child is stopped by `Drop` (see the module's doc).
+#[cfg(not(target_os = "linux"))]
+fn tie_to_this_process(_command: &mut Command) {}
