@@ -101,10 +101,7 @@ mod tests {
                 vec!["disk".to_string(), "\x1b[32mhealthy\x1b[0m".to_string()],
             ],
         );
-        let widths: Vec<usize> = t
-            .lines()
-            .map(|l| strip_ansi(l).chars().count())
-            .collect();
+        let widths: Vec<usize> = t.lines().map(|l| strip_ansi(l).chars().count()).collect();
         assert!(
             widths.iter().all(|w| *w == widths[0]),
             "rows of unequal display width {widths:?}:\n{t}"

@@ -99,8 +99,30 @@ fn doctor_reports_programs_ports_disk_and_memory_as_json() {
     let busy = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().port().to_string();
     let o = payctl(&home, &["doctor", "--json", "--redis-port", &port]);
-    assert!(o.status.success(), "{:?}", text(&o));
+    // A port held by another process is a failed check: exit 1, naming the port in one line.
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(&format!("port {port} (redis)")), "{err}");
     let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    // Every port of the stack definition, the gateway's and Prometheus' included.
+    let services: Vec<&str> = r["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["service"].as_str().unwrap())
+        .collect();
+    for s in [
+        "mariadb",
+        "redis",
+        "kafka",
+        "ingest",
+        "consumer",
+        "prometheus",
+        "gateway",
+    ] {
+        assert!(services.contains(&s), "{s} missing from {services:?}");
+    }
     let mariadb = r["programs"]
         .as_array()
         .unwrap()
