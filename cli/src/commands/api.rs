@@ -99,25 +99,54 @@ pub fn print_payment(p: &Value) {
     );
 }
 
-pub async fn authorize(home: &Path, a: AuthorizeArgs) -> anyhow::Result<ExitCode> {
-    let api = &Api::new(home, &a.target)?;
-    let key = a
-        .idempotency_key
-        .unwrap_or_else(|| format!("payctl-{}", uuid::Uuid::new_v4()));
-    let p = api
-        .post(
-            "/payments/authorize",
-            json!({"amount": a.amount, "currency": a.currency}),
-            Some(&key),
+/// A fresh idempotency key, when the caller gave none.
+fn key_or_new(key: Option<String>) -> String {
+    key.unwrap_or_else(|| format!("payctl-{}", uuid::Uuid::new_v4()))
+}
+
+/// The API's answer with the idempotency key sent and whether the answer is a replay, so that a script
+/// reading `--json` can retry with the same key.
+pub fn with_idempotency(mut p: Value, key: &str, replayed: bool) -> Value {
+    if let Value::Object(m) = &mut p {
+        m.insert("idempotencyKey".into(), json!(key));
+        m.insert("replayed".into(), json!(replayed));
+    }
+    p
+}
+
+/// The line on stderr under a table: the key to retry with, and whether this answer is a replay.
+pub fn idempotency_line(key: &str, replayed: bool) -> String {
+    if replayed {
+        format!(
+            "idempotency key: {key} (replayed: the first answer for this key, nothing done again)"
         )
-        .await?;
-    if a.json {
-        output::json(&p)?;
+    } else {
+        format!("idempotency key: {key}")
+    }
+}
+
+/// Prints a write's answer: JSON with its idempotency, or a table and the key on stderr.
+fn print_write(p: Value, key: &str, replayed: bool, json: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        output::json(&with_idempotency(p, key, replayed))?;
         return Ok(ExitCode::SUCCESS);
     }
     print_payment(&p);
-    eprintln!("idempotency key: {key}");
+    eprintln!("{}", idempotency_line(key, replayed));
     Ok(ExitCode::SUCCESS)
+}
+
+pub async fn authorize(home: &Path, a: AuthorizeArgs) -> anyhow::Result<ExitCode> {
+    let api = &Api::new(home, &a.target)?;
+    let key = key_or_new(a.idempotency_key);
+    let (p, replayed) = api
+        .post_idempotent(
+            "/payments/authorize",
+            json!({"amount": a.amount, "currency": a.currency}),
+            &key,
+        )
+        .await?;
+    print_write(p, &key, replayed, a.json)
 }
 
 pub async fn change(home: &Path, verb: &str, a: ChangeArgs) -> anyhow::Result<ExitCode> {
@@ -129,19 +158,11 @@ pub async fn change(home: &Path, verb: &str, a: ChangeArgs) -> anyhow::Result<Ex
     if let Some(reason) = &a.reason {
         body["reason"] = json!(reason);
     }
-    let p = api
-        .post(
-            &format!("/payments/{verb}/{}", a.id),
-            body,
-            a.idempotency_key.as_deref(),
-        )
+    let key = key_or_new(a.idempotency_key);
+    let (p, replayed) = api
+        .post_idempotent(&format!("/payments/{verb}/{}", a.id), body, &key)
         .await?;
-    if a.json {
-        output::json(&p)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    print_payment(&p);
-    Ok(ExitCode::SUCCESS)
+    print_write(p, &key, replayed, a.json)
 }
 
 pub async fn get(home: &Path, a: GetArgs) -> anyhow::Result<ExitCode> {
@@ -187,9 +208,19 @@ pub async fn list(home: &Path, a: ListArgs) -> anyhow::Result<ExitCode> {
         )
     );
     if let Some(next) = page["nextCursor"].as_str() {
-        eprintln!("more: payctl list --starting-after {next}");
+        eprintln!("more: {}", next_page(&a, next));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The command for the page after this one: the same filters and page size, from `next`.
+pub fn next_page(a: &ListArgs, next: &str) -> String {
+    let mut c = format!("payctl list --limit {}", a.limit);
+    if let Some(s) = &a.status {
+        c.push_str(&format!(" --status {s}"));
+    }
+    c.push_str(&format!(" --starting-after {next}"));
+    c
 }
 
 pub async fn ledger(home: &Path, a: GetArgs) -> anyhow::Result<ExitCode> {
@@ -226,4 +257,47 @@ pub async fn ledger(home: &Path, a: GetArgs) -> anyhow::Result<ExitCode> {
         }
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct List {
+        #[command(flatten)]
+        a: ListArgs,
+    }
+
+    #[test]
+    fn the_next_page_keeps_the_filters_and_the_page_size() {
+        let l = List::parse_from(["list", "--limit", "1", "--status", "CAPTURED"]);
+        assert_eq!(
+            next_page(&l.a, "pay_9"),
+            "payctl list --limit 1 --status CAPTURED --starting-after pay_9"
+        );
+        let l = List::parse_from(["list"]);
+        assert_eq!(
+            next_page(&l.a, "pay_9"),
+            "payctl list --limit 20 --starting-after pay_9"
+        );
+    }
+
+    #[test]
+    fn json_of_a_write_carries_its_idempotency_key_and_whether_it_is_a_replay() {
+        let p = with_idempotency(json!({"paymentId": "pay_1"}), "k-1", true);
+        assert_eq!(p["paymentId"], "pay_1");
+        assert_eq!(p["idempotencyKey"], "k-1");
+        assert_eq!(p["replayed"], true);
+        let p = with_idempotency(json!({"paymentId": "pay_1"}), "k-2", false);
+        assert_eq!(p["replayed"], false);
+    }
+
+    #[test]
+    fn a_replay_is_marked_under_the_table() {
+        assert!(idempotency_line("k-1", true).contains("replayed"));
+        assert!(!idempotency_line("k-1", false).contains("replayed"));
+        assert!(idempotency_line("k-1", false).contains("k-1"));
+    }
 }
