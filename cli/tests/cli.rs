@@ -84,6 +84,38 @@ fn usage_errors_exit_2_and_help_teaches_with_examples() {
 }
 
 #[test]
+fn usage_mistakes_exit_2_in_one_line_before_any_network() {
+    let home = temp_home("usage2");
+    for args in [
+        &["logs", "foo"][..],
+        &["list", "--status", "refunded"],
+        &["list", "--limit", "0"],
+        &["list", "--limit", "101"],
+        &["authorize", "--amount", "0"],
+        &["authorize", "--amount", "-5"],
+        &["capture", "pay_1", "--amount", "0"],
+        &["load", "--duration", "abc"],
+        &["void", "pay_1", "--amount", "5"],
+        &["capture", "pay_1", "--reason", "why"],
+    ] {
+        let o = payctl(&home, args);
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("error: "), "{args:?}: {err}");
+        assert!(!err.contains("k6"), "{args:?} ran k6: {err}");
+    }
+    let (_, err) = text(&payctl(&home, &["authorize", "--amount", "-5"]));
+    assert!(err.contains("amount must be ≥ 1"), "{err}");
+    let (out, _) = text(&payctl(&home, &["--help"]));
+    assert!(
+        out.contains("Exit codes:") && out.contains("2  usage error"),
+        "{out}"
+    );
+}
+
+#[test]
 fn completions_are_printed_for_each_shell() {
     let home = temp_home("completions");
     for shell in ["bash", "zsh", "fish"] {

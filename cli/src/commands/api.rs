@@ -10,10 +10,30 @@ use serde_json::{json, Value};
 use std::path::Path;
 use std::process::ExitCode;
 
+/// An amount in minor units: a whole number ≥ 1.
+pub fn amount(s: &str) -> Result<i64, String> {
+    match s.parse::<i64>() {
+        Ok(n) if n >= 1 => Ok(n),
+        Ok(n) => Err(format!("amount must be ≥ 1 (minor units), not {n}")),
+        Err(_) => Err(format!(
+            "amount must be a whole number ≥ 1 (minor units), not {s:?}"
+        )),
+    }
+}
+
+/// The statuses a payment can be in, as the API spells them.
+pub const STATUSES: [&str; 5] = [
+    "AUTHORIZED",
+    "CAPTURED",
+    "PARTIALLY_REFUNDED",
+    "REFUNDED",
+    "VOIDED",
+];
+
 #[derive(Debug, Args)]
 pub struct AuthorizeArgs {
-    /// Amount in minor units (KRW has none: 50000 is ₩50,000).
-    #[arg(long)]
+    /// Amount in minor units (KRW has none: 50000 is ₩50,000); at least 1.
+    #[arg(long, value_parser = amount, allow_hyphen_values = true)]
     pub amount: i64,
     /// ISO-4217 currency.
     #[arg(long, default_value = "KRW")]
@@ -27,22 +47,105 @@ pub struct AuthorizeArgs {
     pub target: Target,
 }
 
-#[derive(Debug, Args)]
+/// A capture, refund or void, whichever subcommand's arguments it came from.
+#[derive(Debug)]
 pub struct ChangeArgs {
+    pub id: String,
+    pub amount: Option<i64>,
+    pub reason: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub json: bool,
+    pub target: Target,
+}
+
+#[derive(Debug, Args)]
+pub struct CaptureArgs {
     /// Payment id.
     pub id: String,
-    /// Partial amount (minor units); all that remains when absent.
-    #[arg(long)]
+    /// Partial amount (minor units, ≥ 1); all that remains when absent.
+    #[arg(long, value_parser = amount, allow_hyphen_values = true)]
     pub amount: Option<i64>,
-    /// Reason (refund, void).
-    #[arg(long)]
-    pub reason: Option<String>,
+    /// Idempotency key; a fresh one is generated when absent.
     #[arg(long)]
     pub idempotency_key: Option<String>,
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
     pub target: Target,
+}
+
+#[derive(Debug, Args)]
+pub struct RefundArgs {
+    /// Payment id.
+    pub id: String,
+    /// Partial amount (minor units, ≥ 1); all that was captured and not yet refunded when absent.
+    #[arg(long, value_parser = amount, allow_hyphen_values = true)]
+    pub amount: Option<i64>,
+    /// Reason.
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Idempotency key; a fresh one is generated when absent.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+#[derive(Debug, Args)]
+pub struct VoidArgs {
+    /// Payment id.
+    pub id: String,
+    /// Reason.
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Idempotency key; a fresh one is generated when absent.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+impl From<CaptureArgs> for ChangeArgs {
+    fn from(a: CaptureArgs) -> Self {
+        Self {
+            id: a.id,
+            amount: a.amount,
+            reason: None,
+            idempotency_key: a.idempotency_key,
+            json: a.json,
+            target: a.target,
+        }
+    }
+}
+
+impl From<RefundArgs> for ChangeArgs {
+    fn from(a: RefundArgs) -> Self {
+        Self {
+            id: a.id,
+            amount: a.amount,
+            reason: a.reason,
+            idempotency_key: a.idempotency_key,
+            json: a.json,
+            target: a.target,
+        }
+    }
+}
+
+impl From<VoidArgs> for ChangeArgs {
+    fn from(a: VoidArgs) -> Self {
+        Self {
+            id: a.id,
+            amount: None,
+            reason: a.reason,
+            idempotency_key: a.idempotency_key,
+            json: a.json,
+            target: a.target,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -58,10 +161,10 @@ pub struct GetArgs {
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// Page size (1–100).
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub limit: u32,
-    /// Only payments in this status (AUTHORIZED, CAPTURED, PARTIALLY_REFUNDED, REFUNDED, VOIDED).
-    #[arg(long)]
+    /// Only payments in this status.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(STATUSES))]
     pub status: Option<String>,
     /// Cursor: the nextCursor of the previous page.
     #[arg(long)]
@@ -149,7 +252,8 @@ pub async fn authorize(home: &Path, a: AuthorizeArgs) -> anyhow::Result<ExitCode
     print_write(p, &key, replayed, a.json)
 }
 
-pub async fn change(home: &Path, verb: &str, a: ChangeArgs) -> anyhow::Result<ExitCode> {
+pub async fn change(home: &Path, verb: &str, a: impl Into<ChangeArgs>) -> anyhow::Result<ExitCode> {
+    let a: ChangeArgs = a.into();
     let api = &Api::new(home, &a.target)?;
     let mut body = json!({});
     if let Some(amount) = a.amount {
@@ -292,6 +396,14 @@ mod tests {
         assert_eq!(p["replayed"], true);
         let p = with_idempotency(json!({"paymentId": "pay_1"}), "k-2", false);
         assert_eq!(p["replayed"], false);
+    }
+
+    #[test]
+    fn amounts_are_whole_numbers_of_at_least_one() {
+        assert_eq!(amount("1"), Ok(1));
+        assert!(amount("0").unwrap_err().contains("≥ 1"));
+        assert!(amount("-5").unwrap_err().contains("≥ 1"));
+        assert!(amount("ten").is_err());
     }
 
     #[test]
