@@ -33,7 +33,13 @@ use std::process::ExitCode;
   payctl cb test                          stop Kafka, prove payments go on and nothing is lost
   payctl dlq inject invalid-json          send poison; then `payctl dlq tail` shows it dead-lettered
   payctl logs ingest -f                   follow the API's log
-  payctl down --volumes                   stop everything and delete its data"
+  payctl down --volumes                   stop everything and delete its data
+
+Exit codes:
+  0  success
+  1  failure: an API error, a failed check, a violation
+  2  usage error: an unknown argument or a value out of range
+  3  `payctl status` found a service that is not healthy"
 )]
 struct Cli {
     /// Where the native stack keeps its data, logs, pid files and dev secrets.
@@ -51,7 +57,20 @@ async fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help, --version, and the help that `payctl` alone prints (exit 2) as clap prints them.
+        Err(e)
+            if !e.use_stderr()
+                || e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand =>
+        {
+            e.exit()
+        }
+        Err(e) => {
+            eprintln!("{}", one_line(&e.render().to_string()));
+            return ExitCode::from(2);
+        }
+    };
     match commands::exec(&cli.home, cli.command).await {
         Ok(code) => code,
         Err(e) => {
@@ -59,4 +78,19 @@ async fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// clap's usage error in one line: its message, the possible values and tip, without the usage block.
+fn one_line(rendered: &str) -> String {
+    let mut lines = rendered.lines().map(str::trim).filter(|l| !l.is_empty());
+    let mut out = lines.next().unwrap_or("error: usage").to_owned();
+    for l in lines {
+        if l.starts_with("Usage:") || l.starts_with("For more information") {
+            continue;
+        }
+        out.push(' ');
+        out.push_str(l);
+    }
+    out.push_str(" (see --help)");
+    out
 }

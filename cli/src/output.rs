@@ -68,3 +68,44 @@ pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The text without its ANSI escape sequences (`ESC [ … letter`).
+    fn strip_ansi(s: &str) -> String {
+        let mut out = String::new();
+        let mut chars = s.chars();
+        while let Some(c) = chars.next() {
+            if c == '\x1b' {
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn coloured_cells_keep_the_table_aligned() {
+        let t = table(
+            &["check", "ok"],
+            [
+                vec!["port 8080".to_string(), "\x1b[31m✗\x1b[0m".to_string()],
+                vec!["port 3306".to_string(), "✓".to_string()],
+                vec!["disk".to_string(), "\x1b[32mhealthy\x1b[0m".to_string()],
+            ],
+        );
+        let widths: Vec<usize> = t.lines().map(|l| strip_ansi(l).chars().count()).collect();
+        assert!(
+            widths.iter().all(|w| *w == widths[0]),
+            "rows of unequal display width {widths:?}:\n{t}"
+        );
+        assert!(t.contains("\x1b[31m✗\x1b[0m"), "the colour is kept:\n{t}");
+    }
+}

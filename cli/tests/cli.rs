@@ -84,6 +84,38 @@ fn usage_errors_exit_2_and_help_teaches_with_examples() {
 }
 
 #[test]
+fn usage_mistakes_exit_2_in_one_line_before_any_network() {
+    let home = temp_home("usage2");
+    for args in [
+        &["logs", "foo"][..],
+        &["list", "--status", "refunded"],
+        &["list", "--limit", "0"],
+        &["list", "--limit", "101"],
+        &["authorize", "--amount", "0"],
+        &["authorize", "--amount", "-5"],
+        &["capture", "pay_1", "--amount", "0"],
+        &["load", "--duration", "abc"],
+        &["void", "pay_1", "--amount", "5"],
+        &["capture", "pay_1", "--reason", "why"],
+    ] {
+        let o = payctl(&home, args);
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("error: "), "{args:?}: {err}");
+        assert!(!err.contains("k6"), "{args:?} ran k6: {err}");
+    }
+    let (_, err) = text(&payctl(&home, &["authorize", "--amount", "-5"]));
+    assert!(err.contains("amount must be ≥ 1"), "{err}");
+    let (out, _) = text(&payctl(&home, &["--help"]));
+    assert!(
+        out.contains("Exit codes:") && out.contains("2  usage error"),
+        "{out}"
+    );
+}
+
+#[test]
 fn completions_are_printed_for_each_shell() {
     let home = temp_home("completions");
     for shell in ["bash", "zsh", "fish"] {
@@ -99,8 +131,30 @@ fn doctor_reports_programs_ports_disk_and_memory_as_json() {
     let busy = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().port().to_string();
     let o = payctl(&home, &["doctor", "--json", "--redis-port", &port]);
-    assert!(o.status.success(), "{:?}", text(&o));
+    // A port held by another process is a failed check: exit 1, naming the port in one line.
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(&format!("port {port} (redis)")), "{err}");
     let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    // Every port of the stack definition, the gateway's and Prometheus' included.
+    let services: Vec<&str> = r["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["service"].as_str().unwrap())
+        .collect();
+    for s in [
+        "mariadb",
+        "redis",
+        "kafka",
+        "ingest",
+        "consumer",
+        "prometheus",
+        "gateway",
+    ] {
+        assert!(services.contains(&s), "{s} missing from {services:?}");
+    }
     let mariadb = r["programs"]
         .as_array()
         .unwrap()

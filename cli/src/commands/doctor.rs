@@ -20,14 +20,20 @@ pub async fn exec(home: &Path, a: DoctorArgs) -> anyhow::Result<ExitCode> {
     let report = report(home, &a.ports, docker::answers().await);
     if a.json {
         output::json(&report)?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(verdict(&report.failures));
     }
     println!(
         "{}",
         table(
             &["", "program", "for", "version", "install with"],
             report.programs.iter().map(|p| vec![
-                mark(p.path.is_some()),
+                if p.path.is_some() {
+                    mark(true)
+                } else if p.required && !report.docker_engine {
+                    mark(false)
+                } else {
+                    "-".into() // missing, but not needed here: no failure
+                },
                 p.name.to_owned(),
                 p.needed_for.to_owned(),
                 p.version.clone().unwrap_or_else(|| "missing".into()),
@@ -44,15 +50,8 @@ pub async fn exec(home: &Path, a: DoctorArgs) -> anyhow::Result<ExitCode> {
         table(
             &["", "service", "port", "state"],
             report.ports.iter().map(|c| vec![
-                mark(
-                    c.free
-                        || c.holder.as_deref().is_some_and(|h| h.contains("payctl")
-                            || h.contains("pay-")
-                            || h.contains("mariadbd")
-                            || h.contains("redis")
-                            || h.contains("tansu"))
-                ),
-                c.service.to_owned(),
+                mark(c.ok),
+                c.service.clone(),
                 c.port.to_string(),
                 if c.free {
                     "free".into()
@@ -83,5 +82,14 @@ pub async fn exec(home: &Path, a: DoctorArgs) -> anyhow::Result<ExitCode> {
             "no Docker engine: native runtime"
         }
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(verdict(&report.failures))
+}
+
+/// Exit 1 with the failed checks in one line on stderr, 0 when every check passed.
+fn verdict(failures: &[String]) -> ExitCode {
+    if failures.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    eprintln!("doctor: {}", failures.join("; "));
+    ExitCode::from(1)
 }

@@ -13,13 +13,39 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+/// A k6 duration: numbers with units, e.g. 30s, 2m, 1m30s, 500ms, 1h.
+pub fn k6_duration(s: &str) -> Result<String, String> {
+    let bad = || {
+        format!("{s:?} is not a duration: a number and a unit (ms, s, m, h), e.g. 30s, 2m, 1m30s")
+    };
+    let mut rest = s;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .ok_or_else(bad)?;
+        if digits == 0 || rest[..digits].parse::<f64>().is_err() {
+            return Err(bad());
+        }
+        rest = &rest[digits..];
+        let unit = ["ms", "s", "m", "h"]
+            .into_iter()
+            .find(|u| rest.starts_with(u))
+            .ok_or_else(bad)?;
+        rest = &rest[unit.len()..];
+    }
+    Ok(s.to_owned())
+}
+
 #[derive(Debug, Args)]
 pub struct LoadArgs {
     /// Target iterations (flows) per second.
     #[arg(long, default_value_t = 200)]
     pub rate: u32,
     /// Time at the target rate, after a ramp of a tenth of it (k6 duration: 30s, 2m).
-    #[arg(long, default_value = "30s")]
+    #[arg(long, default_value = "30s", value_parser = k6_duration)]
     pub duration: String,
     #[arg(long, value_enum, default_value_t = Flow::Authorize)]
     pub flow: Flow,
@@ -181,4 +207,19 @@ fn print_summary(r: &Value, flow: &str, rate: u32, took: Duration) {
         })
         .unwrap_or(false);
     println!("{} thresholds", mark(passed));
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::k6_duration;
+
+    #[test]
+    fn k6_durations_are_numbers_with_units() {
+        for ok in ["30s", "2m", "1m30s", "500ms", "1h", "1.5s"] {
+            assert_eq!(k6_duration(ok).as_deref(), Ok(ok));
+        }
+        for bad in ["abc", "", "30", "s", "30x", "-5s"] {
+            assert!(k6_duration(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 }

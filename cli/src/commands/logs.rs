@@ -9,6 +9,8 @@ use std::process::ExitCode;
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
+    /// mariadb, redis, kafka, ingest[-N], consumer, prometheus, gateway (grafana on Docker).
+    #[arg(value_parser = service)]
     service: String,
     /// Keep printing what is appended.
     #[arg(short, long)]
@@ -16,6 +18,32 @@ pub struct LogsArgs {
     /// Lines of history to show first.
     #[arg(short = 'n', long, default_value_t = 50)]
     lines: usize,
+}
+
+/// The services that have a log: those of the stack definition, `ingest-N` for the API's instances.
+const SERVICES: [&str; 8] = [
+    "mariadb",
+    "redis",
+    "kafka",
+    "ingest",
+    "consumer",
+    "prometheus",
+    "gateway",
+    "grafana",
+];
+
+fn service(s: &str) -> Result<String, String> {
+    let instance = s
+        .strip_prefix("ingest-")
+        .is_some_and(|n| n.parse::<u16>().is_ok_and(|n| n >= 2));
+    if SERVICES.contains(&s) || instance {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "no service {s:?}: one of {}, or ingest-N",
+            SERVICES.join(", ")
+        ))
+    }
 }
 
 pub async fn exec(home: &Path, a: LogsArgs) -> anyhow::Result<ExitCode> {

@@ -40,11 +40,11 @@ pub enum Command {
     /// Authorize a payment.
     Authorize(api::AuthorizeArgs),
     /// Capture all or part of an authorized payment.
-    Capture(api::ChangeArgs),
+    Capture(api::CaptureArgs),
     /// Refund all or part of what was captured.
-    Refund(api::ChangeArgs),
+    Refund(api::RefundArgs),
     /// Void (release) an uncaptured authorization.
-    Void(api::ChangeArgs),
+    Void(api::VoidArgs),
     /// Show one payment.
     Get(api::GetArgs),
     /// List payments, newest first.

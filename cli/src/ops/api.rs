@@ -76,6 +76,20 @@ impl Api {
         body: Option<Value>,
         idempotency_key: Option<&str>,
     ) -> anyhow::Result<Value> {
+        Ok(self
+            .call_replayed(method, path, body, idempotency_key)
+            .await?
+            .0)
+    }
+
+    /// Like [`Api::call`], with whether the answer is a replay (`Idempotent-Replayed: true`).
+    pub async fn call_replayed(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        idempotency_key: Option<&str>,
+    ) -> anyhow::Result<(Value, bool)> {
         let url = format!("{}{}", self.base, path);
         let mut req = self.http.request(method, &url).bearer_auth(&self.key);
         if let Some(b) = body {
@@ -91,6 +105,10 @@ impl Api {
             )
         })?;
         let status = res.status().as_u16();
+        let replayed = res
+            .headers()
+            .get("idempotent-replayed")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
         let bytes = res.bytes().await?;
         let value: Value = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| json!({"raw": String::from_utf8_lossy(&bytes)}));
@@ -119,11 +137,22 @@ impl Api {
             }
             .into());
         }
-        Ok(value)
+        Ok((value, replayed))
     }
 
     pub async fn post(&self, path: &str, body: Value, key: Option<&str>) -> anyhow::Result<Value> {
         self.call(reqwest::Method::POST, path, Some(body), key)
+            .await
+    }
+
+    /// POSTs with the Idempotency-Key `key`; the answer and whether it is a replay.
+    pub async fn post_idempotent(
+        &self,
+        path: &str,
+        body: Value,
+        key: &str,
+    ) -> anyhow::Result<(Value, bool)> {
+        self.call_replayed(reqwest::Method::POST, path, Some(body), Some(key))
             .await
     }
 

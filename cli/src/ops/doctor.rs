@@ -1,6 +1,6 @@
 //! What this machine has for the platform: programs and versions, ports, disk, memory.
 
-use crate::stack::Ports;
+use crate::stack::{plan, Ports};
 use payctl_stack::install::which;
 use payctl_stack::ports;
 use serde::Serialize;
@@ -14,14 +14,18 @@ pub struct Program {
     pub path: Option<String>,
     pub version: Option<String>,
     pub install: &'static str,
+    /// Whether the native runtime needs it (k6, chromium and docker are optional).
+    pub required: bool,
 }
 
 #[derive(Serialize)]
 pub struct PortCheck {
-    pub service: &'static str,
+    pub service: String,
     pub port: u16,
     pub free: bool,
     pub holder: Option<String>,
+    /// Free, or held by the platform itself (a running stack).
+    pub ok: bool,
 }
 
 #[derive(Serialize)]
@@ -31,6 +35,52 @@ pub struct Report {
     pub disk_free_bytes: Option<u64>,
     pub memory_available_bytes: Option<u64>,
     pub docker_engine: bool,
+    /// The failed checks, one phrase each (empty: every check passed).
+    pub failures: Vec<String>,
+}
+
+/// The programs the native runtime runs; the others only serve tests or the Docker runtime.
+const REQUIRED: &[&str] = &["mariadbd", "redis-server", "tansu", "nginx", "prometheus"];
+
+/// Whether the process `holder` ("cmd (pid N)") is one of the platform's own.
+fn ours(holder: &str) -> bool {
+    [
+        "payctl",
+        "pay-",
+        "mariadbd",
+        "redis",
+        "tansu",
+        "nginx",
+        "prometheus",
+    ]
+    .iter()
+    .any(|h| holder.contains(h))
+}
+
+/// The failed checks: a port held by another process, a required program missing (unless a Docker
+/// engine answers, which runs them instead).
+pub fn failures(programs: &[Program], ports: &[PortCheck], docker_engine: bool) -> Vec<String> {
+    let mut f: Vec<String> = ports
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| {
+            format!(
+                "port {} ({}) in use by {}",
+                c.port,
+                c.service,
+                c.holder.as_deref().unwrap_or("another process")
+            )
+        })
+        .collect();
+    if !docker_engine {
+        f.extend(
+            programs
+                .iter()
+                .filter(|p| p.required && p.path.is_none())
+                .map(|p| format!("{} missing", p.name)),
+        );
+    }
+    f
 }
 
 const PROGRAMS: &[(&str, &str, &[&str], &str)] = &[
@@ -120,32 +170,94 @@ pub fn report(home: &Path, p: &Ports, docker_engine: bool) -> Report {
                 version: path.as_deref().and_then(|p| version(p, args)),
                 path: path.map(|p| p.display().to_string()),
                 install,
+                required: REQUIRED.contains(name),
             }
         })
         .collect();
-    let ports: Vec<PortCheck> = [
-        ("mariadb", p.mariadb_port),
-        ("redis", p.redis_port),
-        ("kafka", p.kafka_port),
-        ("ingest", p.ingest_port),
-        ("consumer", p.consumer_port),
-    ]
-    .into_iter()
-    .map(|(service, port)| {
-        let holder = ports::holder(port).map(|(pid, cmd)| format!("{cmd} (pid {pid})"));
-        PortCheck {
-            service,
-            port,
-            free: !ports::is_listening(port),
-            holder,
-        }
-    })
-    .collect();
+    // Every port of the stack definition (one API instance), gateway and Prometheus included.
+    let ports: Vec<PortCheck> = plan(p, 1)
+        .into_iter()
+        .map(|svc| {
+            let port = svc.port;
+            let holder = ports::holder(port).map(|(pid, cmd)| format!("{cmd} (pid {pid})"));
+            let free = !ports::is_listening(port);
+            PortCheck {
+                service: svc.name,
+                port,
+                free,
+                ok: free || holder.as_deref().is_some_and(ours),
+                holder,
+            }
+        })
+        .collect();
+    let failures = failures(&programs, &ports, docker_engine);
     Report {
+        failures,
         programs,
         ports,
         disk_free_bytes: disk_free(home),
         memory_available_bytes: meminfo_available(),
         docker_engine,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn port(service: &str, port: u16, ok: bool, holder: Option<&str>) -> PortCheck {
+        PortCheck {
+            service: service.into(),
+            port,
+            free: ok,
+            holder: holder.map(str::to_owned),
+            ok,
+        }
+    }
+
+    fn program(name: &'static str, required: bool, present: bool) -> Program {
+        Program {
+            name,
+            needed_for: "",
+            path: present.then(|| format!("/usr/bin/{name}")),
+            version: None,
+            install: "",
+            required,
+        }
+    }
+
+    #[test]
+    fn a_port_held_by_another_process_or_a_missing_required_program_fails() {
+        let ports = [
+            port("gateway", 8080, false, Some("python3 (pid 7)")),
+            port("redis", 16379, true, None),
+        ];
+        let programs = [program("nginx", true, false), program("k6", false, false)];
+        assert_eq!(
+            failures(&programs, &ports, false),
+            [
+                "port 8080 (gateway) in use by python3 (pid 7)",
+                "nginx missing"
+            ]
+        );
+        // With a Docker engine the native programs are not needed; a busy port still is a failure.
+        assert_eq!(failures(&programs, &ports, true).len(), 1);
+        assert!(failures(&programs[1..], &ports[1..], false).is_empty());
+    }
+
+    #[test]
+    fn the_platforms_own_processes_hold_ports_without_failing() {
+        assert!(ours("pay-server (pid 9)"));
+        assert!(ours("nginx (pid 9)"));
+        assert!(!ours("python3 (pid 9)"));
+    }
+
+    #[test]
+    fn every_port_of_the_stack_definition_is_checked() {
+        let r = report(Path::new("/nonexistent"), &Ports::default(), false);
+        let checked: Vec<u16> = r.ports.iter().map(|c| c.port).collect();
+        for p in [13306, 16379, 19092, 18080, 18091, 19090, 8080] {
+            assert!(checked.contains(&p), "{p} not checked: {checked:?}");
+        }
     }
 }
