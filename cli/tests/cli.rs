@@ -976,3 +976,51 @@ fn store_in_headless_chromium_against_the_native_stack() {
         panic!("reconcile after the store run: {report}");
     }
 }
+
+/// A local HTTP server that answers every request with the store's HTML page, like the gateway at `/`;
+/// its base URL.
+fn html_server() -> String {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let body = "<!doctype html><html><body>the store</body></html>";
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    format!("http://127.0.0.1:{port}")
+}
+
+#[test]
+fn an_api_url_that_answers_html_is_an_error_not_an_empty_answer() {
+    let home = temp_home("html-api");
+    let url = html_server();
+    for args in [
+        vec!["list"],
+        vec!["list", "--json"],
+        vec!["get", "0190aaaa-0000-7000-8000-000000000000"],
+        vec!["get", "0190aaaa-0000-7000-8000-000000000000", "--json"],
+        vec!["ledger", "0190aaaa-0000-7000-8000-000000000000"],
+        vec!["ledger", "0190aaaa-0000-7000-8000-000000000000", "--json"],
+    ] {
+        let mut all = args.clone();
+        all.extend(["--api-url", &url, "--api-key", "k"]);
+        let o = payctl(&home, &all);
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {out} {err}");
+        assert!(out.is_empty(), "{args:?} printed {out}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.starts_with(&format!("error: {url}/payments"))
+                && err.contains("answered text/html (HTTP 200), not the payment API's JSON; is --api-url missing /api?"),
+            "{args:?}: {err}"
+        );
+    }
+}

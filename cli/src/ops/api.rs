@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::Args;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::fmt;
 use std::path::Path;
 use std::time::Duration;
@@ -91,9 +91,15 @@ impl Api {
             )
         })?;
         let status = res.status().as_u16();
+        let content_type = res
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
         let bytes = res.bytes().await?;
-        let value: Value = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| json!({"raw": String::from_utf8_lossy(&bytes)}));
+        let value = payment_api_json(&content_type, &bytes)
+            .ok_or_else(|| not_the_api(&url, &self.base, &content_type, status))?;
         if !(200..300).contains(&status) {
             let mut message = value["message"]
                 .as_str()
@@ -129,5 +135,64 @@ impl Api {
 
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
         self.call(reqwest::Method::GET, path, None, None).await
+    }
+}
+
+/// The body when it is the payment API's JSON (`application/json`, an object), else None: a gateway's
+/// HTML page, the store, a proxy's error are not answers of the API.
+fn payment_api_json(content_type: &str, body: &[u8]) -> Option<Value> {
+    let mime = content_type.split(';').next().unwrap_or("").trim();
+    if !mime.eq_ignore_ascii_case("application/json") {
+        return None;
+    }
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .filter(Value::is_object)
+}
+
+/// The error for an answer that is not the API's JSON, with a hint when `base` lacks `/api`.
+fn not_the_api(url: &str, base: &str, content_type: &str, status: u16) -> anyhow::Error {
+    let what = match content_type.split(';').next().map(str::trim) {
+        Some(m) if !m.is_empty() => m.to_owned(),
+        _ => "no content type".to_owned(),
+    };
+    let hint = if base.ends_with("/api") {
+        String::new()
+    } else {
+        "; is --api-url missing /api?".to_owned()
+    };
+    anyhow::anyhow!("{url} answered {what} (HTTP {status}), not the payment API's JSON{hint}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_apis_json_is_an_answer() {
+        assert!(payment_api_json("application/json", br#"{"data":[]}"#).is_some());
+        assert!(payment_api_json("application/json; charset=utf-8", b"{}").is_some());
+        assert!(payment_api_json("text/html", b"<!doctype html><html></html>").is_none());
+        assert!(payment_api_json("application/json", b"<!doctype html>").is_none());
+        assert!(payment_api_json("application/json", b"[1]").is_none());
+        assert!(payment_api_json("", b"{}").is_none());
+    }
+
+    #[test]
+    fn the_error_names_the_url_and_what_answered() {
+        let e = not_the_api(
+            "http://127.0.0.1:8080/payments",
+            "http://127.0.0.1:8080",
+            "text/html; charset=utf-8",
+            200,
+        )
+        .to_string();
+        assert_eq!(
+            e,
+            "http://127.0.0.1:8080/payments answered text/html (HTTP 200), not the payment API's JSON; is --api-url missing /api?"
+        );
+        let e = not_the_api("http://h/api/payments", "http://h/api", "", 502).to_string();
+        assert!(!e.contains("missing /api"), "{e}");
+        assert!(e.contains("no content type (HTTP 502)"), "{e}");
     }
 }
