@@ -151,7 +151,9 @@ fn up_with_no_install_names_the_exact_commands_for_what_is_missing() {
 #[test]
 fn api_commands_without_a_key_fail_in_one_line() {
     let home = temp_home("nokey");
-    let o = payctl(&home, &["authorize", "--amount", "1000"]);
+    // Something answers, so that the missing key is what stops it.
+    let url = html_server();
+    let o = payctl(&home, &["authorize", "--amount", "1000", "--api-url", &url]);
     assert_eq!(o.status.code(), Some(1));
     let (_, err) = text(&o);
     assert!(err.starts_with("error: no API key"), "{err}");
@@ -1023,4 +1025,53 @@ fn an_api_url_that_answers_html_is_an_error_not_an_empty_answer() {
             "{args:?}: {err}"
         );
     }
+}
+
+/// The one line every command gives when nothing answers on `port`.
+fn not_running_line(port: u16) -> String {
+    format!(
+        "error: the platform is not running (no answer on 127.0.0.1:{port}); start it with: payctl up"
+    )
+}
+
+/// Runs payctl and asserts it fails at once (well before any client timeout) with `line` alone.
+fn fails_fast_with(home: &Path, args: &[&str], line: &str) {
+    let started = std::time::Instant::now();
+    let o = payctl(home, args);
+    let took = started.elapsed();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{args:?}: {out} {err}");
+    assert_eq!(err.trim_end(), line, "{args:?}: {out}");
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "{args:?} took {took:?}"
+    );
+}
+
+#[test]
+fn without_a_platform_every_command_fails_at_once_in_the_same_line() {
+    let home = temp_home("not-up");
+    let (ports, flags) = free_ports();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let (mariadb, kafka, gateway) = (ports[0], ports[2], ports[5]);
+    let with = |args: &[&'static str]| [args, &flags[..]].concat();
+    fails_fast_with(&home, &with(&["reconcile"]), &not_running_line(mariadb));
+    fails_fast_with(&home, &with(&["dlq", "tail"]), &not_running_line(kafka));
+    fails_fast_with(
+        &home,
+        &with(&["dlq", "inject", "invalid-json"]),
+        &not_running_line(kafka),
+    );
+    fails_fast_with(&home, &with(&["dlq", "replay"]), &not_running_line(kafka));
+    let url = format!("http://127.0.0.1:{gateway}/api");
+    fails_fast_with(
+        &home,
+        &["list", "--api-url", &url],
+        &not_running_line(gateway),
+    );
+    fails_fast_with(
+        &home,
+        &["get", "x", "--api-url", &url, "--api-key", "k"],
+        &not_running_line(gateway),
+    );
 }

@@ -1,6 +1,7 @@
 //! The payment API's client: where the API is, which key to use, and its errors in their
 //! `{code, message}` shape.
 
+use crate::stack::health::require_running;
 use anyhow::Context;
 use clap::Args;
 use serde_json::Value;
@@ -48,6 +49,9 @@ pub struct Api {
 
 impl Api {
     pub fn new(home: &Path, target: &Target) -> anyhow::Result<Self> {
+        if let Some(port) = local_port(&target.api_url) {
+            require_running(port)?;
+        }
         let key = match &target.api_key {
             Some(k) => k.clone(),
             None => std::fs::read_to_string(home.join("secrets/dev-merchant.key"))
@@ -138,6 +142,18 @@ impl Api {
     }
 }
 
+/// The port of `url` when it is on this machine (where `payctl up` runs the platform).
+fn local_port(url: &str) -> Option<u16> {
+    let url = reqwest::Url::parse(url).ok()?;
+    let local = match url.host_str()? {
+        "localhost" | "[::1]" => true,
+        ip => ip
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+    };
+    local.then(|| url.port_or_known_default()).flatten()
+}
+
 /// The body when it is the payment API's JSON (`application/json`, an object), else None: a gateway's
 /// HTML page, the store, a proxy's error are not answers of the API.
 fn payment_api_json(content_type: &str, body: &[u8]) -> Option<Value> {
@@ -167,6 +183,15 @@ fn not_the_api(url: &str, base: &str, content_type: &str, status: u16) -> anyhow
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_platform_is_probed_only_on_this_machine() {
+        assert_eq!(local_port("http://127.0.0.1:8080/api"), Some(8080));
+        assert_eq!(local_port("http://localhost/api"), Some(80));
+        assert_eq!(local_port("http://[::1]:9/api"), Some(9));
+        assert_eq!(local_port("https://pay.example.com/api"), None);
+        assert_eq!(local_port("not a url"), None);
+    }
 
     #[test]
     fn only_the_apis_json_is_an_answer() {
