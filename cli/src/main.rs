@@ -36,9 +36,11 @@ use std::process::ExitCode;
   payctl down --volumes                   stop everything and delete its data"
 )]
 struct Cli {
-    /// Where the native stack keeps its data, logs, pid files and dev secrets.
-    #[arg(long, global = true, env = "PAYCTL_HOME", default_value = ".payctl")]
-    home: PathBuf,
+    /// Where the native stack keeps its data, logs, pid files and dev secrets [default: the nearest
+    /// .payctl/ from here up to the project's root (the folder with the workspace's Cargo.toml), else
+    /// .payctl there, else ./.payctl]
+    #[arg(long, global = true, env = "PAYCTL_HOME")]
+    home: Option<PathBuf>,
 
     #[command(subcommand)]
     command: commands::Command,
@@ -52,7 +54,14 @@ async fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
-    match commands::exec(&cli.home, cli.command).await {
+    let home = match cli.home {
+        Some(home) => home,
+        None => match std::env::current_dir() {
+            Ok(here) => stack::find_home(&here),
+            Err(_) => PathBuf::from(".payctl"),
+        },
+    };
+    match commands::exec(&home, cli.command).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

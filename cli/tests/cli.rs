@@ -1075,3 +1075,44 @@ fn without_a_platform_every_command_fails_at_once_in_the_same_line() {
         &not_running_line(gateway),
     );
 }
+
+#[test]
+fn from_a_subfolder_payctl_finds_the_projects_home() {
+    let project = temp_home("subfolder-project");
+    let sub = project.join("cli/src");
+    std::fs::create_dir_all(&sub).unwrap();
+    std::fs::create_dir_all(project.join(".payctl")).unwrap();
+    std::fs::write(project.join("Cargo.toml"), "[workspace]\nmembers = []\n").unwrap();
+    // Something answers, so that the home's missing key is what the error names.
+    let url = html_server();
+    let o = Command::new(env!("CARGO_BIN_EXE_payctl"))
+        .current_dir(&sub)
+        .args(["list", "--api-url", &url])
+        .env_remove("PAYCTL_HOME")
+        .env_remove("PAYCTL_API_KEY")
+        .env_remove("PAYCTL_API_URL")
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let key = project.join(".payctl/secrets/dev-merchant.key");
+    assert!(
+        err.contains(&format!("(which writes {})", key.display())),
+        "{err}"
+    );
+    // --home still wins.
+    let o = Command::new(env!("CARGO_BIN_EXE_payctl"))
+        .current_dir(&sub)
+        .args(["--home", "elsewhere", "list", "--api-url", &url])
+        .env_remove("PAYCTL_HOME")
+        .env_remove("PAYCTL_API_KEY")
+        .output()
+        .unwrap();
+    assert!(
+        text(&o)
+            .1
+            .contains("(which writes elsewhere/secrets/dev-merchant.key)"),
+        "{:?}",
+        text(&o)
+    );
+}

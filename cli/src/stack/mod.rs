@@ -161,6 +161,24 @@ pub fn depends_on(svc: &Svc, stack: &[Svc]) -> Vec<String> {
     names
 }
 
+/// The state directory for a command run in `here`, found as cargo finds `Cargo.toml`: walking up,
+/// the first folder with a `.payctl/`; the project's root (a `Cargo.toml` with `[workspace]`) ends
+/// the walk, its `.payctl` being the one `up` creates. Outside a project: `here/.payctl`.
+pub fn find_home(here: &Path) -> PathBuf {
+    for dir in here.ancestors() {
+        let home = dir.join(".payctl");
+        if home.is_dir() {
+            return home;
+        }
+        let is_root = std::fs::read_to_string(dir.join("Cargo.toml"))
+            .is_ok_and(|t| t.lines().any(|l| l.trim() == "[workspace]"));
+        if is_root {
+            return home;
+        }
+    }
+    here.join(".payctl")
+}
+
 /// Where `up` saves the plan it ran, for the commands that follow.
 pub fn saved_file(home: &Path) -> PathBuf {
     home.join("stack.json")
@@ -332,6 +350,31 @@ mod tests {
             let arg = cmd.get_arguments().find(|a| a.get_id() == flag).unwrap();
             assert_eq!(arg.get_default_values(), [port.to_string()], "{flag}");
         }
+    }
+
+    #[test]
+    fn the_home_is_found_from_a_subfolder_as_cargo_finds_its_manifest() {
+        let root = std::env::temp_dir().join(format!("payctl-find-home-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let project = root.join("project");
+        let sub = project.join("cli/src");
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::write(project.join("Cargo.toml"), "[workspace]\nmembers = []\n").unwrap();
+        std::fs::write(project.join("cli/Cargo.toml"), "[package]\nname = \"x\"\n").unwrap();
+        // None yet: the project root's, for `up` to create.
+        assert_eq!(find_home(&sub), project.join(".payctl"));
+        assert_eq!(find_home(&project), project.join(".payctl"));
+        // A .payctl above the project is not the project's.
+        std::fs::create_dir_all(root.join(".payctl")).unwrap();
+        assert_eq!(find_home(&sub), project.join(".payctl"));
+        // The nearest existing one wins.
+        std::fs::create_dir_all(project.join("cli/.payctl")).unwrap();
+        assert_eq!(find_home(&sub), project.join("cli/.payctl"));
+        // Outside any project: above, else here.
+        let elsewhere = root.join("elsewhere/deep");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        assert_eq!(find_home(&elsewhere), root.join(".payctl"));
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]
