@@ -14,7 +14,7 @@ mod output;
 mod runtime;
 mod stack;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -54,18 +54,105 @@ async fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
-    let home = match cli.home {
-        Some(home) => home,
+    let home = match &cli.home {
+        Some(home) => home.clone(),
         None => match std::env::current_dir() {
             Ok(here) => stack::find_home(&here),
             Err(_) => PathBuf::from(".payctl"),
         },
+    };
+    // One configuration per project: a port flag (or PAYCTL_*_PORT, --api-url) not given means the
+    // port of the stack `up` saved, for every command; one given wins.
+    let cli = match stack::saved(&home) {
+        Some(saved) => {
+            let ports = stack::Ports::default().of(&saved);
+            let cmd = with_defaults(Cli::command(), &defaults_of(&ports));
+            match Cli::from_arg_matches(&cmd.get_matches()) {
+                Ok(cli) => cli,
+                Err(e) => e.exit(),
+            }
+        }
+        None => cli,
     };
     match commands::exec(&home, cli.command).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// The defaults of the port flags and of --api-url for a stack on `ports`, by argument id.
+fn defaults_of(ports: &stack::Ports) -> Vec<(&'static str, String)> {
+    vec![
+        ("mariadb_port", ports.mariadb_port.to_string()),
+        ("redis_port", ports.redis_port.to_string()),
+        ("kafka_port", ports.kafka_port.to_string()),
+        ("ingest_port", ports.ingest_port.to_string()),
+        ("consumer_port", ports.consumer_port.to_string()),
+        ("prometheus_port", ports.prometheus_port.to_string()),
+        ("gateway_port", ports.gateway_port.to_string()),
+        ("grafana_port", ports.grafana_port.to_string()),
+        (
+            "api_url",
+            format!("http://127.0.0.1:{}/api", ports.gateway_port),
+        ),
+    ]
+}
+
+/// `cmd` and all its subcommands with these defaults for the arguments of these ids.
+fn with_defaults(cmd: clap::Command, defaults: &[(&'static str, String)]) -> clap::Command {
+    cmd.mut_args(|arg| {
+        match defaults.iter().find(|(id, _)| arg.get_id() == *id) {
+            // Leaked once per run: clap keeps defaults for the life of the program.
+            Some((_, value)) => arg.default_value(&*Box::leak(value.clone().into_boxed_str())),
+            None => arg,
+        }
+    })
+    .mut_subcommands(|sub| with_defaults(sub, defaults))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_not_given_take_the_saved_stacks_ports_and_given_ones_win() {
+        let saved = stack::Ports {
+            kafka_port: 29092,
+            gateway_port: 28080,
+            mariadb_port: 23306,
+            ..stack::Ports::default()
+        };
+        // What the command was parsed to, as its Debug shows it.
+        let parsed = |args: &[&str]| {
+            let m = with_defaults(Cli::command(), &defaults_of(&saved))
+                .try_get_matches_from(args)
+                .unwrap();
+            format!("{:?}", Cli::from_arg_matches(&m).unwrap().command)
+        };
+        for (args, expected) in [
+            (&["payctl", "reconcile"][..], "mariadb_port: 23306"),
+            (&["payctl", "dlq", "tail"], "kafka_port: 29092"),
+            (
+                &["payctl", "dlq", "tail", "--kafka-port", "1234"],
+                "kafka_port: 1234",
+            ),
+            (&["payctl", "list"], "\"http://127.0.0.1:28080/api\""),
+            (
+                &["payctl", "list", "--api-url", "http://h/api"],
+                "\"http://h/api\"",
+            ),
+            (&["payctl", "status"], "gateway_port: 28080"),
+            (
+                &["payctl", "status", "--gateway-port", "9999"],
+                "gateway_port: 9999",
+            ),
+            (&["payctl", "status"], "redis_port: 16379"),
+        ] {
+            let c = parsed(args);
+            assert!(c.contains(expected), "{args:?}: {c}");
         }
     }
 }

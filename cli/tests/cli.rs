@@ -1116,3 +1116,70 @@ fn from_a_subfolder_payctl_finds_the_projects_home() {
         text(&o)
     );
 }
+
+/// Saves a plan as `payctl up` does (`stack.json`: the services in start order with their ports).
+fn save_plan_as_up_would(home: &Path, ports: &[(&str, &str, u16)]) {
+    let stack: Vec<Value> = ports
+        .iter()
+        .map(|(name, kind, port)| serde_json::json!({"name": name, "kind": kind, "port": port}))
+        .collect();
+    std::fs::create_dir_all(home).unwrap();
+    std::fs::write(
+        home.join("stack.json"),
+        serde_json::to_vec_pretty(&stack).unwrap(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn commands_use_the_saved_stacks_ports_unless_a_flag_says_otherwise() {
+    let home = temp_home("saved-ports");
+    let (p, _) = free_ports();
+    let (mariadb, kafka, gateway, other) = (p[0], p[2], p[5], p[6]);
+    save_plan_as_up_would(
+        &home,
+        &[
+            ("mariadb", "MariaDb", mariadb),
+            ("redis", "Redis", p[1]),
+            ("kafka", "Kafka", kafka),
+            ("ingest", "Ingest", p[3]),
+            ("consumer", "Consumer", p[4]),
+            ("prometheus", "Prometheus", other),
+            ("gateway", "Gateway", gateway),
+        ],
+    );
+    fails_fast_with(&home, &["reconcile"], &not_running_line(mariadb));
+    fails_fast_with(&home, &["dlq", "tail"], &not_running_line(kafka));
+    fails_fast_with(
+        &home,
+        &["dlq", "inject", "bad-version"],
+        &not_running_line(kafka),
+    );
+    fails_fast_with(&home, &["list"], &not_running_line(gateway));
+    // An explicit flag wins.
+    let flag = other.to_string();
+    fails_fast_with(
+        &home,
+        &["dlq", "tail", "--kafka-port", &flag],
+        &not_running_line(other),
+    );
+    // status shows the saved ports, or the one a flag gives.
+    let gateway_address = |args: &[&str]| {
+        let o = payctl(&home, args);
+        let rows: Value = serde_json::from_slice(&o.stdout).unwrap();
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["service"] == "gateway")
+            .map(|r| r["address"].as_str().unwrap().to_owned())
+            .unwrap()
+    };
+    assert_eq!(
+        gateway_address(&["status", "--json"]),
+        format!("127.0.0.1:{gateway}")
+    );
+    assert_eq!(
+        gateway_address(&["status", "--json", "--gateway-port", &flag]),
+        format!("127.0.0.1:{other}")
+    );
+}
