@@ -1063,6 +1063,8 @@ fn without_a_platform_every_command_fails_at_once_in_the_same_line() {
         &not_running_line(kafka),
     );
     fails_fast_with(&home, &with(&["dlq", "replay"]), &not_running_line(kafka));
+    fails_fast_with(&home, &with(&["load"]), &not_running_line(mariadb));
+    fails_fast_with(&home, &with(&["bench"]), &not_running_line(mariadb));
     let url = format!("http://127.0.0.1:{gateway}/api");
     fails_fast_with(
         &home,

@@ -49,9 +49,7 @@ pub struct Api {
 
 impl Api {
     pub fn new(home: &Path, target: &Target) -> anyhow::Result<Self> {
-        if let Some(port) = local_port(&target.api_url) {
-            require_running(port)?;
-        }
+        require_api(&target.api_url)?;
         let key = match &target.api_key {
             Some(k) => k.clone(),
             None => std::fs::read_to_string(home.join("secrets/dev-merchant.key"))
@@ -142,8 +140,17 @@ impl Api {
     }
 }
 
+/// Fails at once, as every command does, when the API at `url` is on this machine and nothing
+/// answers there.
+pub fn require_api(url: &str) -> anyhow::Result<()> {
+    match local_port(url) {
+        Some(port) => require_running(port),
+        None => Ok(()),
+    }
+}
+
 /// The port of `url` when it is on this machine (where `payctl up` runs the platform).
-fn local_port(url: &str) -> Option<u16> {
+pub fn local_port(url: &str) -> Option<u16> {
     let url = reqwest::Url::parse(url).ok()?;
     let local = match url.host_str()? {
         "localhost" | "[::1]" => true,
