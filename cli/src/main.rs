@@ -53,26 +53,25 @@ async fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let cli = Cli::parse();
-    let home = match &cli.home {
-        Some(home) => home.clone(),
+    let home = match given_home(&std::env::args_os().collect::<Vec<_>>()) {
+        Some(home) => home,
         None => match std::env::current_dir() {
             Ok(here) => stack::find_home(&here),
             Err(_) => PathBuf::from(".payctl"),
         },
     };
     // One configuration per project: a port flag (or PAYCTL_*_PORT, --api-url) not given means the
-    // port of the stack `up` saved, for every command; one given wins.
-    let cli = match stack::saved(&home) {
-        Some(saved) => {
-            let ports = stack::Ports::default().of(&saved);
-            let cmd = with_defaults(Cli::command(), &defaults_of(&ports));
-            match Cli::from_arg_matches(&cmd.get_matches()) {
-                Ok(cli) => cli,
-                Err(e) => e.exit(),
-            }
-        }
-        None => cli,
+    // port of the stack `up` saved, for every command (and in its --help); one given wins.
+    let cmd = match stack::saved(&home) {
+        Some(saved) => with_defaults(
+            Cli::command(),
+            &defaults_of(&stack::Ports::default().of(&saved)),
+        ),
+        None => Cli::command(),
+    };
+    let cli = match Cli::from_arg_matches(&cmd.get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
     };
     match commands::exec(&home, cli.command).await {
         Ok(code) => code,
@@ -81,6 +80,33 @@ async fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The --home (or PAYCTL_HOME) of a command line, read before it is parsed for real: which saved
+/// stack gives the defaults depends on it. Clap reads it, leniently; for --help, which clap answers
+/// first, the command line is scanned.
+fn given_home(args: &[std::ffi::OsString]) -> Option<PathBuf> {
+    if let Ok(m) = Cli::command()
+        .ignore_errors(true)
+        .try_get_matches_from(args)
+    {
+        return m.get_one::<PathBuf>("home").cloned();
+    }
+    let mut args = args.iter().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--" {
+            break;
+        }
+        if arg == "--home" {
+            return args.next().map(PathBuf::from);
+        }
+        if let Some(home) = arg.to_str().and_then(|a| a.strip_prefix("--home=")) {
+            return Some(PathBuf::from(home));
+        }
+    }
+    std::env::var_os("PAYCTL_HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
 }
 
 /// The defaults of the port flags and of --api-url for a stack on `ports`, by argument id.
@@ -116,6 +142,30 @@ fn with_defaults(cmd: clap::Command, defaults: &[(&'static str, String)]) -> cla
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_home_is_read_before_parsing_even_for_help() {
+        let home = |args: &[&str]| given_home(&args.iter().map(Into::into).collect::<Vec<_>>());
+        assert_eq!(home(&["payctl", "--home", "a", "status"]), Some("a".into()));
+        assert_eq!(
+            home(&["payctl", "status", "--home", "b", "--json"]),
+            Some("b".into())
+        );
+        assert_eq!(
+            home(&["payctl", "--home", "c", "dlq", "tail", "--help"]),
+            Some("c".into())
+        );
+        assert_eq!(
+            home(&["payctl", "--home=d", "status", "-h"]),
+            Some("d".into())
+        );
+        assert_eq!(
+            home(&["payctl", "get", "--", "--home", "e"]).as_deref(),
+            std::env::var_os("PAYCTL_HOME")
+                .as_deref()
+                .map(std::path::Path::new)
+        );
+    }
 
     #[test]
     fn flags_not_given_take_the_saved_stacks_ports_and_given_ones_win() {

@@ -1185,3 +1185,22 @@ fn commands_use_the_saved_stacks_ports_unless_a_flag_says_otherwise() {
         format!("127.0.0.1:{other}")
     );
 }
+
+#[test]
+fn help_shows_the_saved_stacks_ports_as_the_defaults() {
+    let home = temp_home("saved-help");
+    save_plan_as_up_would(
+        &home,
+        &[("kafka", "Kafka", 29092), ("gateway", "Gateway", 28080)],
+    );
+    let o = payctl(&home, &["dlq", "tail", "--help"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(out.contains("[default: 29092]"), "{out}");
+    let o = payctl(&home, &["list", "--help"]);
+    assert!(
+        text(&o).0.contains("[default: http://127.0.0.1:28080/api]"),
+        "{:?}",
+        text(&o)
+    );
+}
