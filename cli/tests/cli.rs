@@ -205,7 +205,9 @@ fn up_with_no_install_names_the_exact_commands_for_what_is_missing() {
 #[test]
 fn api_commands_without_a_key_fail_in_one_line() {
     let home = temp_home("nokey");
-    let o = payctl(&home, &["authorize", "--amount", "1000"]);
+    // Something answers, so that the missing key is what stops it.
+    let url = html_server();
+    let o = payctl(&home, &["authorize", "--amount", "1000", "--api-url", &url]);
     assert_eq!(o.status.code(), Some(1));
     let (_, err) = text(&o);
     assert!(err.starts_with("error: no API key"), "{err}");
@@ -1029,4 +1031,230 @@ fn store_in_headless_chromium_against_the_native_stack() {
     if let Err(report) = stack.reconciled_within(std::time::Duration::from_secs(10)) {
         panic!("reconcile after the store run: {report}");
     }
+}
+
+/// A local HTTP server that answers every request with the store's HTML page, like the gateway at `/`;
+/// its base URL.
+fn html_server() -> String {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let body = "<!doctype html><html><body>the store</body></html>";
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    format!("http://127.0.0.1:{port}")
+}
+
+#[test]
+fn an_api_url_that_answers_html_is_an_error_not_an_empty_answer() {
+    let home = temp_home("html-api");
+    let url = html_server();
+    for args in [
+        vec!["list"],
+        vec!["list", "--json"],
+        vec!["get", "0190aaaa-0000-7000-8000-000000000000"],
+        vec!["get", "0190aaaa-0000-7000-8000-000000000000", "--json"],
+        vec!["ledger", "0190aaaa-0000-7000-8000-000000000000"],
+        vec!["ledger", "0190aaaa-0000-7000-8000-000000000000", "--json"],
+    ] {
+        let mut all = args.clone();
+        all.extend(["--api-url", &url, "--api-key", "k"]);
+        let o = payctl(&home, &all);
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {out} {err}");
+        assert!(out.is_empty(), "{args:?} printed {out}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.starts_with(&format!("error: {url}/payments"))
+                && err.contains("answered text/html (HTTP 200), not the payment API's JSON; is --api-url missing /api?"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+/// The one line every command gives when nothing answers on `port`.
+fn not_running_line(port: u16) -> String {
+    format!(
+        "error: the platform is not running (no answer on 127.0.0.1:{port}); start it with: payctl up"
+    )
+}
+
+/// Runs payctl and asserts it fails at once (well before any client timeout) with `line` alone.
+fn fails_fast_with(home: &Path, args: &[&str], line: &str) {
+    let started = std::time::Instant::now();
+    let o = payctl(home, args);
+    let took = started.elapsed();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{args:?}: {out} {err}");
+    assert_eq!(err.trim_end(), line, "{args:?}: {out}");
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "{args:?} took {took:?}"
+    );
+}
+
+#[test]
+fn without_a_platform_every_command_fails_at_once_in_the_same_line() {
+    let home = temp_home("not-up");
+    let (ports, flags) = free_ports();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let (mariadb, kafka, gateway) = (ports[0], ports[2], ports[5]);
+    let with = |args: &[&'static str]| [args, &flags[..]].concat();
+    fails_fast_with(&home, &with(&["reconcile"]), &not_running_line(mariadb));
+    fails_fast_with(&home, &with(&["dlq", "tail"]), &not_running_line(kafka));
+    fails_fast_with(
+        &home,
+        &with(&["dlq", "inject", "invalid-json"]),
+        &not_running_line(kafka),
+    );
+    fails_fast_with(&home, &with(&["dlq", "replay"]), &not_running_line(kafka));
+    fails_fast_with(&home, &with(&["load"]), &not_running_line(mariadb));
+    fails_fast_with(&home, &with(&["bench"]), &not_running_line(mariadb));
+    let url = format!("http://127.0.0.1:{gateway}/api");
+    fails_fast_with(
+        &home,
+        &["list", "--api-url", &url],
+        &not_running_line(gateway),
+    );
+    fails_fast_with(
+        &home,
+        &["get", "x", "--api-url", &url, "--api-key", "k"],
+        &not_running_line(gateway),
+    );
+}
+
+#[test]
+fn from_a_subfolder_payctl_finds_the_projects_home() {
+    let project = temp_home("subfolder-project");
+    let sub = project.join("cli/src");
+    std::fs::create_dir_all(&sub).unwrap();
+    std::fs::create_dir_all(project.join(".payctl")).unwrap();
+    std::fs::write(project.join("Cargo.toml"), "[workspace]\nmembers = []\n").unwrap();
+    // Something answers, so that the home's missing key is what the error names.
+    let url = html_server();
+    let o = Command::new(env!("CARGO_BIN_EXE_payctl"))
+        .current_dir(&sub)
+        .args(["list", "--api-url", &url])
+        .env_remove("PAYCTL_HOME")
+        .env_remove("PAYCTL_API_KEY")
+        .env_remove("PAYCTL_API_URL")
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let key = project.join(".payctl/secrets/dev-merchant.key");
+    assert!(
+        err.contains(&format!("(which writes {})", key.display())),
+        "{err}"
+    );
+    // --home still wins.
+    let o = Command::new(env!("CARGO_BIN_EXE_payctl"))
+        .current_dir(&sub)
+        .args(["--home", "elsewhere", "list", "--api-url", &url])
+        .env_remove("PAYCTL_HOME")
+        .env_remove("PAYCTL_API_KEY")
+        .output()
+        .unwrap();
+    assert!(
+        text(&o)
+            .1
+            .contains("(which writes elsewhere/secrets/dev-merchant.key)"),
+        "{:?}",
+        text(&o)
+    );
+}
+
+/// Saves a plan as `payctl up` does (`stack.json`: the services in start order with their ports).
+fn save_plan_as_up_would(home: &Path, ports: &[(&str, &str, u16)]) {
+    let stack: Vec<Value> = ports
+        .iter()
+        .map(|(name, kind, port)| serde_json::json!({"name": name, "kind": kind, "port": port}))
+        .collect();
+    std::fs::create_dir_all(home).unwrap();
+    std::fs::write(
+        home.join("stack.json"),
+        serde_json::to_vec_pretty(&stack).unwrap(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn commands_use_the_saved_stacks_ports_unless_a_flag_says_otherwise() {
+    let home = temp_home("saved-ports");
+    let (p, _) = free_ports();
+    let (mariadb, kafka, gateway, other) = (p[0], p[2], p[5], p[6]);
+    save_plan_as_up_would(
+        &home,
+        &[
+            ("mariadb", "MariaDb", mariadb),
+            ("redis", "Redis", p[1]),
+            ("kafka", "Kafka", kafka),
+            ("ingest", "Ingest", p[3]),
+            ("consumer", "Consumer", p[4]),
+            ("prometheus", "Prometheus", other),
+            ("gateway", "Gateway", gateway),
+        ],
+    );
+    fails_fast_with(&home, &["reconcile"], &not_running_line(mariadb));
+    fails_fast_with(&home, &["dlq", "tail"], &not_running_line(kafka));
+    fails_fast_with(
+        &home,
+        &["dlq", "inject", "bad-version"],
+        &not_running_line(kafka),
+    );
+    fails_fast_with(&home, &["list"], &not_running_line(gateway));
+    // An explicit flag wins.
+    let flag = other.to_string();
+    fails_fast_with(
+        &home,
+        &["dlq", "tail", "--kafka-port", &flag],
+        &not_running_line(other),
+    );
+    // status shows the saved ports, or the one a flag gives.
+    let gateway_address = |args: &[&str]| {
+        let o = payctl(&home, args);
+        let rows: Value = serde_json::from_slice(&o.stdout).unwrap();
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["service"] == "gateway")
+            .map(|r| r["address"].as_str().unwrap().to_owned())
+            .unwrap()
+    };
+    assert_eq!(
+        gateway_address(&["status", "--json"]),
+        format!("127.0.0.1:{gateway}")
+    );
+    assert_eq!(
+        gateway_address(&["status", "--json", "--gateway-port", &flag]),
+        format!("127.0.0.1:{other}")
+    );
+}
+
+#[test]
+fn help_shows_the_saved_stacks_ports_as_the_defaults() {
+    let home = temp_home("saved-help");
+    save_plan_as_up_would(
+        &home,
+        &[("kafka", "Kafka", 29092), ("gateway", "Gateway", 28080)],
+    );
+    let o = payctl(&home, &["dlq", "tail", "--help"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(out.contains("[default: 29092]"), "{out}");
+    let o = payctl(&home, &["list", "--help"]);
+    assert!(
+        text(&o).0.contains("[default: http://127.0.0.1:28080/api]"),
+        "{:?}",
+        text(&o)
+    );
 }

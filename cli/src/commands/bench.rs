@@ -6,6 +6,7 @@
 //! limit, errors under 0.1 % and nothing dropped; (c) the same for the full flow; (d) ledger catch-up
 //! after the runs and peak RSS of the services. Figures are printed, never asserted.
 
+use crate::ops::api::require_api;
 use crate::ops::bench::{
     baseline, broker_alone, cpu_per_flow, cpu_sample, judge, peak_rss_mib, Step,
 };
@@ -13,6 +14,7 @@ use crate::ops::k6::{run_k6, Flow, K6Run};
 use crate::ops::merchants::merchant_keys;
 use crate::output::{mark, table};
 use crate::runtime::{self, Runtime};
+use crate::stack::health::require_running;
 use crate::stack::secrets::database_url;
 use crate::stack::{saved_plan, Kind, Ports};
 use clap::Args;
@@ -139,6 +141,8 @@ async fn search(
 }
 
 pub async fn exec(home: &Path, a: BenchArgs) -> anyhow::Result<ExitCode> {
+    require_running(a.ports.mariadb_port)?;
+    require_api(&a.api_url)?;
     let runtime = &*runtime::open(home, &a.ports);
     let url = database_url(home, &a.ports)?;
     println!(

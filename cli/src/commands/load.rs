@@ -2,9 +2,11 @@
 //!
 //! Figures come from k6's own summary; k6's exit code (99 when a threshold failed) is payctl's.
 
+use crate::ops::api::require_api;
 use crate::ops::k6::{run_k6, Flow, K6Run};
 use crate::ops::merchants::merchant_keys;
 use crate::output::{mark, table};
+use crate::stack::health::require_running;
 use crate::stack::secrets::database_url;
 use crate::stack::Ports;
 use clap::Args;
@@ -70,6 +72,8 @@ pub struct LoadArgs {
 }
 
 pub async fn exec(home: &Path, a: LoadArgs) -> anyhow::Result<ExitCode> {
+    require_running(a.ports.mariadb_port)?;
+    require_api(&a.api_url)?;
     let dir = home.join("load");
     let summary = a.summary.clone().unwrap_or_else(|| {
         dir.join(format!(

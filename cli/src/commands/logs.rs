@@ -1,7 +1,7 @@
 //! `payctl logs SERVICE [-f]`: a service's log, from the runtime it runs on.
 
 use crate::runtime;
-use crate::stack::Ports;
+use crate::stack::saved_ports;
 use clap::Args;
 use futures::StreamExt;
 use std::path::Path;
@@ -48,7 +48,7 @@ fn service(s: &str) -> Result<String, String> {
 
 pub async fn exec(home: &Path, a: LogsArgs) -> anyhow::Result<ExitCode> {
     // A log is found by its service's name: no port is needed.
-    let runtime = runtime::open(home, &Ports::default());
+    let runtime = runtime::open(home, &saved_ports(home));
     let mut log = runtime.logs(&a.service, a.lines, a.follow).await?;
     loop {
         tokio::select! {

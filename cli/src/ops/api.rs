@@ -1,9 +1,10 @@
 //! The payment API's client: where the API is, which key to use, and its errors in their
 //! `{code, message}` shape.
 
+use crate::stack::health::require_running;
 use anyhow::Context;
 use clap::Args;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::fmt;
 use std::path::Path;
 use std::time::Duration;
@@ -48,6 +49,7 @@ pub struct Api {
 
 impl Api {
     pub fn new(home: &Path, target: &Target) -> anyhow::Result<Self> {
+        require_api(&target.api_url)?;
         let key = match &target.api_key {
             Some(k) => k.clone(),
             None => std::fs::read_to_string(home.join("secrets/dev-merchant.key"))
@@ -109,9 +111,15 @@ impl Api {
             .headers()
             .get("idempotent-replayed")
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
+        let content_type = res
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
         let bytes = res.bytes().await?;
-        let value: Value = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| json!({"raw": String::from_utf8_lossy(&bytes)}));
+        let value = payment_api_json(&content_type, &bytes)
+            .ok_or_else(|| not_the_api(&url, &self.base, &content_type, status))?;
         if !(200..300).contains(&status) {
             let mut message = value["message"]
                 .as_str()
@@ -158,5 +166,94 @@ impl Api {
 
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
         self.call(reqwest::Method::GET, path, None, None).await
+    }
+}
+
+/// Fails at once, as every command does, when the API at `url` is on this machine and nothing
+/// answers there.
+pub fn require_api(url: &str) -> anyhow::Result<()> {
+    match local_port(url) {
+        Some(port) => require_running(port),
+        None => Ok(()),
+    }
+}
+
+/// The port of `url` when it is on this machine (where `payctl up` runs the platform).
+pub fn local_port(url: &str) -> Option<u16> {
+    let url = reqwest::Url::parse(url).ok()?;
+    let local = match url.host_str()? {
+        "localhost" | "[::1]" => true,
+        ip => ip
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+    };
+    local.then(|| url.port_or_known_default()).flatten()
+}
+
+/// The body when it is the payment API's JSON (`application/json`, an object), else None: a gateway's
+/// HTML page, the store, a proxy's error are not answers of the API.
+fn payment_api_json(content_type: &str, body: &[u8]) -> Option<Value> {
+    let mime = content_type.split(';').next().unwrap_or("").trim();
+    if !mime.eq_ignore_ascii_case("application/json") {
+        return None;
+    }
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .filter(Value::is_object)
+}
+
+/// The error for an answer that is not the API's JSON, with a hint when `base` lacks `/api`.
+fn not_the_api(url: &str, base: &str, content_type: &str, status: u16) -> anyhow::Error {
+    let what = match content_type.split(';').next().map(str::trim) {
+        Some(m) if !m.is_empty() => m.to_owned(),
+        _ => "no content type".to_owned(),
+    };
+    let hint = if base.ends_with("/api") {
+        String::new()
+    } else {
+        "; is --api-url missing /api?".to_owned()
+    };
+    anyhow::anyhow!("{url} answered {what} (HTTP {status}), not the payment API's JSON{hint}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_platform_is_probed_only_on_this_machine() {
+        assert_eq!(local_port("http://127.0.0.1:8080/api"), Some(8080));
+        assert_eq!(local_port("http://localhost/api"), Some(80));
+        assert_eq!(local_port("http://[::1]:9/api"), Some(9));
+        assert_eq!(local_port("https://pay.example.com/api"), None);
+        assert_eq!(local_port("not a url"), None);
+    }
+
+    #[test]
+    fn only_the_apis_json_is_an_answer() {
+        assert!(payment_api_json("application/json", br#"{"data":[]}"#).is_some());
+        assert!(payment_api_json("application/json; charset=utf-8", b"{}").is_some());
+        assert!(payment_api_json("text/html", b"<!doctype html><html></html>").is_none());
+        assert!(payment_api_json("application/json", b"<!doctype html>").is_none());
+        assert!(payment_api_json("application/json", b"[1]").is_none());
+        assert!(payment_api_json("", b"{}").is_none());
+    }
+
+    #[test]
+    fn the_error_names_the_url_and_what_answered() {
+        let e = not_the_api(
+            "http://127.0.0.1:8080/payments",
+            "http://127.0.0.1:8080",
+            "text/html; charset=utf-8",
+            200,
+        )
+        .to_string();
+        assert_eq!(
+            e,
+            "http://127.0.0.1:8080/payments answered text/html (HTTP 200), not the payment API's JSON; is --api-url missing /api?"
+        );
+        let e = not_the_api("http://h/api/payments", "http://h/api", "", 502).to_string();
+        assert!(!e.contains("missing /api"), "{e}");
+        assert!(e.contains("no content type (HTTP 502)"), "{e}");
     }
 }

@@ -1,6 +1,7 @@
 //! The dead-letter queue on the stack's Kafka: the kinds of poison, sending a record, and reading the
 //! DLQ back.
 
+use crate::stack::health::require_running;
 use crate::stack::Ports;
 use anyhow::Context;
 use clap::ValueEnum;
@@ -30,6 +31,7 @@ fn bootstrap(ports: &Ports) -> String {
 }
 
 pub fn producer(ports: &Ports) -> anyhow::Result<FutureProducer> {
+    require_running(ports.kafka_port)?;
     Ok(ClientConfig::new()
         .set("bootstrap.servers", bootstrap(ports))
         .set("message.timeout.ms", "10000")
@@ -56,6 +58,7 @@ pub async fn send(
 }
 
 pub async fn dlq_records(ports: &Ports) -> anyhow::Result<Vec<(Record, Value)>> {
+    require_running(ports.kafka_port)?;
     let b = bootstrap(ports);
     let records =
         tokio::task::spawn_blocking(move || read_to_end(&b, DLQ_TOPIC, Duration::from_secs(20)))

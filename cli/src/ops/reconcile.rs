@@ -1,6 +1,7 @@
 //! Reconcile: the ledger invariants and the outbox against the payments in the stack's database, and
 //! the DLQ's records against what explains them.
 
+use crate::stack::health::require_running;
 use crate::stack::secrets::database_url;
 use crate::stack::Ports;
 use pay_consumer::invariants::Report;
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 /// Every check, against the stack under `home`; changes younger than `settle` are still in flight.
 pub async fn check(home: &Path, ports: &Ports, settle: Duration) -> anyhow::Result<Report> {
+    require_running(ports.mariadb_port)?;
     let db = sqlx::MySqlPool::connect(&database_url(home, ports)?).await?;
     let mut report = pay_consumer::invariants::check(&db, settle).await?;
     let bootstrap = format!("127.0.0.1:{}", ports.kafka_port);

@@ -764,7 +764,7 @@ mod tests {
             port,
         };
         stack::save(&home, &[svc]).unwrap();
-        let runtime = Native::new(&home, &Ports::default(), false);
+        let runtime = Native::new(&home, &stack::saved_ports(&home), false);
 
         runtime.start("redis").await.unwrap();
         assert_eq!(runtime.health("redis").await.unwrap(), Health::Healthy);

@@ -48,3 +48,43 @@ fn kafka_answers(port: u16) -> bool {
         .create();
     consumer.is_ok_and(|c| c.fetch_metadata(None, Duration::from_secs(2)).is_ok())
 }
+
+/// How long `require_running` waits for a port: a refused connection answers at once, a filtered one
+/// would not.
+const PROBE: Duration = Duration::from_millis(1500);
+
+/// Ok when something accepts on 127.0.0.1:`port`; else the one error every command gives when the
+/// platform is not up, at once rather than after a client's own timeouts.
+pub fn require_running(port: u16) -> anyhow::Result<()> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    match std::net::TcpStream::connect_timeout(&addr, PROBE) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(not_running(port)),
+    }
+}
+
+pub fn not_running(port: u16) -> anyhow::Error {
+    anyhow::anyhow!(
+        "the platform is not running (no answer on 127.0.0.1:{port}); start it with: payctl up"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_nobody_listens_on_is_the_platform_not_running() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        assert!(require_running(port).is_ok());
+        drop(l);
+        let started = std::time::Instant::now();
+        let e = require_running(port).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!("the platform is not running (no answer on 127.0.0.1:{port}); start it with: payctl up")
+        );
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+}

@@ -161,6 +161,24 @@ pub fn depends_on(svc: &Svc, stack: &[Svc]) -> Vec<String> {
     names
 }
 
+/// The state directory for a command run in `here`, found as cargo finds `Cargo.toml`: walking up,
+/// the first folder with a `.payctl/`; the project's root (a `Cargo.toml` with `[workspace]`) ends
+/// the walk, its `.payctl` being the one `up` creates. Outside a project: `here/.payctl`.
+pub fn find_home(here: &Path) -> PathBuf {
+    for dir in here.ancestors() {
+        let home = dir.join(".payctl");
+        if home.is_dir() {
+            return home;
+        }
+        let is_root = std::fs::read_to_string(dir.join("Cargo.toml"))
+            .is_ok_and(|t| t.lines().any(|l| l.trim() == "[workspace]"));
+        if is_root {
+            return home;
+        }
+    }
+    here.join(".payctl")
+}
+
 /// Where `up` saves the plan it ran, for the commands that follow.
 pub fn saved_file(home: &Path) -> PathBuf {
     home.join("stack.json")
@@ -179,9 +197,39 @@ pub fn saved(home: &Path) -> Option<Vec<Svc>> {
         .and_then(|b| serde_json::from_slice(&b).ok())
 }
 
-/// The plan the last `up` ran, or the default one.
+/// The ports of the plan the last `up` ran, or the defaults: what a port flag not given means.
+pub fn saved_ports(home: &Path) -> Ports {
+    saved(home).map_or_else(Ports::default, |s| Ports::default().of(&s))
+}
+
+/// `stack` with each service on the port `ports` gives its kind (API instances on consecutive ones).
+pub fn on_ports(stack: Vec<Svc>, ports: &Ports) -> Vec<Svc> {
+    let mut ingest = 0;
+    stack
+        .into_iter()
+        .map(|mut s| {
+            s.port = match s.kind {
+                Kind::MariaDb => ports.mariadb_port,
+                Kind::Redis => ports.redis_port,
+                Kind::Kafka => ports.kafka_port,
+                Kind::Ingest => {
+                    ingest += 1;
+                    ports.ingest_port + ingest - 1
+                }
+                Kind::Consumer => ports.consumer_port,
+                Kind::Prometheus => ports.prometheus_port,
+                Kind::Gateway => ports.gateway_port,
+                Kind::Grafana => ports.grafana_port,
+            };
+            s
+        })
+        .collect()
+}
+
+/// The plan the last `up` ran (its services on `ports`: the saved ones unless a flag said otherwise,
+/// see `main`), or the default one.
 pub fn saved_plan(home: &Path, ports: &Ports) -> Vec<Svc> {
-    saved(home).unwrap_or_else(|| plan(ports, 1))
+    saved(home).map_or_else(|| plan(ports, 1), |s| on_ports(s, ports))
 }
 
 /// A service of the plan the last `up` ran (or the default one), by name.
@@ -335,6 +383,60 @@ mod tests {
     }
 
     #[test]
+    fn the_home_is_found_from_a_subfolder_as_cargo_finds_its_manifest() {
+        let root = std::env::temp_dir().join(format!("payctl-find-home-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let project = root.join("project");
+        let sub = project.join("cli/src");
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::write(project.join("Cargo.toml"), "[workspace]\nmembers = []\n").unwrap();
+        std::fs::write(project.join("cli/Cargo.toml"), "[package]\nname = \"x\"\n").unwrap();
+        // None yet: the project root's, for `up` to create.
+        assert_eq!(find_home(&sub), project.join(".payctl"));
+        assert_eq!(find_home(&project), project.join(".payctl"));
+        // A .payctl above the project is not the project's.
+        std::fs::create_dir_all(root.join(".payctl")).unwrap();
+        assert_eq!(find_home(&sub), project.join(".payctl"));
+        // The nearest existing one wins.
+        std::fs::create_dir_all(project.join("cli/.payctl")).unwrap();
+        assert_eq!(find_home(&sub), project.join("cli/.payctl"));
+        // Outside any project: above, else here.
+        let elsewhere = root.join("elsewhere/deep");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        assert_eq!(find_home(&elsewhere), root.join(".payctl"));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_saved_plan_moves_to_the_ports_given() {
+        let theirs = Ports {
+            mariadb_port: 1,
+            redis_port: 2,
+            kafka_port: 3,
+            ingest_port: 4,
+            consumer_port: 10,
+            prometheus_port: 11,
+            gateway_port: 12,
+            grafana_port: 13,
+        };
+        let stack = full_stack(3);
+        assert_eq!(
+            Ports::default().of(&on_ports(stack.clone(), &theirs)),
+            theirs
+        );
+        let moved: Vec<u16> = on_ports(stack.clone(), &theirs)
+            .iter()
+            .map(|s| s.port)
+            .collect();
+        assert_eq!(moved, [1, 2, 3, 4, 5, 6, 10, 11, 12, 13]);
+        let same = on_ports(stack.clone(), &Ports::default().of(&stack));
+        assert_eq!(
+            same.iter().map(|s| (&s.name, s.port)).collect::<Vec<_>>(),
+            stack.iter().map(|s| (&s.name, s.port)).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
     fn the_saved_plan_is_read_back_or_defaults() {
         let home = std::env::temp_dir().join(format!("payctl-stack-{}", std::process::id()));
         std::fs::create_dir_all(&home).unwrap();
@@ -344,6 +446,12 @@ mod tests {
         let back = saved(&home).unwrap();
         assert_eq!(back[4].name, "ingest-2");
         assert_eq!(saved_plan(&home, &Ports::default()).len(), 8);
+        let elsewhere = Ports {
+            kafka_port: 29092,
+            ..Ports::default()
+        };
+        save(&home, &plan(&elsewhere, 1)).unwrap();
+        assert_eq!(saved_ports(&home), elsewhere);
         std::fs::remove_dir_all(&home).unwrap();
     }
 }
