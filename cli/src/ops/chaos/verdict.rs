@@ -316,44 +316,14 @@ pub async fn judge(
             .or_default()
             .insert(r.try_get("event_type")?, r.try_get("n")?);
     }
-    let sql = format!(
-        "SELECT l.payment_id, CAST(SUM(IF(l.side = 'C', l.amount, -l.amount)) AS SIGNED) AS net \
-         FROM ledger_entries l JOIN payments p ON p.payment_id = l.payment_id \
-         WHERE p.merchant_id IN ({}) AND l.account = ? GROUP BY l.payment_id",
-        in_list(merchants.len())
-    );
-    let mut q = sqlx::query(&sql);
-    for m in merchants {
-        q = q.bind(m);
-    }
-    let mut payable: HashMap<String, i64> = HashMap::new();
-    for r in q
-        .bind(payctl_domain::ledger::MERCHANT_PAYABLE)
-        .fetch_all(db)
-        .await?
-    {
-        let id: uuid::Uuid = r.try_get("payment_id")?;
-        payable.insert(id.hyphenated().to_string(), r.try_get("net")?);
-    }
-    let sql = format!(
-        "SELECT l.payment_id, CAST(SUM(IF(l.side = 'D', l.amount, -l.amount)) AS SIGNED) AS held \
-         FROM ledger_entries l JOIN payments p ON p.payment_id = l.payment_id \
-         WHERE p.merchant_id IN ({}) AND l.account = ? GROUP BY l.payment_id",
-        in_list(merchants.len())
-    );
-    let mut q = sqlx::query(&sql);
-    for m in merchants {
-        q = q.bind(m);
-    }
-    let mut held: HashMap<String, i64> = HashMap::new();
-    for r in q
-        .bind(payctl_domain::ledger::AUTHORIZATION_HOLD)
-        .fetch_all(db)
-        .await?
-    {
-        let id: uuid::Uuid = r.try_get("payment_id")?;
-        held.insert(id.hyphenated().to_string(), r.try_get("held")?);
-    }
+    let payable = balances(db, merchants, payctl_domain::ledger::MERCHANT_PAYABLE, "C").await?;
+    let held = balances(
+        db,
+        merchants,
+        payctl_domain::ledger::AUTHORIZATION_HOLD,
+        "D",
+    )
+    .await?;
     for (id, s) in &stored {
         let e = events.get(id).cloned().unwrap_or_default();
         let count = |t: &str| e.get(t).copied().unwrap_or(0);
@@ -393,6 +363,32 @@ pub async fn judge(
         }
     }
     Ok(violations)
+}
+
+/// Per payment of these merchants, the balance of `account` in the ledger, counted positive on `side`
+/// (`C` for a liability such as merchant_payable, `D` for the hold).
+async fn balances(
+    db: &MySqlPool,
+    merchants: &[String],
+    account: &str,
+    side: &str,
+) -> anyhow::Result<HashMap<String, i64>> {
+    let sql = format!(
+        "SELECT l.payment_id, CAST(SUM(IF(l.side = ?, l.amount, -l.amount)) AS SIGNED) AS balance \
+         FROM ledger_entries l JOIN payments p ON p.payment_id = l.payment_id \
+         WHERE p.merchant_id IN ({}) AND l.account = ? GROUP BY l.payment_id",
+        in_list(merchants.len())
+    );
+    let mut q = sqlx::query(&sql).bind(side);
+    for m in merchants {
+        q = q.bind(m);
+    }
+    let mut out = HashMap::new();
+    for r in q.bind(account).fetch_all(db).await? {
+        let id: uuid::Uuid = r.try_get("payment_id")?;
+        out.insert(id.hyphenated().to_string(), r.try_get("balance")?);
+    }
+    Ok(out)
 }
 
 fn within(actual: i64, sure: i64, maybe: i64) -> bool {
