@@ -856,6 +856,13 @@ fn up_smoke_reconcile_down_end_to_end_on_the_native_runtime() {
 
     let logs = payctl(&home, &["logs", "ingest", "-n", "5"]);
     assert!(logs.status.success() && !logs.stdout.is_empty());
+    // Stored as plain text: no colour codes in a log file.
+    let logs = payctl(&home, &["logs", "ingest", "-n", "1000"]);
+    assert!(
+        !logs.stdout.contains(&0x1b),
+        "colour codes in the stored log: {}",
+        String::from_utf8_lossy(&logs.stdout)
+    );
 
     let o = payctl(&home, &["down"]);
     assert!(o.status.success());

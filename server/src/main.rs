@@ -4,6 +4,7 @@
 use clap::Parser;
 use pay_server::config::{Config, LogFormat};
 use pay_server::startup::Application;
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -15,7 +16,12 @@ async fn main() -> anyhow::Result<()> {
             .json()
             .with_env_filter(filter)
             .init(),
-        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        // Colour only for a person at a terminal: a log file (the native runtime's) or NO_COLOR gets
+        // plain text, so `payctl logs` and grep read it as it is.
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_ansi(std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .with_env_filter(filter)
+            .init(),
     }
     let app = Application::build(config).await?;
     tracing::info!(address = %app.local_addr(), "pay-server listening");
