@@ -20,28 +20,16 @@ pub struct LogsArgs {
     lines: usize,
 }
 
-/// The services that have a log: those of the stack definition, `ingest-N` for the API's instances.
-const SERVICES: [&str; 8] = [
-    "mariadb",
-    "redis",
-    "kafka",
-    "ingest",
-    "consumer",
-    "prometheus",
-    "gateway",
-    "grafana",
-];
-
 fn service(s: &str) -> Result<String, String> {
     let instance = s
         .strip_prefix("ingest-")
         .is_some_and(|n| n.parse::<u16>().is_ok_and(|n| n >= 2));
-    if SERVICES.contains(&s) || instance {
+    if crate::stack::SERVICE_NAMES.contains(&s) || instance {
         Ok(s.to_owned())
     } else {
         Err(format!(
             "no service {s:?}: one of {}, or ingest-N",
-            SERVICES.join(", ")
+            crate::stack::SERVICE_NAMES.join(", ")
         ))
     }
 }

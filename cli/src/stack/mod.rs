@@ -240,22 +240,25 @@ pub fn saved_service(home: &Path, ports: &Ports, name: &str) -> anyhow::Result<S
         .with_context(|| format!("no service '{name}' in the stack under {}", home.display()))
 }
 
+/// Every service of the stack definition, in start order (API instances after the first are `ingest-N`).
+pub const SERVICE_NAMES: [&str; 8] = [
+    "mariadb",
+    "redis",
+    "kafka",
+    "ingest",
+    "consumer",
+    "prometheus",
+    "gateway",
+    "grafana",
+];
+
 /// Position of a service in the start order (unknown ones last).
 pub fn start_rank(service: &str) -> usize {
     let base = service.split('-').next().unwrap_or(service);
-    [
-        "mariadb",
-        "redis",
-        "kafka",
-        "ingest",
-        "consumer",
-        "prometheus",
-        "gateway",
-        "grafana",
-    ]
-    .iter()
-    .position(|s| *s == base)
-    .unwrap_or(usize::MAX)
+    SERVICE_NAMES
+        .iter()
+        .position(|s| *s == base)
+        .unwrap_or(usize::MAX)
 }
 
 #[cfg(test)]
@@ -345,9 +348,9 @@ mod tests {
         assert_eq!(plan(&ports, 0).len(), plan(&ports, 1).len(), "at least one");
     }
 
-    #[test]
-    fn the_ports_of_a_saved_plan_are_its_own() {
-        let theirs = Ports {
+    /// Ports no default uses, to tell a plan's own ports from the defaults.
+    fn odd_ports() -> Ports {
+        Ports {
             mariadb_port: 1,
             redis_port: 2,
             kafka_port: 3,
@@ -356,7 +359,12 @@ mod tests {
             prometheus_port: 11,
             gateway_port: 12,
             grafana_port: 13,
-        };
+        }
+    }
+
+    #[test]
+    fn the_ports_of_a_saved_plan_are_its_own() {
+        let theirs = odd_ports();
         assert_eq!(Ports::default().of(&full_stack_on(&theirs, 3)), theirs);
         let without_grafana = plan(&theirs, 1);
         assert_eq!(Ports::default().of(&without_grafana).grafana_port, 13000);
@@ -409,16 +417,7 @@ mod tests {
 
     #[test]
     fn a_saved_plan_moves_to_the_ports_given() {
-        let theirs = Ports {
-            mariadb_port: 1,
-            redis_port: 2,
-            kafka_port: 3,
-            ingest_port: 4,
-            consumer_port: 10,
-            prometheus_port: 11,
-            gateway_port: 12,
-            grafana_port: 13,
-        };
+        let theirs = odd_ports();
         let stack = full_stack(3);
         assert_eq!(
             Ports::default().of(&on_ports(stack.clone(), &theirs)),
