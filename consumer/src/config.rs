@@ -4,6 +4,9 @@ use crate::topics::FETCH_WAIT_MAX_MS;
 use clap::{Parser, ValueEnum};
 use std::net::SocketAddr;
 
+/// The consumer group of the stack's consumers (payctl runs them with this default).
+pub const DEFAULT_GROUP: &str = "pay-consumer";
+
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "pay-consumer",
@@ -39,7 +42,7 @@ pub struct Config {
     pub topic_prefix: String,
 
     /// Consumer group; instances in one group share the partitions.
-    #[arg(long, env = "APP_CONSUMER_GROUP", default_value = "pay-consumer")]
+    #[arg(long, env = "APP_CONSUMER_GROUP", default_value = DEFAULT_GROUP)]
     pub group_id: String,
 
     /// Static group membership (Kafka's `group.instance.id`): a restarted instance with the same id takes

@@ -66,3 +66,74 @@ pub fn read_to_end(bootstrap: &str, topic: &str, timeout: Duration) -> anyhow::R
     out.sort_by_key(|r| (r.partition, r.offset));
     Ok(out)
 }
+
+/// A metadata-and-offsets client of `bootstrap` acting for consumer group `group`; it never joins
+/// the group (nothing is subscribed or committed), so asking it disturbs no member.
+fn offsets_client(bootstrap: &str, group: &str) -> anyhow::Result<BaseConsumer> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()?)
+}
+
+fn partitions(c: &BaseConsumer, topic: &str, timeout: Duration) -> anyhow::Result<Vec<i32>> {
+    let metadata = c.fetch_metadata(Some(topic), timeout)?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect())
+}
+
+/// Records now held in `topic` (from each partition's first retained offset to its end), as the broker
+/// counts them; 0 for a topic that does not exist yet. Blocking.
+pub fn records_held(bootstrap: &str, topic: &str, timeout: Duration) -> anyhow::Result<i64> {
+    let c = offsets_client(
+        bootstrap,
+        &format!("payctl-reader-{}", uuid::Uuid::new_v4()),
+    )?;
+    let mut held = 0;
+    for p in partitions(&c, topic, timeout)? {
+        let (low, high) = c.fetch_watermarks(topic, p, timeout)?;
+        held += (high - low).max(0);
+    }
+    Ok(held)
+}
+
+/// Per topic, the messages between `group`'s committed offsets and the topic's end, partitions summed,
+/// as the broker reports them (not a member's own view, which is stale for partitions it has not read
+/// since it started). A partition the group never committed counts from its first retained offset, as
+/// the group reads from the earliest. Blocking.
+pub fn group_lag(
+    bootstrap: &str,
+    group: &str,
+    topics: &[String],
+    timeout: Duration,
+) -> anyhow::Result<Vec<(String, i64)>> {
+    let c = offsets_client(bootstrap, group)?;
+    let mut out = Vec::new();
+    for topic in topics {
+        let mut tpl = TopicPartitionList::new();
+        for p in partitions(&c, topic, timeout)? {
+            tpl.add_partition(topic, p);
+        }
+        let committed = if tpl.count() == 0 {
+            tpl
+        } else {
+            c.committed_offsets(tpl, timeout)?
+        };
+        let mut lag = 0;
+        for e in committed.elements() {
+            let (low, high) = c.fetch_watermarks(topic, e.partition(), timeout)?;
+            let at = match e.offset() {
+                Offset::Offset(o) => o.max(low),
+                _ => low,
+            };
+            lag += (high - at).max(0);
+        }
+        out.push((topic.clone(), lag));
+    }
+    Ok(out)
+}

@@ -293,13 +293,23 @@ async fn report_lag(
         let m = metrics.clone();
         let _ = tokio::task::spawn_blocking(move || {
             let Ok(positions) = c.position() else { return };
+            // A partition not read since this member started has no position: its lag counts from
+            // the group's committed offset (else the whole partition would count as behind).
+            let committed = c.committed(Duration::from_secs(1)).ok();
             for e in positions.elements() {
-                if let Ok((_, high)) =
+                if let Ok((low, high)) =
                     c.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(1))
                 {
                     let pos = match e.offset() {
                         Offset::Offset(o) => o,
-                        _ => 0,
+                        _ => match committed
+                            .as_ref()
+                            .and_then(|t| t.find_partition(e.topic(), e.partition()))
+                            .map(|c| c.offset())
+                        {
+                            Some(Offset::Offset(o)) => o,
+                            _ => low,
+                        },
                     };
                     m.lag
                         .with_label_values(&[e.topic(), &e.partition().to_string()])

@@ -197,6 +197,12 @@ async fn poison_messages_go_to_the_dlq_with_their_metadata_and_the_consumer_goes
     .await;
     let dlq = env.dlq().await;
     assert_eq!(dlq.len(), 3, "{dlq:#?}");
+    let (bootstrap, topic) = (env.bootstrap.clone(), format!("{}payment.dlq", env.prefix));
+    let held = blocking(move || {
+        pay_consumer::topics::records_held(&bootstrap, &topic, Duration::from_secs(10)).unwrap()
+    })
+    .await;
+    assert_eq!(held, 3, "the broker holds what was dead-lettered");
     let by_type = |t: &str| {
         dlq.iter()
             .find(|r| r["errorType"] == t)
@@ -424,6 +430,24 @@ async fn a_graceful_stop_commits_offsets_so_the_next_consumer_resumes_without_re
     })
     .await;
     consumer.stop().await;
+    // The broker's own account of the group (what `payctl top` shows): nothing behind once it stopped,
+    // then exactly what arrives while no member reads.
+    let lag = || {
+        let (bootstrap, config) = (env.bootstrap.clone(), env.config());
+        blocking(move || {
+            pay_consumer::topics::group_lag(
+                &bootstrap,
+                &config.group_id,
+                &config.event_topics(),
+                Duration::from_secs(10),
+            )
+            .unwrap()
+            .iter()
+            .map(|(_, lag)| lag)
+            .sum::<i64>()
+        })
+    };
+    assert_eq!(lag().await, 0);
 
     let second_ids = env.payments(10, 100).await;
     let second: Vec<_> = second_ids
@@ -431,6 +455,7 @@ async fn a_graceful_stop_commits_offsets_so_the_next_consumer_resumes_without_re
         .map(|id| event(EventType::PaymentAuthorized, *id, 100))
         .collect();
     env.produce_all(&second).await;
+    assert_eq!(lag().await, 10);
     let consumer = env.start_consumer().await;
     env.eventually("next 10 applied", Duration::from_secs(60), || async {
         env.legs().await == 40
@@ -443,6 +468,7 @@ async fn a_graceful_stop_commits_offsets_so_the_next_consumer_resumes_without_re
     );
     assert_eq!(consumer.metric("consumer_events_consumed_total"), 10.0);
     consumer.stop().await;
+    assert_eq!(lag().await, 0);
 }
 
 #[tokio::test]
