@@ -179,7 +179,8 @@ if [ "$failed" = 0 ]; then
   step "chaos (docker kill and pause of containers under load, then the verdict)" \
     "$payctl" chaos --seed 3 --duration 45s --rate 20 --services ingest,kafka,mariadb
   step "dlq: poison is dead-lettered by the consumer container" dead_lettered
-  step "load (k6 through the gateway container, then reconcile)" "$payctl" load --rate 50 --duration 5s
+  # Generous p99: speed is measured by `payctl bench`, not asserted on a loaded CI machine.
+  step "load (k6 through the gateway container, then reconcile)" "$payctl" load --rate 50 --duration 5s --p99-ms 2000
   step "logs ingest (from the container)" bash -c "'$payctl' logs ingest -n 100000 | grep -q 'pay-server listening'"
 fi
 step "down --volumes" "$payctl" down --volumes

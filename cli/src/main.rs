@@ -177,6 +177,42 @@ fn with_defaults(cmd: clap::Command, defaults: &[(&'static str, String)]) -> cla
 mod tests {
     use super::*;
 
+    /// Each command under `cmd` (itself included) with its path, e.g. "payctl cb test".
+    fn every_command(cmd: &clap::Command, path: &str, out: &mut Vec<(String, clap::Command)>) {
+        out.push((path.to_owned(), cmd.clone()));
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            every_command(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn help_teaches_examples_on_every_command_and_a_description_of_every_argument() {
+        let mut all = Vec::new();
+        every_command(&Cli::command(), "payctl", &mut all);
+        let mut missing = Vec::new();
+        for (path, cmd) in &all {
+            let after = cmd
+                .get_after_help()
+                .or(cmd.get_after_long_help())
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            if !after.contains("Examples:") {
+                missing.push(format!("{path}: no examples"));
+            }
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if ["help", "version"].contains(&id) || arg.is_global_set() && path != "payctl" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path}: {id} has no description"));
+                }
+            }
+        }
+        assert!(all.len() > 30, "{}", all.len());
+        assert!(missing.is_empty(), "\n{}", missing.join("\n"));
+    }
+
     #[test]
     fn the_home_is_read_before_parsing_even_for_help() {
         let home = |args: &[&str]| given_home(&args.iter().map(Into::into).collect::<Vec<_>>());

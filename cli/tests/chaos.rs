@@ -151,6 +151,7 @@ fn a_schedule_killing_every_service_and_freezing_one_finds_no_violation() {
 #[test]
 fn the_verdict_fails_naming_a_payment_or_a_ledger_leg_removed_behind_its_back() {
     let stack = Stack::up("tamper");
+    let junit = stack.home.join("reports/chaos.xml");
     let child = stack
         .chaos(&[
             "--seed",
@@ -162,6 +163,8 @@ fn the_verdict_fails_naming_a_payment_or_a_ledger_leg_removed_behind_its_back() 
             "--services",
             "none",
             "--json",
+            "--junit",
+            &junit.display().to_string(),
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -237,6 +240,16 @@ fn the_verdict_fails_naming_a_payment_or_a_ledger_leg_removed_behind_its_back() 
             .iter()
             .any(|v| v["detail"].as_str().unwrap().starts_with("reconcile: ")),
         "reconcile's own checks fail too: {violations:#?}"
+    );
+    // CI's view: the exactly-once case fails, naming the deleted payment.
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let case = xml
+        .split("<testcase ")
+        .find(|c| c.contains("name=\"every acknowledged operation exactly once"))
+        .unwrap_or_else(|| panic!("{xml}"));
+    assert!(
+        case.contains("<failure message=") && case.contains(&as_uuid(gone)),
+        "{xml}"
     );
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(

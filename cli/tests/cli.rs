@@ -137,6 +137,7 @@ fn doctor_reports_programs_ports_disk_and_memory_as_json() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains(&format!("port {port} (redis)")), "{err}");
     let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_camel_case(&r);
     // Every port of the stack definition, the gateway's and Prometheus' included.
     let services: Vec<&str> = r["ports"]
         .as_array()
@@ -648,6 +649,7 @@ fn up_smoke_reconcile_down_end_to_end_on_the_native_runtime() {
     let o = stack.run(&["status", "--json"]);
     assert!(o.status.success(), "{:?}", text(&o));
     let status: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_camel_case(&status);
     let services: Vec<&str> = status
         .as_array()
         .unwrap()
@@ -681,10 +683,44 @@ fn up_smoke_reconcile_down_end_to_end_on_the_native_runtime() {
     let (out, err) = text(&smoke);
     assert!(smoke.status.success(), "smoke failed:\n{out}\n{err}");
     assert!(out.contains("smoke passed"), "{out}");
+    // For scripts and CI: the steps as JSON and as JUnit.
+    let junit = home.join("smoke.xml");
+    let junit_arg = junit.display().to_string();
+    let smoke = payctl(
+        &home,
+        &[&["smoke", "--json", "--junit", &junit_arg], &api[..]].concat(),
+    );
+    assert!(smoke.status.success(), "{:?}", text(&smoke));
+    let report: Value = serde_json::from_slice(&smoke.stdout).unwrap();
+    assert_camel_case(&report);
+    assert_eq!(report["passed"], true, "{report:#}");
+    assert_eq!(report["steps"].as_array().unwrap().len(), 6, "{report:#}");
+    assert!(report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["ok"] == true && s["seconds"].is_f64()));
+    assert!(report["paymentId"].is_string());
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains("<testsuite name=\"payctl smoke\" tests=\"6\" failures=\"0\""),
+        "{xml}"
+    );
 
-    let cb = stack.run(&[&["cb", "test", "--payments", "10"], &api[..]].concat());
+    let junit = home.join("cb.xml");
+    let junit_arg = junit.display().to_string();
+    let cb = stack.run(
+        &[
+            &["cb", "test", "--payments", "10", "--junit", &junit_arg],
+            &api[..],
+        ]
+        .concat(),
+    );
     let (out, err) = text(&cb);
     assert!(cb.status.success(), "cb test failed:\n{out}\n{err}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("tests=\"10\" failures=\"0\""), "{xml}");
+    assert!(xml.contains("name=\"6. breaker OPEN\""), "{xml}");
     eprintln!("{out}");
     for step in [
         "breaker OPEN",
@@ -722,6 +758,7 @@ fn up_smoke_reconcile_down_end_to_end_on_the_native_runtime() {
         "{dead:#?}"
     );
     assert!(text(&stack.run(&["dlq", "tail"])).0.contains("InvalidJson"));
+    assert_camel_case(&Value::from(dead.clone()));
 
     // A short real k6 run through the gateway: figures printed, summary written, ledger reconciled.
     let summary = home.join("summary.json");
@@ -752,7 +789,8 @@ fn up_smoke_reconcile_down_end_to_end_on_the_native_runtime() {
         "achieved rate",
         "p99 ms",
         "dropped iterations",
-        "reconcile: clean",
+        "ledger caught up",
+        "reconcile: no new violations",
     ] {
         assert!(out.contains(figure), "load output lacks {figure}:\n{out}");
     }
@@ -770,14 +808,30 @@ fn up_smoke_reconcile_down_end_to_end_on_the_native_runtime() {
     let o = stack.run(&["top", "--json", "--interval", "0.5"]);
     assert!(o.status.success(), "top: {:?}", text(&o));
     let top: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_camel_case(&top);
     assert_eq!(
         top["breaker"][0],
         serde_json::json!(["ingest", "CLOSED"]),
         "{top:#}"
     );
-    assert!(
-        top["dlqTotal"].as_f64().unwrap() >= 2.0,
-        "the two injected: {top:#}"
+    // The broker's figures: the DLQ's records as `dlq tail` lists them, and no lag once all is applied.
+    let tailed =
+        serde_json::from_slice::<Vec<Value>>(&stack.run(&["dlq", "tail", "--json"]).stdout)
+            .unwrap()
+            .len();
+    assert_eq!(top["dlqRecords"].as_u64(), Some(tailed as u64), "{top:#}");
+    assert!(tailed >= 2, "the two injected");
+    let mut lag = Value::Null;
+    for _ in 0..50 {
+        let o = stack.run(&["top", "--json", "--interval", "0.2"]);
+        lag = serde_json::from_slice::<Value>(&o.stdout).unwrap()["consumerLag"].clone();
+        if lag == 0 {
+            break;
+        }
+    }
+    assert_eq!(
+        lag, 0,
+        "the consumer group's lag once everything is applied"
     );
     assert_eq!(top["unreachable"], serde_json::json!([]), "{top:#}");
     let o = stack.run(&["top", "--once", "--interval", "0.5"]);
@@ -786,6 +840,9 @@ fn up_smoke_reconcile_down_end_to_end_on_the_native_runtime() {
         o.status.success() && out.contains("outbox backlog") && out.contains("API p99"),
         "{out}"
     );
+
+    // After the checks that read the first consumer's metrics: this restarts it.
+    load_counts_only_what_it_adds(&stack, &ports);
 
     // bench in miniature: every part runs and reports (the figures themselves are not asserted).
     let mut bench = vec![
@@ -849,10 +906,63 @@ fn up_smoke_reconcile_down_end_to_end_on_the_native_runtime() {
     let page: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(page["data"][0]["paymentId"], id);
 
+    // Scripting: -q is the id alone; piped, list is tab-separated with a header unless --no-headers.
+    let o = payctl(
+        &home,
+        &[&["authorize", "--amount", "500", "-q"], &api[..]].concat(),
+    );
+    let quiet = text(&o).0.trim().to_owned();
+    assert!(
+        o.status.success() && quiet.len() == 36 && !quiet.contains(char::is_whitespace),
+        "{:?}",
+        text(&o)
+    );
+    let o = payctl(&home, &[&["list", "--limit", "2", "-q"], &api[..]].concat());
+    assert_eq!(text(&o).0.lines().next(), Some(quiet.as_str()));
+    assert_eq!(text(&o).0.lines().count(), 2);
+    let o = payctl(&home, &[&["list", "--limit", "2"], &api[..]].concat());
+    let out = text(&o).0;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0],
+        "payment\tstatus\tamount\tcaptured\trefunded\tcurrency\tcreated"
+    );
+    assert_eq!(lines.len(), 3, "{out}");
+    let row: Vec<&str> = lines[1].split('\t').collect();
+    assert_eq!(
+        (row[0], row[1], row[2]),
+        (quiet.as_str(), "AUTHORIZED", "500")
+    );
+    let o = payctl(
+        &home,
+        &[&["list", "--limit", "2", "--no-headers"], &api[..]].concat(),
+    );
+    assert!(
+        text(&o).0.starts_with(&format!("{quiet}\t")),
+        "{:?}",
+        text(&o)
+    );
+    // --watch shows it again until stopped.
+    let status: Vec<&str> = ["status", "--watch"]
+        .into_iter()
+        .chain(port_args.iter().map(String::as_str))
+        .collect();
+    assert_repeats(&home, &status);
+    assert_repeats(&home, &[&["get", &quiet, "--watch"], &api[..]].concat());
+
     // The authorize just made may still be on its way to the ledger; reconcile must be clean once it lands.
     if let Err(report) = stack.reconciled_within(std::time::Duration::from_secs(10)) {
         panic!("reconcile reported violations: {report}");
     }
+    let o = stack.run(&["reconcile", "--json"]);
+    let verdict: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_camel_case(&verdict);
+    assert_eq!(
+        (o.status.code(), &verdict["clean"], &verdict["violations"]),
+        (Some(0), &Value::Bool(true), &Value::from(0)),
+        "{verdict:#}"
+    );
+    assert!(verdict["checks"].as_array().unwrap().len() >= 7);
 
     let logs = payctl(&home, &["logs", "ingest", "-n", "5"]);
     assert!(logs.status.success() && !logs.stdout.is_empty());
@@ -877,6 +987,164 @@ fn up_smoke_reconcile_down_end_to_end_on_the_native_runtime() {
     let o = payctl(&home, &["down", "--volumes"]);
     assert!(o.status.success());
     assert!(!home.exists(), "--volumes deletes it");
+}
+
+/// Runs a `--watch` command until it has shown its view twice (each under an "Every 2s" line), then
+/// stops it.
+fn assert_repeats(home: &Path, args: &[&str]) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_payctl"))
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let (mut rounds, mut seen) = (0, Vec::new());
+    while rounds < 2 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                rounds += usize::from(line.starts_with("Every 2.0s: payctl "));
+                seen.push(line);
+            }
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(rounds, 2, "{args:?} showed:\n{}", seen.join("\n"));
+    assert!(seen.len() > 4, "{args:?} showed:\n{}", seen.join("\n"));
+}
+
+/// One JSON style across every command: every key camelCase (a lower-case start, no `_` or `-`).
+fn assert_camel_case(v: &Value) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                assert!(
+                    k.starts_with(|c: char| c.is_ascii_lowercase()) && !k.contains(['_', '-']),
+                    "key {k:?} is not camelCase in {m:?}"
+                );
+                assert_camel_case(v);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(assert_camel_case),
+        _ => {}
+    }
+}
+
+/// Runs SQL in the stack's database as its own user (MariaDB's command-line client).
+fn sql(home: &Path, mariadb_port: u16, statement: &str) {
+    let password = std::fs::read_to_string(home.join("secrets/db-password")).unwrap();
+    let o = Command::new("mariadb")
+        .args(["-h127.0.0.1", "-upayctl", "payments", "-e", statement])
+        .arg(format!("-P{mariadb_port}"))
+        .env("MYSQL_PWD", password.trim())
+        .output()
+        .expect("the mariadb client runs");
+    assert!(o.status.success(), "{statement}: {:?}", text(&o));
+}
+
+/// `payctl load` reports what the run did: violations from before it apart (not failing it), a ledger
+/// that does not catch up as such (failing it), and with --no-reconcile k6's verdict alone.
+fn load_counts_only_what_it_adds(stack: &Stack, ports: &[u16]) {
+    let api = format!("http://127.0.0.1:{}/api", ports[5]);
+    let load = |extra: &[&str]| {
+        let args = [
+            &[
+                "load",
+                "--rate",
+                "10",
+                "--duration",
+                "2s",
+                "--merchants",
+                "2",
+            ][..],
+            &["--p99-ms", "2000", "--api-url", &api],
+            extra,
+        ]
+        .concat();
+        stack.run(&args)
+    };
+    let o = payctl(
+        stack.home,
+        &["authorize", "--amount", "1000", "--json", "--api-url", &api],
+    );
+    let id = serde_json::from_slice::<Value>(&o.stdout).unwrap()["paymentId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    stack
+        .reconciled_within(std::time::Duration::from_secs(10))
+        .unwrap();
+    let payment = format!("payment_id = UNHEX(REPLACE('{id}', '-', ''))");
+    // A hold the ledger no longer matches, as if from a minute ago (not a change still settling).
+    sql(
+        stack.home,
+        ports[0],
+        &format!(
+            "UPDATE payments SET amount = amount + 1, \
+             updated_at = updated_at - INTERVAL 1 MINUTE WHERE {payment}"
+        ),
+    );
+    let o = load(&[]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(
+        out.contains("ledger caught up") && out.contains("reconcile: no new violations"),
+        "{out}"
+    );
+    assert!(
+        err.contains("note: 1 violation(s) existed before the run"),
+        "{err}"
+    );
+    sql(
+        stack.home,
+        ports[0],
+        &format!(
+            "UPDATE payments SET amount = amount - 1, updated_at = updated_at WHERE {payment}"
+        ),
+    );
+
+    let o = stack.run(&["stop", "consumer"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert_eq!(text(&o).0.trim(), "consumer stopped");
+    let o = load(&["--catch-up-seconds", "2"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}\n{err}");
+    assert!(
+        out.contains("ledger did not catch up within 2 s of the run") && !out.contains("caught up"),
+        "{out}"
+    );
+    assert!(err.contains("new violation(s)"), "{err}");
+    let o = load(&["--no-reconcile"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(
+        !out.contains("reconcile") && !out.contains("ledger"),
+        "{out}"
+    );
+
+    let o = stack.run(&["restart", "consumer"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(text(&o).0.starts_with("consumer healthy"), "{:?}", text(&o));
+    stack
+        .reconciled_within(std::time::Duration::from_secs(30))
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1126,6 +1394,8 @@ fn without_a_platform_every_command_fails_at_once_in_the_same_line() {
     fails_fast_with(&home, &with(&["dlq", "replay"]), &not_running_line(kafka));
     fails_fast_with(&home, &with(&["load"]), &not_running_line(mariadb));
     fails_fast_with(&home, &with(&["bench"]), &not_running_line(mariadb));
+    fails_fast_with(&home, &with(&["top"]), &not_running_line(ports[3]));
+    fails_fast_with(&home, &with(&["chaos"]), &not_running_line(mariadb));
     let url = format!("http://127.0.0.1:{gateway}/api");
     fails_fast_with(
         &home,
@@ -1137,6 +1407,13 @@ fn without_a_platform_every_command_fails_at_once_in_the_same_line() {
         &["get", "x", "--api-url", &url, "--api-key", "k"],
         &not_running_line(gateway),
     );
+    for cb in ["status", "reset"] {
+        fails_fast_with(
+            &home,
+            &["cb", "--api-url", &url, cb],
+            &not_running_line(gateway),
+        );
+    }
 }
 
 #[test]

@@ -7,6 +7,7 @@ use crate::ops::api::{Api, Target};
 use crate::output::{self, table};
 use clap::Args;
 use serde_json::{json, Value};
+use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -41,6 +42,10 @@ pub struct AuthorizeArgs {
     /// Idempotency key; a fresh one is generated when absent. Re-run with the same key to retry safely.
     #[arg(long)]
     pub idempotency_key: Option<String>,
+    /// Print only the payment id (for scripts: `id=$(payctl authorize --amount 100 -q)`).
+    #[arg(short, long, conflicts_with = "json")]
+    pub quiet: bool,
+    /// The API's JSON answer instead of a table.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -55,6 +60,7 @@ pub struct ChangeArgs {
     pub reason: Option<String>,
     pub idempotency_key: Option<String>,
     pub json: bool,
+    pub quiet: bool,
     pub target: Target,
 }
 
@@ -68,6 +74,10 @@ pub struct CaptureArgs {
     /// Idempotency key; a fresh one is generated when absent.
     #[arg(long)]
     pub idempotency_key: Option<String>,
+    /// Print only the payment id (for scripts: `id=$(payctl authorize --amount 100 -q)`).
+    #[arg(short, long, conflicts_with = "json")]
+    pub quiet: bool,
+    /// The API's JSON answer instead of a table.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -87,6 +97,10 @@ pub struct RefundArgs {
     /// Idempotency key; a fresh one is generated when absent.
     #[arg(long)]
     pub idempotency_key: Option<String>,
+    /// Print only the payment id (for scripts: `id=$(payctl authorize --amount 100 -q)`).
+    #[arg(short, long, conflicts_with = "json")]
+    pub quiet: bool,
+    /// The API's JSON answer instead of a table.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -103,6 +117,10 @@ pub struct VoidArgs {
     /// Idempotency key; a fresh one is generated when absent.
     #[arg(long)]
     pub idempotency_key: Option<String>,
+    /// Print only the payment id (for scripts: `id=$(payctl authorize --amount 100 -q)`).
+    #[arg(short, long, conflicts_with = "json")]
+    pub quiet: bool,
+    /// The API's JSON answer instead of a table.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -117,6 +135,7 @@ impl From<CaptureArgs> for ChangeArgs {
             reason: None,
             idempotency_key: a.idempotency_key,
             json: a.json,
+            quiet: a.quiet,
             target: a.target,
         }
     }
@@ -130,6 +149,7 @@ impl From<RefundArgs> for ChangeArgs {
             reason: a.reason,
             idempotency_key: a.idempotency_key,
             json: a.json,
+            quiet: a.quiet,
             target: a.target,
         }
     }
@@ -143,6 +163,7 @@ impl From<VoidArgs> for ChangeArgs {
             reason: a.reason,
             idempotency_key: a.idempotency_key,
             json: a.json,
+            quiet: a.quiet,
             target: a.target,
         }
     }
@@ -152,8 +173,12 @@ impl From<VoidArgs> for ChangeArgs {
 pub struct GetArgs {
     /// Payment id.
     pub id: String,
+    /// The API's JSON answer instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Show it again every 2 seconds, until Ctrl-C.
+    #[arg(short, long, conflicts_with = "json")]
+    pub watch: bool,
     #[command(flatten)]
     pub target: Target,
 }
@@ -169,8 +194,15 @@ pub struct ListArgs {
     /// Cursor: the nextCursor of the previous page.
     #[arg(long)]
     pub starting_after: Option<String>,
+    /// The API's JSON answer instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Only the payment ids, one per line.
+    #[arg(short, long, conflicts_with_all = ["json", "no_headers"])]
+    pub quiet: bool,
+    /// Tab-separated rows without the header line (piped output is tab-separated, with a header).
+    #[arg(long, conflicts_with = "json")]
+    pub no_headers: bool,
     #[command(flatten)]
     pub target: Target,
 }
@@ -229,7 +261,17 @@ pub fn idempotency_line(key: &str, replayed: bool) -> String {
 }
 
 /// Prints a write's answer: JSON with its idempotency, or a table and the key on stderr.
-fn print_write(p: Value, key: &str, replayed: bool, json: bool) -> anyhow::Result<ExitCode> {
+fn print_write(
+    p: Value,
+    key: &str,
+    replayed: bool,
+    json: bool,
+    quiet: bool,
+) -> anyhow::Result<ExitCode> {
+    if quiet {
+        println!("{}", output::text(&p["paymentId"]));
+        return Ok(ExitCode::SUCCESS);
+    }
     if json {
         output::json(&with_idempotency(p, key, replayed))?;
         return Ok(ExitCode::SUCCESS);
@@ -249,7 +291,7 @@ pub async fn authorize(home: &Path, a: AuthorizeArgs) -> anyhow::Result<ExitCode
             &key,
         )
         .await?;
-    print_write(p, &key, replayed, a.json)
+    print_write(p, &key, replayed, a.json, a.quiet)
 }
 
 pub async fn change(home: &Path, verb: &str, a: impl Into<ChangeArgs>) -> anyhow::Result<ExitCode> {
@@ -266,18 +308,30 @@ pub async fn change(home: &Path, verb: &str, a: impl Into<ChangeArgs>) -> anyhow
     let (p, replayed) = api
         .post_idempotent(&format!("/payments/{verb}/{}", a.id), body, &key)
         .await?;
-    print_write(p, &key, replayed, a.json)
+    print_write(p, &key, replayed, a.json, a.quiet)
 }
 
 pub async fn get(home: &Path, a: GetArgs) -> anyhow::Result<ExitCode> {
     let api = &Api::new(home, &a.target)?;
-    let p = api.get(&format!("/payments/{}", a.id)).await?;
+    let path = format!("/payments/{}", a.id);
+    let p = api.get(&path).await?;
     if a.json {
         output::json(&p)?;
         return Ok(ExitCode::SUCCESS);
     }
-    print_payment(&p);
-    Ok(ExitCode::SUCCESS)
+    if !a.watch {
+        print_payment(&p);
+        return Ok(ExitCode::SUCCESS);
+    }
+    output::watch(
+        std::time::Duration::from_secs(2),
+        &format!("payctl get {}", a.id),
+        || async {
+            print_payment(&api.get(&path).await?);
+            Ok(())
+        },
+    )
+    .await
 }
 
 pub async fn list(home: &Path, a: ListArgs) -> anyhow::Result<ExitCode> {
@@ -295,12 +349,20 @@ pub async fn list(home: &Path, a: ListArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let rows = page["data"].as_array().cloned().unwrap_or_default();
+    if a.quiet {
+        for p in &rows {
+            println!("{}", output::text(&p["paymentId"]));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let s = output::text;
-    println!(
-        "{}",
-        table(
-            &["payment", "status", "amount", "captured", "refunded", "currency", "created"],
-            rows.iter().map(|p| vec![
+    let header = [
+        "payment", "status", "amount", "captured", "refunded", "currency", "created",
+    ];
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|p| {
+            vec![
                 s(&p["paymentId"]),
                 s(&p["status"]),
                 s(&p["amount"]),
@@ -308,9 +370,14 @@ pub async fn list(home: &Path, a: ListArgs) -> anyhow::Result<ExitCode> {
                 s(&p["refundedAmount"]),
                 s(&p["currency"]),
                 s(&p["createdAt"]),
-            ])
-        )
-    );
+            ]
+        })
+        .collect();
+    if a.no_headers || !std::io::stdout().is_terminal() {
+        print!("{}", output::tsv(&header, cells, !a.no_headers));
+    } else {
+        println!("{}", table(&header, cells));
+    }
     if let Some(next) = page["nextCursor"].as_str() {
         eprintln!("more: {}", next_page(&a, next));
     }
@@ -329,11 +396,28 @@ pub fn next_page(a: &ListArgs, next: &str) -> String {
 
 pub async fn ledger(home: &Path, a: GetArgs) -> anyhow::Result<ExitCode> {
     let api = &Api::new(home, &a.target)?;
-    let l = api.get(&format!("/payments/{}/ledger", a.id)).await?;
+    let path = format!("/payments/{}/ledger", a.id);
+    let l = api.get(&path).await?;
     if a.json {
         output::json(&l)?;
         return Ok(ExitCode::SUCCESS);
     }
+    if !a.watch {
+        print_ledger(&l);
+        return Ok(ExitCode::SUCCESS);
+    }
+    output::watch(
+        std::time::Duration::from_secs(2),
+        &format!("payctl ledger {}", a.id),
+        || async {
+            print_ledger(&api.get(&path).await?);
+            Ok(())
+        },
+    )
+    .await
+}
+
+fn print_ledger(l: &Value) {
     let entries = l["entries"].as_array().cloned().unwrap_or_default();
     let s = output::text;
     println!(
@@ -360,7 +444,6 @@ pub async fn ledger(home: &Path, a: GetArgs) -> anyhow::Result<ExitCode> {
             output::red("NOT balanced")
         }
     );
-    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ pub struct BenchArgs {
     /// Connections for the baseline (pay-server's default pool is 32).
     #[arg(long, default_value_t = 32)]
     pub concurrency: u32,
+    /// How long the database baseline runs, in seconds.
     #[arg(long, default_value_t = 10)]
     pub baseline_seconds: u64,
     /// Messages for the broker-alone measurement (0 skips it).
@@ -48,8 +49,10 @@ pub struct BenchArgs {
     /// p99 limit per step, in milliseconds.
     #[arg(long, default_value_t = 50)]
     pub p99_ms: u32,
+    /// Merchants to spread the load over (each has its own API key and rate limit).
     #[arg(long, default_value_t = 20)]
     pub merchants: u32,
+    /// API base URL (the gateway's /api).
     #[arg(
         long,
         env = "PAYCTL_API_URL",

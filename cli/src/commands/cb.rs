@@ -4,9 +4,10 @@
 //! whenever one call had succeeded), and it checks what matters — that no payment made during the
 //! outage lost its event or its ledger legs.
 
-use crate::ops::api::{Api, Target};
+use crate::ops::api::{require_api, Api, Target};
 use crate::ops::breaker::{backlog, breaker, outage_counts, set_state};
-use crate::output::{self, mark, table};
+use crate::output::steps::Steps;
+use crate::output::{self, table};
 use crate::runtime;
 use crate::stack::secrets::database_url;
 use crate::stack::{self, saved_plan, Kind, Ports, Svc};
@@ -28,12 +29,19 @@ pub struct CbArgs {
 #[derive(Debug, Subcommand)]
 pub enum Cb {
     /// Show the breaker's state and counters.
+    #[command(after_help = "Examples:
+  payctl cb status
+  payctl cb status --json | jq .state")]
     Status {
+        /// The breaker as the API reports it, in JSON.
         #[arg(long)]
         json: bool,
     },
     /// Stop Kafka, drive payments, and assert: fast answers, OPEN, HALF_OPEN → CLOSED, outbox drained,
     /// every payment of the outage published once and in the ledger.
+    #[command(after_help = "Examples:
+  payctl cb test                     ten numbered steps, exit 1 if one fails
+  payctl cb test --payments 50 --junit reports/cb.xml")]
     Test {
         #[command(flatten)]
         ports: Ports,
@@ -41,18 +49,32 @@ pub enum Cb {
         /// least this many were made).
         #[arg(long, default_value_t = 20)]
         payments: usize,
+        /// The steps as one JSON document on stdout: {passed, steps: [{name, ok, seconds, detail}]}.
+        #[arg(long)]
+        json: bool,
+        /// Also write the steps as JUnit XML to this file.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<std::path::PathBuf>,
     },
     /// Stop publishing (events wait in the outbox) until `reset`. Applies to every API instance.
+    #[command(after_help = "Examples:
+  payctl cb force-open               payments go on; their events wait in the outbox
+  payctl cb reset                    publish again")]
     ForceOpen {
         #[command(flatten)]
         ports: Ports,
     },
     /// Publish regardless of failures (the breaker only counts). Applies to every API instance.
+    #[command(after_help = "Examples:
+  payctl cb disable                  publish even when Kafka fails (the breaker only counts)
+  payctl cb reset")]
     Disable {
         #[command(flatten)]
         ports: Ports,
     },
     /// Back to CLOSED with a fresh window. Applies to every API instance.
+    #[command(after_help = "Examples:
+  payctl cb reset                    CLOSED, with a fresh window, on every API instance")]
     Reset {
         #[command(flatten)]
         ports: Ports,
@@ -111,6 +133,7 @@ async fn set_everywhere(home: &Path, url: &str, ports: &Ports, state: &str) -> a
 pub async fn exec(home: &Path, a: CbArgs) -> anyhow::Result<ExitCode> {
     let (target, cmd) = (&a.target, a.command);
     let url = target.api_url.as_str();
+    require_api(url)?;
     match cmd {
         Cb::Status { json } => {
             let b = breaker(url).await?;
@@ -123,24 +146,31 @@ pub async fn exec(home: &Path, a: CbArgs) -> anyhow::Result<ExitCode> {
         Cb::ForceOpen { ports } => set_everywhere(home, url, &ports, "FORCED_OPEN").await?,
         Cb::Disable { ports } => set_everywhere(home, url, &ports, "DISABLED").await?,
         Cb::Reset { ports } => set_everywhere(home, url, &ports, "CLOSED").await?,
-        Cb::Test { ports, payments } => return test(home, target, &ports, payments).await,
+        Cb::Test {
+            ports,
+            payments,
+            json,
+            junit,
+        } => {
+            let mut steps = Steps::new("payctl cb test", 49, !json);
+            let result = test(home, target, &ports, payments, &mut steps).await;
+            let error = result.as_ref().err().map(|e| format!("{e:#}"));
+            steps.write_junit(junit.as_deref(), error.as_deref())?;
+            let passed = result.is_ok() && !steps.failed();
+            if json {
+                output::json(&json!({"passed": passed, "steps": steps.list, "error": error}))?;
+            }
+            result?;
+            if !passed {
+                eprintln!("error: circuit-breaker test failed");
+                return Ok(ExitCode::from(1));
+            }
+            if !json {
+                println!("circuit-breaker test passed");
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-struct Steps {
-    failed: bool,
-}
-
-impl Steps {
-    fn report(&mut self, n: usize, name: &str, started: Instant, ok: bool, detail: &str) {
-        println!(
-            "{} {n}. {name:<46} {:>8.1?}  {detail}",
-            mark(ok),
-            started.elapsed()
-        );
-        self.failed |= !ok;
-    }
 }
 
 async fn wait_for<F, Fut>(timeout: Duration, mut check: F) -> bool
@@ -165,17 +195,17 @@ async fn test(
     target: &Target,
     ports: &Ports,
     outage_payments: usize,
-) -> anyhow::Result<ExitCode> {
+    steps: &mut Steps,
+) -> anyhow::Result<()> {
     let api = Api::new(home, target)?;
     let url = target.api_url.as_str();
-    let mut steps = Steps { failed: false };
 
     let t = Instant::now();
     let ready = reqwest::get(format!("{url}/ready"))
         .await
         .map(|r| r.status().is_success())
         .unwrap_or(false);
-    steps.report(1, "API ready", t, ready, url);
+    steps.record("1. API ready", t, ready, url);
     if !ready {
         bail!("the API is not ready at {url}; start the platform with `payctl up`");
     }
@@ -185,9 +215,8 @@ async fn test(
     if b["state"] != "CLOSED" {
         b = set_state(home, url, "CLOSED").await?;
     }
-    steps.report(
-        2,
-        "breaker CLOSED",
+    steps.record(
+        "2. breaker CLOSED",
         t,
         b["state"] == "CLOSED",
         b["state"].as_str().unwrap_or("?"),
@@ -210,13 +239,13 @@ async fn test(
         backlog(url).await == Some(0)
     })
     .await;
-    steps.report(3, "5 payments with Kafka up, all published", t, ok, "");
+    steps.record("3. 5 payments with Kafka up, all published", t, ok, "");
 
     let t = Instant::now();
     // The Kafka process natively, its container on the Docker runtime.
     let runtime = runtime::open(home, ports);
     let stopped = runtime.stop("kafka").await?;
-    steps.report(4, "stop Kafka", t, stopped, "");
+    steps.record("4. stop Kafka", t, stopped, "");
     if !stopped {
         bail!("Kafka was not running under {}", home.display());
     }
@@ -257,9 +286,8 @@ async fn test(
             .unwrap_or_default()
     };
     let max = latencies.last().copied().unwrap_or_default();
-    steps.report(
-        5,
-        "payments answer fast while Kafka is down",
+    steps.record(
+        "5. payments answer fast while Kafka is down",
         t,
         errors == 0 && max < Duration::from_secs(1),
         &format!(
@@ -270,9 +298,8 @@ async fn test(
         ),
     );
     let b = breaker(url).await?;
-    steps.report(
-        6,
-        "breaker OPEN",
+    steps.record(
+        "6. breaker OPEN",
         t,
         open,
         &format!("failure rate {}", b["failureRate"].as_str().unwrap_or("?")),
@@ -280,9 +307,8 @@ async fn test(
 
     let t = Instant::now();
     let restarted = runtime.start("kafka").await;
-    steps.report(
-        7,
-        "start Kafka",
+    steps.record(
+        "7. start Kafka",
         t,
         restarted.is_ok(),
         &restarted
@@ -317,9 +343,8 @@ async fn test(
     let half_then_closed = path
         .windows(2)
         .any(|w| w[0] == "HALF_OPEN" && w[1] == "CLOSED");
-    steps.report(
-        8,
-        "breaker HALF_OPEN → CLOSED",
+    steps.record(
+        "8. breaker HALF_OPEN → CLOSED",
         t,
         closed && half_then_closed,
         &path.join(" → "),
@@ -330,7 +355,7 @@ async fn test(
         backlog(url).await == Some(0)
     })
     .await;
-    steps.report(9, "outbox drained", t, drained, "");
+    steps.record("9. outbox drained", t, drained, "");
 
     let t = Instant::now();
     let db = sqlx::MySqlPool::connect(&database_url(home, ports)?).await?;
@@ -349,18 +374,12 @@ async fn test(
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    steps.report(
-        10,
-        "each outage payment: one event, its ledger legs",
+    steps.record(
+        "10. each outage payment: one event, its ledger legs",
         t,
         complete,
         &detail,
     );
 
-    if steps.failed {
-        eprintln!("error: circuit-breaker test failed");
-        return Ok(ExitCode::from(1));
-    }
-    println!("circuit-breaker test passed");
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

@@ -1,11 +1,14 @@
 //! `payctl chaos`: kill and freeze parts of the platform on a seeded schedule under load, then show —
 //! not tell — that every payment a client was told about exists exactly once, with its ledger.
 
+use crate::ops::api::require_api;
 use crate::ops::chaos::driver::Flow;
 use crate::ops::chaos::schedule::{self, FaultKind, Plan};
 use crate::ops::chaos::{self, Report, Run, Watch, SERVICES};
+use crate::output::steps::Steps;
 use crate::output::{self, mark, table};
 use crate::runtime;
+use crate::stack::health::require_running;
 use crate::stack::secrets::database_url;
 use crate::stack::Ports;
 use clap::Args;
@@ -23,6 +26,7 @@ use std::time::Duration;
   payctl chaos --duration 20s --services none      load and verdict only (no faults)
   payctl chaos --json > chaos.json                 the report for machines (exit 1 on any violation)
   payctl chaos --seed 42 --dry-run                 only print seed 42's schedule
+  payctl chaos --junit chaos.xml                   also a JUnit report (a case per fault and check)
 
 Each fault is `kill -9` then a start on the same data (Docker: docker kill, docker start), or a freeze
 (SIGSTOP/SIGCONT; Docker: pause/unpause). Clients retry with the same idempotency key on no answer,
@@ -52,6 +56,10 @@ pub struct ChaosArgs {
     /// Print the report as JSON (the schedule and progress go to stderr).
     #[arg(long)]
     json: bool,
+    /// Also write the verdict as JUnit XML to this file: a case per fault, the drain, the catch-up,
+    /// reconcile and the exactly-once check, so CI shows which failed.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<std::path::PathBuf>,
     /// Print the schedule and the command that replays it, and stop.
     #[arg(long)]
     dry_run: bool,
@@ -112,6 +120,10 @@ impl Watch for Display {
 }
 
 pub async fn exec(home: &Path, a: ChaosArgs) -> anyhow::Result<ExitCode> {
+    if !a.dry_run {
+        require_running(a.ports.mariadb_port)?;
+        require_api(&format!("http://127.0.0.1:{}/api", a.ports.gateway_port))?;
+    }
     let seed = a.seed.unwrap_or_else(rand::random);
     let services: Vec<String> = a
         .services
@@ -238,6 +250,7 @@ pub async fn exec(home: &Path, a: ChaosArgs) -> anyhow::Result<ExitCode> {
         b.finish_and_clear();
     }
     let report = report?;
+    junit_steps(&report).write_junit(a.junit.as_deref(), None)?;
     if a.json {
         output::json(&report)?;
     } else {
@@ -253,6 +266,66 @@ pub async fn exec(home: &Path, a: ChaosArgs) -> anyhow::Result<ExitCode> {
         );
         Ok(ExitCode::from(1))
     }
+}
+
+/// The verdict as steps, for JUnit.
+fn junit_steps(r: &Report) -> Steps {
+    let mut steps = Steps::new("payctl chaos", 0, false);
+    let secs = |ms: Option<u64>| Duration::from_millis(ms.unwrap_or(0));
+    for h in r.faults.iter().filter(|h| !h.skipped) {
+        steps.record_took(
+            &format!(
+                "{} {} at {:.1}s for {:.1}s",
+                h.fault.kind,
+                h.fault.service,
+                h.began_ms as f64 / 1000.0,
+                h.fault.down.as_secs_f64()
+            ),
+            secs(h.back_ms.map(|b| b.saturating_sub(h.began_ms))),
+            h.error.is_none(),
+            h.error.as_deref().unwrap_or("back, answering"),
+        );
+    }
+    steps.record_took(
+        "outbox drained",
+        secs(r.outbox_drained_ms),
+        r.outbox_drained_ms.is_some(),
+        &ms(r.outbox_drained_ms),
+    );
+    steps.record_took(
+        "ledger caught up",
+        secs(r.ledger_caught_up_ms),
+        r.ledger_caught_up_ms.is_some(),
+        &ms(r.ledger_caught_up_ms),
+    );
+    steps.record_took(
+        "reconcile",
+        Duration::ZERO,
+        r.reconcile_violations == 0,
+        &format!("{} violation(s)", r.reconcile_violations),
+    );
+    let first: Vec<String> = r
+        .violations
+        .iter()
+        .take(20)
+        .map(|v| format!("{}: {}", v.subject, v.detail))
+        .collect();
+    steps.record_took(
+        "every acknowledged operation exactly once, with its ledger",
+        Duration::ZERO,
+        r.passed,
+        &if r.passed {
+            format!("seed {}", r.seed)
+        } else {
+            format!(
+                "{} violation(s); replay: {}\n{}",
+                r.violations.len(),
+                r.replay,
+                first.join("\n")
+            )
+        },
+    );
+    steps
 }
 
 fn ms(v: Option<u64>) -> String {

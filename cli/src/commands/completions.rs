@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {
+    /// The shell to complete in.
     shell: clap_complete::Shell,
 }
 

@@ -21,23 +21,35 @@ pub struct DlqArgs {
 #[derive(Debug, Subcommand)]
 pub enum Dlq {
     /// Send a poison message of the given kind; the consumer must dead-letter it and go on.
+    #[command(after_help = "Examples:
+  payctl dlq inject invalid-json     not JSON at all
+  payctl dlq inject unknown-payment  a valid event for a payment that does not exist")]
     Inject {
+        /// What is wrong with the message.
         kind: Poison,
         #[command(flatten)]
         ports: Ports,
     },
     /// Show what is in the DLQ (oldest first).
+    #[command(after_help = "Examples:
+  payctl dlq tail                    the newest 20 records as a table
+  payctl dlq tail -n 5 --json | jq '.[].record.errorType'")]
     Tail {
         /// How many of the newest records.
         #[arg(short = 'n', long, default_value_t = 20)]
         lines: usize,
+        /// The records as JSON: [{partition, offset, record}].
         #[arg(long)]
         json: bool,
         #[command(flatten)]
         ports: Ports,
     },
     /// Send DLQ records back to their original topic (all, or the one at --id PARTITION:OFFSET).
+    #[command(after_help = "Examples:
+  payctl dlq replay --id 0:3         the record at partition 0, offset 3
+  payctl dlq replay                  every record (each is applied once: the ledger deduplicates)")]
     Replay {
+        /// The record to replay, as PARTITION:OFFSET (as `dlq tail` shows it); all when absent.
         #[arg(long)]
         id: Option<String>,
         #[command(flatten)]

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
+    /// The checks as JSON.
     #[arg(long)]
     json: bool,
     #[command(flatten)]

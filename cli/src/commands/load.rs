@@ -1,44 +1,30 @@
 //! `payctl load`: the real k6 against the running platform, with many merchants, then reconcile.
 //!
-//! Figures come from k6's own summary; k6's exit code (99 when a threshold failed) is payctl's.
+//! Figures come from k6's own summary. Afterwards it waits (with a limit, and says which way it ended)
+//! for the ledger to hold what the run changed, and reconciles: only violations the run added fail it
+//! (exit 1); ones that were there before are counted apart. Otherwise k6's exit code (99 when a
+//! threshold failed) is payctl's.
 
 use crate::ops::api::require_api;
-use crate::ops::k6::{run_k6, Flow, K6Run};
+use crate::ops::k6::{parse_duration, run_k6, Flow, K6Run};
 use crate::ops::merchants::merchant_keys;
+use crate::ops::reconcile;
 use crate::output::{mark, table};
 use crate::stack::health::require_running;
 use crate::stack::secrets::database_url;
 use crate::stack::Ports;
 use clap::Args;
+use pay_consumer::invariants::{Check, Report, Violation};
 use serde_json::Value;
+use sqlx::MySqlPool;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-/// A k6 duration: numbers with units, e.g. 30s, 2m, 1m30s, 500ms, 1h.
+/// clap's value parser for k6 durations: numbers with units, e.g. 30s, 2m, 1m30s, 500ms, 1h.
 pub fn k6_duration(s: &str) -> Result<String, String> {
-    let bad = || {
-        format!("{s:?} is not a duration: a number and a unit (ms, s, m, h), e.g. 30s, 2m, 1m30s")
-    };
-    let mut rest = s;
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .ok_or_else(bad)?;
-        if digits == 0 || rest[..digits].parse::<f64>().is_err() {
-            return Err(bad());
-        }
-        rest = &rest[digits..];
-        let unit = ["ms", "s", "m", "h"]
-            .into_iter()
-            .find(|u| rest.starts_with(u))
-            .ok_or_else(bad)?;
-        rest = &rest[unit.len()..];
-    }
-    Ok(s.to_owned())
+    parse_duration(s).map(|_| s.to_owned())
 }
 
 #[derive(Debug, Args)]
@@ -49,6 +35,7 @@ pub struct LoadArgs {
     /// Time at the target rate, after a ramp of a tenth of it (k6 duration: 30s, 2m).
     #[arg(long, default_value = "30s", value_parser = k6_duration)]
     pub duration: String,
+    /// What each iteration does.
     #[arg(long, value_enum, default_value_t = Flow::Authorize)]
     pub flow: Flow,
     /// Merchants to spread the load over (each has its own API key and rate limit).
@@ -67,6 +54,12 @@ pub struct LoadArgs {
         default_value = "http://127.0.0.1:8080/api"
     )]
     pub api_url: String,
+    /// k6's verdict alone: no reconcile before or after the run, no wait for the ledger.
+    #[arg(long)]
+    pub no_reconcile: bool,
+    /// How long to wait after the run for the ledger to hold everything it changed.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub catch_up_seconds: u64,
     #[command(flatten)]
     pub ports: Ports,
 }
@@ -82,6 +75,13 @@ pub async fn exec(home: &Path, a: LoadArgs) -> anyhow::Result<ExitCode> {
         ))
     });
     let db = sqlx::MySqlPool::connect(&database_url(home, &a.ports)?).await?;
+    // What is wrong before the run is not the run's doing: remembered, so that the verdict after it
+    // counts only what the run added.
+    let before = if a.no_reconcile {
+        None
+    } else {
+        Some(reconcile::check(home, &a.ports, BEFORE_SETTLE).await?)
+    };
     let keys = merchant_keys(&db, a.merchants, "load-merchant").await?;
     let flow = a.flow.name();
     let (code, report, took) = run_k6(
@@ -104,28 +104,124 @@ pub async fn exec(home: &Path, a: LoadArgs) -> anyhow::Result<ExitCode> {
         summary.display(),
         log.display()
     );
-
-    // The ledger is asynchronous: give the consumer a moment to catch up, then prove it correct.
-    let caught_up = Instant::now();
-    let mut clean = false;
-    while caught_up.elapsed() < Duration::from_secs(60) {
-        let report = pay_consumer::invariants::check(&db, Duration::ZERO).await?;
-        if report.is_clean() {
-            clean = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    println!("ledger caught up {:.1?} after the run", caught_up.elapsed());
-    let reconciled = super::reconcile::report(home, &a.ports, Duration::ZERO, false).await?;
-    if code != 0 {
+    let k6_verdict = if code == 0 {
+        ExitCode::SUCCESS
+    } else {
         eprintln!("error: k6 thresholds failed (exit {code})");
-        return Ok(ExitCode::from(code.clamp(1, 255) as u8));
+        ExitCode::from(code.clamp(1, 255) as u8)
+    };
+    let Some(before) = before else {
+        return Ok(k6_verdict);
+    };
+    let known = known_violations(&before);
+
+    // The ledger is asynchronous: wait (with a limit) until everything the run changed is in it.
+    let limit = Duration::from_secs(a.catch_up_seconds);
+    match catch_up(&db, &known, limit).await? {
+        CatchUp::Done(after) => println!("ledger caught up {after:.1?} after the run"),
+        CatchUp::Behind(left) => println!(
+            "{} ledger did not catch up within {} s of the run: {left} change(s) still missing",
+            mark(false),
+            a.catch_up_seconds
+        ),
     }
-    if !clean {
-        return Ok(reconciled);
+    let after = reconcile::check(home, &a.ports, Duration::ZERO).await?;
+    let (new, old) = split_new(&after, &known);
+    println!(
+        "{}",
+        table(
+            &["", "check", "new", "before the run", "first new"],
+            after.checks.iter().map(|c| {
+                let fresh: Vec<&Violation> = c
+                    .violations
+                    .iter()
+                    .filter(|v| !known.contains(&key(c, v)))
+                    .collect();
+                vec![
+                    mark(fresh.is_empty()),
+                    c.name.to_owned(),
+                    fresh.len().to_string(),
+                    (c.violations.len() - fresh.len()).to_string(),
+                    fresh
+                        .first()
+                        .map(|v| format!("{}: {}", v.subject, v.detail))
+                        .unwrap_or_default(),
+                ]
+            })
+        )
+    );
+    if old > 0 {
+        eprintln!(
+            "note: {old} violation(s) existed before the run and are not counted (payctl reconcile lists them)"
+        );
     }
-    Ok(reconciled)
+    if new > 0 {
+        eprintln!("error: the run left {new} new violation(s)");
+        return Ok(ExitCode::from(1));
+    }
+    println!("reconcile: no new violations");
+    Ok(k6_verdict)
+}
+
+/// How long a change may be in flight when the pre-run state is read (as `payctl reconcile`'s default).
+const BEFORE_SETTLE: Duration = Duration::from_secs(5);
+
+/// A violation's identity across two reports: its check and subject (the detail may change, e.g. amounts).
+type Known = HashSet<(&'static str, String)>;
+
+fn key(c: &Check, v: &Violation) -> (&'static str, String) {
+    (c.name, v.subject.clone())
+}
+
+fn known_violations(r: &Report) -> Known {
+    r.checks
+        .iter()
+        .flat_map(|c| c.violations.iter().map(move |v| key(c, v)))
+        .collect()
+}
+
+/// (new, already known) violations of `r`.
+fn split_new(r: &Report, known: &Known) -> (usize, usize) {
+    let all = r.violations();
+    let new = r
+        .checks
+        .iter()
+        .flat_map(|c| c.violations.iter().map(move |v| key(c, v)))
+        .filter(|k| !known.contains(k))
+        .count();
+    (new, all - new)
+}
+
+enum CatchUp {
+    /// Every change of the run is in the ledger, this long after it ended.
+    Done(Duration),
+    /// The limit passed with this many new violations (changes not in the ledger, or wrong in it).
+    Behind(usize),
+}
+
+/// Polls the ledger invariants until they show nothing beyond `known`, with a spinner saying how
+/// many changes are still missing.
+async fn catch_up(db: &MySqlPool, known: &Known, limit: Duration) -> anyhow::Result<CatchUp> {
+    let started = Instant::now();
+    let spinner = indicatif::ProgressBar::new_spinner();
+    spinner.enable_steady_tick(Duration::from_millis(120));
+    let outcome = loop {
+        let r = pay_consumer::invariants::check(db, Duration::ZERO).await?;
+        let (new, _) = split_new(&r, known);
+        if new == 0 {
+            break CatchUp::Done(started.elapsed());
+        }
+        if started.elapsed() >= limit {
+            break CatchUp::Behind(new);
+        }
+        spinner.set_message(format!(
+            "waiting for the ledger: {new} change(s) not in it yet, {:.0?} of {limit:?}",
+            started.elapsed()
+        ));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    spinner.finish_and_clear();
+    Ok(outcome)
 }
 
 fn print_summary(r: &Value, flow: &str, rate: u32, took: Duration) {
@@ -214,16 +310,40 @@ fn print_summary(r: &Value, flow: &str, rate: u32, took: Duration) {
 }
 
 #[cfg(test)]
-mod duration_tests {
-    use super::k6_duration;
+mod tests {
+    use super::*;
+
+    fn report(violations: &[(&'static str, &str)]) -> Report {
+        Report {
+            checks: ["ledger balanced", "every event in the ledger"]
+                .into_iter()
+                .map(|name| Check {
+                    name,
+                    violations: violations
+                        .iter()
+                        .filter(|(n, _)| *n == name)
+                        .map(|(_, subject)| Violation {
+                            subject: subject.to_string(),
+                            detail: "differs".into(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
 
     #[test]
-    fn k6_durations_are_numbers_with_units() {
-        for ok in ["30s", "2m", "1m30s", "500ms", "1h", "1.5s"] {
-            assert_eq!(k6_duration(ok).as_deref(), Ok(ok));
-        }
-        for bad in ["abc", "", "30", "s", "30x", "-5s"] {
-            assert!(k6_duration(bad).is_err(), "{bad:?} accepted");
-        }
+    fn only_violations_absent_before_the_run_are_new() {
+        let before = report(&[("ledger balanced", "KRW")]);
+        let known = known_violations(&before);
+        assert_eq!(split_new(&before, &known), (0, 1));
+        let after = report(&[
+            ("ledger balanced", "KRW"),
+            ("every event in the ledger", "evt-1"),
+            // The same subject under another check is another violation.
+            ("every event in the ledger", "KRW"),
+        ]);
+        assert_eq!(split_new(&after, &known), (2, 1));
+        assert_eq!(split_new(&report(&[]), &known), (0, 0));
     }
 }

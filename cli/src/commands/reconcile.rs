@@ -10,7 +10,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  payctl reconcile                      a table of the checks; exit 1 on any violation
+  payctl reconcile --json | jq .clean   {clean, violations, checks: [{name, violations: [{subject, detail}]}]}
+  payctl reconcile --settle-seconds 0   expect even the last second's changes in the ledger")]
 pub struct ReconcileArgs {
+    /// The verdict as JSON: {clean, violations, checks}.
     #[arg(long)]
     json: bool,
     /// Changes younger than this are still in flight and not yet expected in the ledger.
@@ -40,7 +45,11 @@ pub async fn report(
 ) -> anyhow::Result<ExitCode> {
     let report = check(home, ports, settle).await?;
     if as_json {
-        output::json(&report)?;
+        output::json(&serde_json::json!({
+            "clean": report.is_clean(),
+            "violations": report.violations(),
+            "checks": report.checks,
+        }))?;
     } else {
         println!(
             "{}",

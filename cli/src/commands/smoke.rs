@@ -2,32 +2,60 @@
 //! correct.
 
 use crate::ops::api::{Api, Target};
-use crate::output::mark;
+use crate::output::steps::Steps;
 use anyhow::bail;
 use clap::Args;
 use payctl_domain::ledger::MERCHANT_PAYABLE;
 use serde_json::{json, Value};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  payctl smoke                          each step with its time, then \"smoke passed\"
+  payctl smoke --json | jq .passed      the steps as JSON
+  payctl smoke --junit smoke.xml        also a JUnit report, for CI to show each step")]
 pub struct SmokeArgs {
+    /// The steps as one JSON document on stdout: {passed, paymentId, steps: [{name, ok, seconds, detail}]}.
+    #[arg(long)]
+    json: bool,
+    /// Also write the steps as JUnit XML to this file.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
     #[command(flatten)]
     target: Target,
-}
-
-fn step(name: &str, started: Instant, ok: bool, detail: &str) {
-    println!(
-        "{} {name:<34} {:>7.1?}  {detail}",
-        mark(ok),
-        started.elapsed()
-    );
 }
 
 /// authorize → capture → partial refund → refund the rest, then the payment's ledger must show every leg,
 /// balanced, with the merchant owed captured − refunded (here 0).
 pub async fn exec(home: &Path, a: SmokeArgs) -> anyhow::Result<ExitCode> {
+    let mut steps = Steps::new("payctl smoke", 34, !a.json);
+    let mut id = None;
+    let result = run(home, &a, &mut steps, &mut id).await;
+    let error = result.as_ref().err().map(|e| format!("{e:#}"));
+    steps.write_junit(a.junit.as_deref(), error.as_deref())?;
+    if a.json {
+        crate::output::json(&json!({
+            "passed": result.is_ok(),
+            "paymentId": id,
+            "steps": steps.list,
+            "error": error,
+        }))?;
+    }
+    result?;
+    if !a.json {
+        println!("smoke passed: payment {}", id.unwrap_or_default());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run(
+    home: &Path,
+    a: &SmokeArgs,
+    steps: &mut Steps,
+    paid: &mut Option<String>,
+) -> anyhow::Result<()> {
     let api = &Api::new(home, &a.target)?;
     let key = format!("smoke-{}", uuid::Uuid::new_v4());
     let t = Instant::now();
@@ -39,13 +67,14 @@ pub async fn exec(home: &Path, a: SmokeArgs) -> anyhow::Result<ExitCode> {
         )
         .await?;
     let id = p["paymentId"].as_str().unwrap_or_default().to_owned();
-    expect(&p, "AUTHORIZED", "authorize 50000 KRW", t)?;
+    *paid = Some(id.clone());
+    expect(steps, &p, "AUTHORIZED", "authorize 50000 KRW", t)?;
 
     let t = Instant::now();
     let p = api
         .post(&format!("/payments/capture/{id}"), json!({}), None)
         .await?;
-    expect(&p, "CAPTURED", "capture", t)?;
+    expect(steps, &p, "CAPTURED", "capture", t)?;
 
     let t = Instant::now();
     let p = api
@@ -55,7 +84,7 @@ pub async fn exec(home: &Path, a: SmokeArgs) -> anyhow::Result<ExitCode> {
             None,
         )
         .await?;
-    expect(&p, "PARTIALLY_REFUNDED", "partial refund 20000", t)?;
+    expect(steps, &p, "PARTIALLY_REFUNDED", "partial refund 20000", t)?;
 
     let t = Instant::now();
     let p = api
@@ -65,7 +94,7 @@ pub async fn exec(home: &Path, a: SmokeArgs) -> anyhow::Result<ExitCode> {
             None,
         )
         .await?;
-    expect(&p, "REFUNDED", "refund the remaining 30000", t)?;
+    expect(steps, &p, "REFUNDED", "refund the remaining 30000", t)?;
 
     let t = Instant::now();
     let replay = api
@@ -76,7 +105,7 @@ pub async fn exec(home: &Path, a: SmokeArgs) -> anyhow::Result<ExitCode> {
         )
         .await?;
     let same = replay["paymentId"].as_str() == Some(id.as_str());
-    step("idempotent replay", t, same, "same payment id");
+    steps.record("idempotent replay", t, same, "same payment id");
     if !same {
         bail!("replaying the authorize returned another payment: {replay}");
     }
@@ -104,7 +133,7 @@ pub async fn exec(home: &Path, a: SmokeArgs) -> anyhow::Result<ExitCode> {
         })
         .sum();
     let ok = entries.len() == 10 && ledger["balanced"] == json!(true) && payable == 0;
-    step(
+    steps.record(
         "ledger: 10 legs, balanced, net 0",
         t,
         ok,
@@ -118,13 +147,18 @@ pub async fn exec(home: &Path, a: SmokeArgs) -> anyhow::Result<ExitCode> {
     if !ok {
         bail!("the ledger of payment {id} does not match its payment: {ledger}");
     }
-    println!("smoke passed: payment {id}");
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
-fn expect(p: &Value, status: &str, what: &str, t: Instant) -> anyhow::Result<()> {
+fn expect(
+    steps: &mut Steps,
+    p: &Value,
+    status: &str,
+    what: &str,
+    t: Instant,
+) -> anyhow::Result<()> {
     let ok = p["status"] == status;
-    step(
+    steps.record(
         what,
         t,
         ok,

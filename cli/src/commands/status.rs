@@ -7,16 +7,33 @@ use crate::stack::Ports;
 use clap::Args;
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  payctl status                      a table; exit 3 when a service is not healthy
+  payctl status --json | jq '.[] | select(.health != \"healthy\")'
+  payctl status --watch              again every 2 s, until Ctrl-C")]
 pub struct StatusArgs {
+    /// The services as a JSON array.
     #[arg(long)]
     json: bool,
+    /// Show it again every 2 seconds, until Ctrl-C.
+    #[arg(short, long, conflicts_with = "json")]
+    watch: bool,
     #[command(flatten)]
     ports: Ports,
 }
 
 pub async fn exec(home: &Path, a: StatusArgs) -> anyhow::Result<ExitCode> {
+    if a.watch {
+        let runtime = runtime::open(home, &a.ports);
+        return output::watch(Duration::from_secs(2), "payctl status", || async {
+            print(&runtime.status().await?, false)?;
+            Ok(())
+        })
+        .await;
+    }
     let rows = runtime::open(home, &a.ports).status().await?;
     Ok(if print(&rows, a.json)? {
         ExitCode::SUCCESS

