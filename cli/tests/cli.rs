@@ -973,6 +973,27 @@ fn up_smoke_reconcile_down_end_to_end_on_the_native_runtime() {
         "colour codes in the stored log: {}",
         String::from_utf8_lossy(&logs.stdout)
     );
+    // Every service's log, each line named; the gateway's holds its access log; --since cuts by time.
+    let all = payctl(&home, &["logs", "-n", "3"]);
+    let (out, err) = text(&all);
+    assert!(all.status.success(), "{err}");
+    for service in ["mariadb", "kafka", "ingest", "consumer", "gateway"] {
+        assert!(
+            out.lines().any(|l| l.starts_with(&format!("{service:<10} | "))),
+            "no {service} lines in:\n{out}"
+        );
+    }
+    let gateway = payctl(&home, &["logs", "gateway", "--since", "10m"]);
+    let (out, _) = text(&gateway);
+    assert!(
+        out.lines()
+            .any(|l| l.contains("\"POST /api/payments/authorize HTTP/1.1\" 200")),
+        "no access log lines:\n{out}"
+    );
+    let future = payctl(&home, &["logs", "ingest", "--since", "2099-01-01T00:00:00"]);
+    assert!(future.status.success() && future.stdout.is_empty(), "{:?}", text(&future));
+    let o = payctl(&home, &["logs", "--since", "yesterday"]);
+    assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
 
     let o = payctl(&home, &["down"]);
     assert!(o.status.success());
