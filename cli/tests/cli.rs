@@ -177,8 +177,8 @@ fn doctor_reports_programs_ports_disk_and_memory_as_json() {
         .as_str()
         .unwrap()
         .contains(&format!("pid {}", std::process::id())));
-    assert!(r["disk_free_bytes"].as_u64().unwrap() > 0);
-    assert!(r["memory_available_bytes"].as_u64().unwrap() > 0);
+    assert!(r["diskFreeBytes"].as_u64().unwrap() > 0);
+    assert!(r["memoryAvailableBytes"].as_u64().unwrap() > 0);
 }
 
 #[test]

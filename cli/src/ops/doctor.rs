@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Program {
     pub name: &'static str,
     pub needed_for: &'static str,
@@ -19,6 +20,7 @@ pub struct Program {
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PortCheck {
     pub service: String,
     pub port: u16,
@@ -29,6 +31,7 @@ pub struct PortCheck {
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Report {
     pub programs: Vec<Program>,
     pub ports: Vec<PortCheck>,
