@@ -1265,3 +1265,52 @@ fn help_shows_the_saved_stacks_ports_as_the_defaults() {
         text(&o)
     );
 }
+
+/// The git commit of this checkout.
+fn head_commit() -> String {
+    let o = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    String::from_utf8(o.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn version_without_a_stack_shows_payctls_build_and_no_service() {
+    let home = temp_home("version-none");
+    let (_, flags) = free_ports();
+    let mut args = vec!["version", "--json"];
+    args.extend(flags.iter().map(String::as_str));
+    let o = payctl(&home, &args);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["payctl"]["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(v["payctl"]["commit"], head_commit().as_str());
+    let services = v["services"].as_array().unwrap();
+    assert_eq!(
+        services
+            .iter()
+            .map(|s| s["service"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["ingest", "consumer"]
+    );
+    assert!(services
+        .iter()
+        .all(|s| s["running"] == false && s["version"].is_null() && s["commit"].is_null()));
+    args.retain(|a| *a != "--json");
+    let o = payctl(&home, &args);
+    let (out, _) = text(&o);
+    assert!(out.contains(&head_commit()), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("consumer") && l.contains("not running")),
+        "{out}"
+    );
+    // --version says the commit too.
+    let (out, _) = text(&payctl(&home, &["--version"]));
+    assert_eq!(
+        out.trim(),
+        format!("payctl {} ({})", env!("CARGO_PKG_VERSION"), head_commit())
+    );
+}

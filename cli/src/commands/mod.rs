@@ -18,6 +18,7 @@ pub mod smoke;
 pub mod status;
 pub mod top;
 pub mod up;
+pub mod version;
 
 use clap::Subcommand;
 use std::path::Path;
@@ -72,6 +73,8 @@ pub enum Command {
     Top(top::TopArgs),
     /// The dead-letter queue: inject poison, tail it, replay records once their cause is fixed.
     Dlq(dlq::DlqArgs),
+    /// This payctl's version and git commit, and those of the running API and consumer.
+    Version(version::VersionArgs),
     /// Print a shell completion script: payctl completions bash > /etc/bash_completion.d/payctl
     Completions(completions::CompletionsArgs),
 }
@@ -100,6 +103,7 @@ pub async fn exec(home: &Path, command: Command) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => bench::exec(home, args).await,
         Command::Top(args) => top::exec(home, args).await,
         Command::Dlq(args) => dlq::exec(args).await,
+        Command::Version(args) => version::exec(home, args).await,
         Command::Completions(args) => completions::exec(args),
     }
 }
