@@ -578,7 +578,7 @@ struct Stack<'a> {
 
 impl Drop for Stack<'_> {
     fn drop(&mut self) {
-        let _ = payctl(self.home, &["down", "--volumes"]);
+        let _ = payctl(self.home, &["down", "--volumes", "--yes"]);
     }
 }
 
@@ -874,7 +874,14 @@ fn up_smoke_reconcile_down_end_to_end_on_the_native_runtime() {
         text(&o)
     );
     assert!(home.join("mariadb/data").exists(), "down keeps the data");
+    // Not at a terminal and no --yes: refused in one line, exit 2, nothing deleted.
     let o = payctl(&home, &["down", "--volumes"]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: ") && err.contains("--yes"), "{err}");
+    assert!(home.join("mariadb/data").exists(), "nothing deleted");
+    let o = payctl(&home, &["down", "--volumes", "--yes"]);
     assert!(o.status.success());
     assert!(!home.exists(), "--volumes deletes it");
 }
@@ -1313,4 +1320,56 @@ fn version_without_a_stack_shows_payctls_build_and_no_service() {
         out.trim(),
         format!("payctl {} ({})", env!("CARGO_PKG_VERSION"), head_commit())
     );
+}
+
+#[test]
+fn down_volumes_asks_at_a_terminal_and_refuses_a_script_without_yes() {
+    let home = temp_home("down-ask");
+    std::fs::create_dir_all(home.join("mariadb/data")).unwrap();
+    // Not a terminal, no --yes: exit 2 in one line, nothing deleted.
+    let o = payctl(&home, &["down", "--volumes"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(out.is_empty());
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("add --yes"), "{err}");
+    assert!(home.join("mariadb/data").exists());
+    // At a terminal (script(1) gives payctl one): "n" keeps everything, "y" deletes.
+    let at_terminal = |answer: &str| {
+        let command = format!(
+            "'{}' --home '{}' down --volumes",
+            env!("CARGO_BIN_EXE_payctl"),
+            home.display()
+        );
+        let mut child = Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .env("PAYCTL_RUNTIME", "native")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("script(1) (util-linux)");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(answer.as_bytes())
+            .unwrap();
+        let o = child.wait_with_output().unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+    };
+    let (code, shown) = at_terminal("n\n");
+    assert_eq!(code, Some(1), "{shown}");
+    assert!(
+        shown.contains("delete the stack's data (database, Kafka") && shown.contains("[y/N]"),
+        "{shown}"
+    );
+    assert!(shown.contains("nothing stopped or deleted"), "{shown}");
+    assert!(home.join("mariadb/data").exists(), "kept after n");
+    let (code, shown) = at_terminal("y\n");
+    assert_eq!(code, Some(0), "{shown}");
+    assert!(!home.exists(), "deleted after y: {shown}");
 }
