@@ -263,7 +263,8 @@ fn a_service_that_fails_to_start_shows_its_log_and_up_stops_what_it_started() {
     status.extend(args.iter().map(String::as_str));
     let o = payctl(&home, &status);
     assert_eq!(o.status.code(), Some(3));
-    let rows: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let status: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = status["services"].as_array().unwrap();
     assert!(
         rows.iter().all(|r| r["health"] == "stopped"),
         "everything this run started was stopped: {rows:#?}"
@@ -648,7 +649,7 @@ fn up_smoke_reconcile_down_end_to_end_on_the_native_runtime() {
     let o = stack.run(&["status", "--json"]);
     assert!(o.status.success(), "{:?}", text(&o));
     let status: Value = serde_json::from_slice(&o.stdout).unwrap();
-    let services: Vec<&str> = status
+    let services: Vec<&str> = status["services"]
         .as_array()
         .unwrap()
         .iter()
@@ -666,7 +667,7 @@ fn up_smoke_reconcile_down_end_to_end_on_the_native_runtime() {
             "gateway"
         ]
     );
-    assert!(status
+    assert!(status["services"]
         .as_array()
         .unwrap()
         .iter()
@@ -932,7 +933,8 @@ async fn three_ingest_instances_behind_the_gateway_lose_nothing_when_one_dies() 
 
     let o = stack.run(&["status", "--json"]);
     assert_eq!(o.status.code(), Some(3), "status reports the dead instance");
-    let rows: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let status: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = status["services"].as_array().unwrap();
     let health = |name: &str| rows.iter().find(|r| r["service"] == name).unwrap()["health"].clone();
     assert_eq!(health("ingest-2"), "stopped");
     assert_eq!(health("ingest"), "healthy");
@@ -1236,8 +1238,9 @@ fn commands_use_the_saved_stacks_ports_unless_a_flag_says_otherwise() {
     // status shows the saved ports, or the one a flag gives.
     let gateway_address = |args: &[&str]| {
         let o = payctl(&home, args);
-        let rows: Value = serde_json::from_slice(&o.stdout).unwrap();
-        rows.as_array()
+        let status: Value = serde_json::from_slice(&o.stdout).unwrap();
+        status["services"]
+            .as_array()
             .unwrap()
             .iter()
             .find(|r| r["service"] == "gateway")
@@ -1281,6 +1284,22 @@ fn head_commit() -> String {
         .output()
         .unwrap();
     String::from_utf8(o.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn env_without_a_saved_stack_fails_in_one_line() {
+    let home = temp_home("env-none");
+    for args in [&["env"][..], &["env", "--json"]] {
+        let o = payctl(&home, args);
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(out.is_empty(), "{out}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.starts_with("error: no stack saved under ") && err.contains("payctl up"),
+            "{err}"
+        );
+    }
 }
 
 #[test]

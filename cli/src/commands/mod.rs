@@ -11,6 +11,7 @@ pub mod compose;
 pub mod dlq;
 pub mod doctor;
 pub mod down;
+pub mod env;
 pub mod load;
 pub mod logs;
 pub mod reconcile;
@@ -36,6 +37,8 @@ pub enum Command {
     Compose(compose::ComposeArgs),
     /// Show each service: pid or container, address, health (exit 3 if one is not healthy).
     Status(status::StatusArgs),
+    /// Print `export PAYCTL_API_URL=… PAYCTL_API_KEY=… PAYCTL_HOME=…` for the saved stack: eval "$(payctl env)".
+    Env(env::EnvArgs),
     /// Print a service's log (mariadb, redis, kafka, ingest[-N], consumer, prometheus, gateway).
     Logs(logs::LogsArgs),
     /// Authorize a payment.
@@ -86,6 +89,7 @@ pub async fn exec(home: &Path, command: Command) -> anyhow::Result<ExitCode> {
         Command::Down(args) => down::exec(home, args).await,
         Command::Compose(args) => compose::exec(&args),
         Command::Status(args) => status::exec(home, args).await,
+        Command::Env(args) => env::exec(home, args),
         Command::Logs(args) => logs::exec(home, args).await,
         Command::Authorize(args) => api::authorize(home, args).await,
         Command::Capture(args) => api::change(home, "capture", args).await,
