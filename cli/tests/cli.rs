@@ -1392,3 +1392,289 @@ fn down_volumes_asks_at_a_terminal_and_refuses_a_script_without_yes() {
     assert_eq!(code, Some(0), "{shown}");
     assert!(!home.exists(), "deleted after y: {shown}");
 }
+
+#[test]
+fn merchant_commands_without_a_platform_fail_at_once() {
+    let home = temp_home("merchant-none");
+    let (ports, flags) = free_ports();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let with = |args: &[&'static str]| [args, &flags[..]].concat();
+    let line = not_running_line(ports[0]);
+    fails_fast_with(&home, &with(&["merchant", "list"]), &line);
+    fails_fast_with(&home, &with(&["merchant", "create", "Acme"]), &line);
+    fails_fast_with(&home, &with(&["merchant", "rotate-key", "acme"]), &line);
+    // Bad input is a usage error before any network.
+    for args in [
+        &["merchant", "create", "Acme", "--id", "not ok"][..],
+        &["merchant", "create", "   "],
+        &["merchant", "create", "!!!"],
+        &["merchant", "rotate-key", "a/b"],
+        &["merchant"],
+    ] {
+        let o = payctl(&home, &with(args));
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(out.is_empty(), "{out}");
+        if args.len() > 1 {
+            assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        }
+    }
+}
+
+/// The daily-tool commands against one native stack: where things are (`status`, `env`), which build
+/// runs (`version`), merchants and their keys (`merchant create | list | rotate-key`, the keys used
+/// through `payctl authorize`).
+#[test]
+fn daily_commands_against_a_native_stack() {
+    let home = temp_home("daily");
+    let (ports, port_args) = free_ports();
+    let stack = Stack {
+        home: &home,
+        ports: port_args.clone(),
+    };
+    // A key cache of 3 s instead of 60, so that a rotation takes effect within the test.
+    let o = stack.up_with_env(&[("APP_AUTH_KNOWN_KEY_TTL_SECONDS", "3".as_ref())]);
+    assert!(o.status.success(), "up: {:?}", text(&o));
+    let (mariadb, gateway, prometheus) = (ports[0], ports[5], ports[6]);
+    let abs = home.canonicalize().unwrap();
+    let dev_key = std::fs::read_to_string(abs.join("secrets/dev-merchant.key")).unwrap();
+    let db_password = std::fs::read_to_string(abs.join("secrets/db-password")).unwrap();
+
+    // status: the services, then where things are; never a secret.
+    let o = stack.run(&["status"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    for line in [
+        format!("store:      http://127.0.0.1:{gateway}/"),
+        format!("API:        http://127.0.0.1:{gateway}/api"),
+        format!("Prometheus: http://127.0.0.1:{prometheus}/"),
+        "Grafana:    needs the Docker runtime".to_owned(),
+        format!(
+            "dev key:    {}",
+            abs.join("secrets/dev-merchant.key").display()
+        ),
+        format!(
+            "database:   mysql://payctl@127.0.0.1:{mariadb}/payments   (password in {})",
+            abs.join("secrets/db-password").display()
+        ),
+    ] {
+        assert!(
+            out.lines().any(|l| l == line),
+            "no line {line:?} in:\n{out}"
+        );
+    }
+    assert!(out.contains("│ gateway"), "the services come first:\n{out}");
+    assert!(!out.contains(dev_key.trim()) && !out.contains(db_password.trim()));
+    let o = stack.run(&["status", "--json"]);
+    assert_eq!(o.status.code(), Some(0));
+    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["services"].as_array().unwrap().len(), 7, "{s:#}");
+    assert_eq!(s["storeUrl"], format!("http://127.0.0.1:{gateway}/"));
+    assert_eq!(s["apiUrl"], format!("http://127.0.0.1:{gateway}/api"));
+    assert_eq!(
+        s["prometheusUrl"],
+        format!("http://127.0.0.1:{prometheus}/")
+    );
+    assert!(s["grafanaUrl"].is_null(), "{s:#}");
+    assert_eq!(
+        s["devKeyFile"],
+        abs.join("secrets/dev-merchant.key").display().to_string()
+    );
+    assert_eq!(
+        s["databaseUrl"],
+        format!("mysql://payctl@127.0.0.1:{mariadb}/payments")
+    );
+    assert_eq!(
+        s["databasePasswordFile"],
+        abs.join("secrets/db-password").display().to_string()
+    );
+
+    // env: shell lines that point another shell, in another folder, at this stack.
+    let o = payctl(&home, &["env"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert_eq!(
+        out,
+        format!(
+            "export PAYCTL_API_URL='http://127.0.0.1:{gateway}/api'\nexport PAYCTL_API_KEY='{}'\nexport PAYCTL_HOME='{}'\n",
+            dev_key.trim(),
+            abs.display()
+        )
+    );
+    let script = format!(
+        "eval \"$('{bin}' --home '{home}' env)\" && cd / && '{bin}' list --limit 1 --json",
+        bin = env!("CARGO_BIN_EXE_payctl"),
+        home = home.display()
+    );
+    let o = Command::new("sh")
+        .args(["-c", &script])
+        .env_remove("PAYCTL_HOME")
+        .env_remove("PAYCTL_API_KEY")
+        .env_remove("PAYCTL_API_URL")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "eval \"$(payctl env)\": {:?}", text(&o));
+    let page: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(page["data"].is_array(), "{page}");
+    let o = payctl(&home, &["env", "--json"]);
+    let e: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(e["apiUrl"], format!("http://127.0.0.1:{gateway}/api"));
+    assert_eq!(e["apiKey"], dev_key.trim());
+    assert_eq!(e["home"], abs.display().to_string());
+
+    // version: the running services are this build.
+    let o = stack.run(&["version", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let commit = head_commit();
+    assert_eq!(v["payctl"]["commit"], commit.as_str());
+    for service in v["services"].as_array().unwrap() {
+        assert_eq!(service["running"], true, "{v:#}");
+        // The native runtime runs the binaries beside payctl: stale ones fail here (cargo build
+        // -p pay-server -p pay-consumer; `cargo test --workspace` builds them).
+        assert_eq!(service["commit"], commit.as_str(), "{v:#}");
+        assert_eq!(service["version"], env!("CARGO_PKG_VERSION"), "{v:#}");
+    }
+    let (out, _) = text(&stack.run(&["version"]));
+    assert!(
+        out.lines()
+            .any(|l| l.contains("ingest") && l.contains(&commit)),
+        "{out}"
+    );
+
+    // merchant create: the key once on stdout, a note on stderr; it pays through the API.
+    let o = stack.run(&["merchant", "create", "Daily Test Shop", "--json"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("not shown again"), "{err}");
+    let created: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(created["merchantId"], "daily-test-shop");
+    assert_eq!(created["name"], "Daily Test Shop");
+    let key = created["apiKey"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("sk_") && key.len() == 43, "{key}");
+    assert_eq!(created["keyPrefix"], &key[..10]);
+    let authorize = |key: &str| {
+        payctl(
+            &home,
+            &[
+                "authorize",
+                "--amount",
+                "1234",
+                "--json",
+                "--api-key",
+                key,
+                "--api-url",
+                &format!("http://127.0.0.1:{gateway}/api"),
+            ],
+        )
+    };
+    let o = authorize(&key);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let paid: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(paid["merchantId"], "daily-test-shop", "{paid:#}");
+    let payment_id = paid["paymentId"].as_str().unwrap().to_owned();
+    // The same id again: exit 1, one line, the key untouched.
+    let o = stack.run(&["merchant", "create", "Daily Test Shop"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(out.is_empty() && err.lines().count() == 1, "{out} {err}");
+    assert!(err.contains("'daily-test-shop' exists"), "{err}");
+    assert_eq!(authorize(&key).status.code(), Some(0), "still the same key");
+    // Plain output: the key alone on stdout, for KEY=$(payctl merchant create …).
+    let o = stack.run(&["merchant", "create", "Second", "--id", "second_2"]);
+    let (out, _) = text(&o);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        out.trim().starts_with("sk_") && out.lines().count() == 1,
+        "{out}"
+    );
+
+    // merchant list: ids, names, created, the key's first characters; never a key.
+    let o = stack.run(&["merchant", "list", "--json"]);
+    let (out, _) = text(&o);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        !out.contains(&key) && !out.contains(dev_key.trim()),
+        "{out}"
+    );
+    let list: Value = serde_json::from_str(&out).unwrap();
+    let ours = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["merchantId"] == "daily-test-shop")
+        .unwrap_or_else(|| panic!("{list:#}"));
+    assert_eq!(ours["name"], "Daily Test Shop");
+    assert_eq!(ours["keyPrefix"], &key[..10]);
+    assert!(ours["createdAt"].as_str().unwrap().ends_with('Z'), "{ours}");
+    for m in ["dev-merchant", "store-merchant", "second_2"] {
+        assert!(out.contains(&format!("\"{m}\"")), "{m} in {out}");
+    }
+    let (table, _) = text(&stack.run(&["merchant", "list"]));
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("daily-test-shop") && l.contains(&format!("{}…", &key[..10]))),
+        "{table}"
+    );
+    assert!(!table.contains(&key));
+
+    // rotate-key: a new key that works at once; the old one is refused once the cache lets it go.
+    let o = stack.run(&["merchant", "rotate-key", "daily-test-shop", "--json"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("within 3 s"), "{err}");
+    let rotated: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rotated["oldKeyValidForSeconds"], 3);
+    let new_key = rotated["apiKey"].as_str().unwrap().to_owned();
+    assert_ne!(new_key, key);
+    assert_eq!(
+        authorize(&new_key).status.code(),
+        Some(0),
+        "the new key works"
+    );
+    let rotated_at = std::time::Instant::now();
+    let refused = loop {
+        let o = authorize(&key);
+        if o.status.code() == Some(1) {
+            break text(&o).1;
+        }
+        assert!(
+            rotated_at.elapsed() < std::time::Duration::from_secs(30),
+            "the old key still works 30 s after rotation: {:?}",
+            text(&o)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    };
+    assert!(refused.contains("UNAUTHORIZED"), "{refused}");
+    eprintln!(
+        "old key refused {:.1?} after rotation",
+        rotated_at.elapsed()
+    );
+    // Unknown merchant, the store's key: one line, exit 1.
+    for (args, says) in [
+        (
+            &["merchant", "rotate-key", "nobody"][..],
+            "no merchant 'nobody'",
+        ),
+        (
+            &["merchant", "rotate-key", "store-merchant"],
+            "gateway's config",
+        ),
+    ] {
+        let o = stack.run(args);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.lines().count() == 1 && err.contains(says), "{err}");
+    }
+    // The dev merchant's key file follows its rotation, so payctl's own commands go on working.
+    let o = stack.run(&["merchant", "rotate-key", "dev-merchant"]);
+    let (out, _) = text(&o);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(
+        std::fs::read_to_string(abs.join("secrets/dev-merchant.key")).unwrap(),
+        out.trim()
+    );
+    let o = payctl(&home, &["list", "--limit", "1"]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+}

@@ -20,6 +20,8 @@ pub struct Metrics {
     pub rate_limited: IntCounterVec,
     pub ratelimit_fail_open: IntCounter,
     pub key_lookups: IntCounterVec,
+    /// The configured `known_key_ttl_seconds`: how long a revoked or rotated key may still work here.
+    pub known_key_ttl: IntGauge,
     pub outbox_backlog: IntGauge,
     pub outbox_oldest_age: Gauge,
     pub outbox_published: IntCounter,
@@ -121,6 +123,14 @@ impl Metrics {
                         "API keys looked up in the database (not found in the in-memory caches), by result",
                     ),
                     &["result"],
+                )
+                .expect("valid"),
+            ),
+            known_key_ttl: register(
+                &r,
+                IntGauge::new(
+                    "auth_known_key_ttl_seconds",
+                    "How long a valid API key is trusted from memory: a rotated or revoked key stops working here within that long",
                 )
                 .expect("valid"),
             ),

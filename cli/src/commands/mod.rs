@@ -14,6 +14,7 @@ pub mod down;
 pub mod env;
 pub mod load;
 pub mod logs;
+pub mod merchant;
 pub mod reconcile;
 pub mod smoke;
 pub mod status;
@@ -41,6 +42,8 @@ pub enum Command {
     Env(env::EnvArgs),
     /// Print a service's log (mariadb, redis, kafka, ingest[-N], consumer, prometheus, gateway).
     Logs(logs::LogsArgs),
+    /// Merchants and their API keys: create (key shown once), list, rotate-key.
+    Merchant(merchant::MerchantArgs),
     /// Authorize a payment.
     Authorize(api::AuthorizeArgs),
     /// Capture all or part of an authorized payment.
@@ -91,6 +94,7 @@ pub async fn exec(home: &Path, command: Command) -> anyhow::Result<ExitCode> {
         Command::Status(args) => status::exec(home, args).await,
         Command::Env(args) => env::exec(home, args),
         Command::Logs(args) => logs::exec(home, args).await,
+        Command::Merchant(args) => merchant::exec(home, args).await,
         Command::Authorize(args) => api::authorize(home, args).await,
         Command::Capture(args) => api::change(home, "capture", args).await,
         Command::Refund(args) => api::change(home, "refund", args).await,
