@@ -1276,6 +1276,22 @@ fn help_shows_the_saved_stacks_ports_as_the_defaults() {
     );
 }
 
+/// payctl with extra environment (and PAYCTL_HOME, the API's URL and key unset as in `payctl`).
+fn payctl_with(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_payctl"))
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .env_remove("PAYCTL_API_KEY")
+        .env_remove("PAYCTL_API_URL")
+        .env_remove("PAYCTL_HOME")
+        .env_remove("BROWSER")
+        .env("PAYCTL_RUNTIME", "native")
+        .envs(env.iter().copied())
+        .output()
+        .expect("payctl runs")
+}
+
 /// The git commit of this checkout.
 fn head_commit() -> String {
     let o = Command::new("git")
@@ -1339,6 +1355,75 @@ fn version_without_a_stack_shows_payctls_build_and_no_service() {
         out.trim(),
         format!("payctl {} ({})", env!("CARGO_PKG_VERSION"), head_commit())
     );
+}
+
+#[test]
+fn open_prints_or_opens_the_saved_stacks_urls() {
+    let home = temp_home("open");
+    save_plan_as_up_would(
+        &home,
+        &[
+            ("mariadb", "MariaDb", 23306),
+            ("prometheus", "Prometheus", 29090),
+            ("gateway", "Gateway", 28080),
+        ],
+    );
+    for (args, url) in [
+        (&["open", "--print"][..], "http://127.0.0.1:28080/"),
+        (&["open", "api", "--print"], "http://127.0.0.1:28080/api"),
+        (
+            &["open", "prometheus", "--print"],
+            "http://127.0.0.1:29090/",
+        ),
+        (
+            &["open", "store", "--print", "--gateway-port", "1234"],
+            "http://127.0.0.1:1234/",
+        ),
+    ] {
+        let o = payctl(&home, args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {:?}", text(&o));
+        assert_eq!(text(&o).0, format!("{url}\n"), "{args:?}");
+    }
+    // No Grafana on the native runtime: one line, exit 1.
+    let o = payctl(&home, &["open", "grafana", "--print"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(out.is_empty() && err.lines().count() == 1, "{out} {err}");
+    assert!(err.contains("Docker runtime"), "{err}");
+    // A usage mistake: exit 2.
+    assert_eq!(payctl(&home, &["open", "kibana"]).status.code(), Some(2));
+
+    // $BROWSER is run with the URL, and nothing is printed.
+    let stub = home.join("browser.sh");
+    let opened = home.join("opened");
+    std::fs::write(
+        &stub,
+        format!("#!/bin/sh\nprintf '%s' \"$1\" > '{}'\n", opened.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&stub, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let stub_path = stub.display().to_string();
+    let o = payctl_with(&home, &["open", "prometheus"], &[("BROWSER", &stub_path)]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(out.is_empty(), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(&opened).unwrap(),
+        "http://127.0.0.1:29090/"
+    );
+    // --print wins over $BROWSER.
+    std::fs::remove_file(&opened).unwrap();
+    let o = payctl_with(&home, &["open", "--print"], &[("BROWSER", &stub_path)]);
+    assert_eq!(text(&o).0, "http://127.0.0.1:28080/\n");
+    assert!(!opened.exists(), "the browser was not run");
+    // Nothing to open with (no $BROWSER, no xdg-open on PATH): the URL is printed.
+    let o = payctl_with(
+        &home,
+        &["open"],
+        &[("PATH", "/nonexistent"), ("HOME", "/nonexistent")],
+    );
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert_eq!(text(&o).0, "http://127.0.0.1:28080/\n");
 }
 
 #[test]

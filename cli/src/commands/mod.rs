@@ -15,6 +15,7 @@ pub mod env;
 pub mod load;
 pub mod logs;
 pub mod merchant;
+pub mod open;
 pub mod reconcile;
 pub mod smoke;
 pub mod status;
@@ -40,6 +41,9 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Print `export PAYCTL_API_URL=… PAYCTL_API_KEY=… PAYCTL_HOME=…` for the saved stack: eval "$(payctl env)".
     Env(env::EnvArgs),
+    /// Open the store, the API, Grafana or Prometheus in the browser ($BROWSER, xdg-open), or --print
+    /// the URL.
+    Open(open::OpenArgs),
     /// Print a service's log (mariadb, redis, kafka, ingest[-N], consumer, prometheus, gateway).
     Logs(logs::LogsArgs),
     /// Merchants and their API keys: create (key shown once), list, rotate-key.
@@ -93,6 +97,7 @@ pub async fn exec(home: &Path, command: Command) -> anyhow::Result<ExitCode> {
         Command::Compose(args) => compose::exec(&args),
         Command::Status(args) => status::exec(home, args).await,
         Command::Env(args) => env::exec(home, args),
+        Command::Open(args) => open::exec(home, args),
         Command::Logs(args) => logs::exec(home, args).await,
         Command::Merchant(args) => merchant::exec(home, args).await,
         Command::Authorize(args) => api::authorize(home, args).await,
