@@ -59,6 +59,7 @@ async fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    commands::completions::complete_if_asked();
     let home = match given_home(&std::env::args_os().collect::<Vec<_>>()) {
         Some(home) => home,
         None => match std::env::current_dir() {

