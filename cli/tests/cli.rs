@@ -1559,6 +1559,33 @@ fn completion_knows_services_and_statuses_without_a_stack() {
     let started = std::time::Instant::now();
     assert!(completions_for(&["payctl", "--home", &h, "get", ""]).is_empty());
     assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    // The stack under --home: its services (a second API instance too); an API that accepts and
+    // never answers costs the short timeout, then nothing.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let gateway = silent.local_addr().unwrap().port();
+    save_plan_as_up_would(
+        &home,
+        &[
+            ("mariadb", "MariaDb", 23306),
+            ("ingest", "Ingest", 28081),
+            ("ingest-2", "Ingest", 28082),
+            ("gateway", "Gateway", gateway),
+        ],
+    );
+    std::fs::create_dir_all(home.join("secrets")).unwrap();
+    std::fs::write(home.join("secrets/dev-merchant.key"), "sk_test").unwrap();
+    assert_eq!(
+        completions_for(&["payctl", "--home", &h, "logs", ""]),
+        ["mariadb", "ingest", "ingest-2", "gateway"]
+    );
+    let started = std::time::Instant::now();
+    assert!(completions_for(&["payctl", "--home", &h, "capture", ""]).is_empty());
+    let took = started.elapsed();
+    assert!(
+        took >= std::time::Duration::from_millis(700) && took < std::time::Duration::from_secs(3),
+        "{took:?}"
+    );
+    drop(silent);
     // The static scripts still come.
     let o = payctl(&home, &["completions", "bash"]);
     assert!(o.status.success() && text(&o).0.contains("_payctl"));
