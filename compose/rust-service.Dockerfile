@@ -29,6 +29,8 @@ USER 10001
 
 FROM ${RUST_IMAGE} AS build
 ARG SERVICE=pay-server
+# The commit the binary reports (build/git_commit.rs; the context has no .git). payctl passes it.
+ARG PAYCTL_GIT_COMMIT=
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked -p "${SERVICE}" && cp "target/release/${SERVICE}" /service

@@ -136,7 +136,7 @@ crash_shows_log() {
   fi
   echo "$out" | grep -A2 "payctl-bad-redis exited" || rc=1
   grep -q "unbound variable" <<< "$out" || rc=1
-  PAYCTL_HOME="$PAYCTL_HOME/bad" "$payctl" down --volumes > /dev/null 2>&1 || rc=1
+  PAYCTL_HOME="$PAYCTL_HOME/bad" "$payctl" down --volumes --yes > /dev/null 2>&1 || rc=1
   local filter="label=com.payctl.project=payctl-bad"
   [ -z "$(docker ps -aq --filter "$filter")$(docker volume ls -q --filter "$filter")" ] || rc=1
   return "$rc"
@@ -183,7 +183,7 @@ if [ "$failed" = 0 ]; then
   step "load (k6 through the gateway container, then reconcile)" "$payctl" load --rate 50 --duration 5s --p99-ms 2000
   step "logs ingest (from the container)" bash -c "'$payctl' logs ingest -n 100000 | grep -q 'pay-server listening'"
 fi
-step "down --volumes" "$payctl" down --volumes
+step "down --volumes" "$payctl" down --volumes --yes
 step "a missing image is pulled with retries, and nothing starts" pull_fails_cleanly
 step "a container that exits: up fails with its log lines; down removes what started" crash_shows_log
 left=$(left_behind)

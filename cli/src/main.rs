@@ -21,7 +21,7 @@ use std::process::ExitCode;
 #[derive(Debug, Parser)]
 #[command(
     name = "payctl",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("PAYCTL_GIT_COMMIT"), ")"),
     about = "Run, drive and check the payctl payment platform",
     after_help = "Examples:
   payctl up                               start the platform natively and print a dev API key
@@ -59,6 +59,7 @@ async fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    commands::completions::complete_if_asked();
     let home = match given_home(&std::env::args_os().collect::<Vec<_>>()) {
         Some(home) => home,
         None => match std::env::current_dir() {

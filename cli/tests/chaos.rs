@@ -84,7 +84,7 @@ impl Stack {
 impl Drop for Stack {
     fn drop(&mut self) {
         let _ = payctl(&self.home)
-            .args(["down", "--volumes"])
+            .args(["down", "--volumes", "--yes"])
             .args(&self.flags)
             .output();
     }

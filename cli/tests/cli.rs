@@ -264,7 +264,8 @@ fn a_service_that_fails_to_start_shows_its_log_and_up_stops_what_it_started() {
     status.extend(args.iter().map(String::as_str));
     let o = payctl(&home, &status);
     assert_eq!(o.status.code(), Some(3));
-    let rows: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let status: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = status["services"].as_array().unwrap();
     assert!(
         rows.iter().all(|r| r["health"] == "stopped"),
         "everything this run started was stopped: {rows:#?}"
@@ -579,7 +580,7 @@ struct Stack<'a> {
 
 impl Drop for Stack<'_> {
     fn drop(&mut self) {
-        let _ = payctl(self.home, &["down", "--volumes"]);
+        let _ = payctl(self.home, &["down", "--volumes", "--yes"]);
     }
 }
 
@@ -650,7 +651,7 @@ fn up_smoke_reconcile_down_end_to_end_on_the_native_runtime() {
     assert!(o.status.success(), "{:?}", text(&o));
     let status: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_camel_case(&status);
-    let services: Vec<&str> = status
+    let services: Vec<&str> = status["services"]
         .as_array()
         .unwrap()
         .iter()
@@ -668,7 +669,7 @@ fn up_smoke_reconcile_down_end_to_end_on_the_native_runtime() {
             "gateway"
         ]
     );
-    assert!(status
+    assert!(status["services"]
         .as_array()
         .unwrap()
         .iter()
@@ -979,7 +980,8 @@ fn up_smoke_reconcile_down_end_to_end_on_the_native_runtime() {
     assert!(all.status.success(), "{err}");
     for service in ["mariadb", "kafka", "ingest", "consumer", "gateway"] {
         assert!(
-            out.lines().any(|l| l.starts_with(&format!("{service:<10} | "))),
+            out.lines()
+                .any(|l| l.starts_with(&format!("{service:<10} | "))),
             "no {service} lines in:\n{out}"
         );
     }
@@ -991,7 +993,11 @@ fn up_smoke_reconcile_down_end_to_end_on_the_native_runtime() {
         "no access log lines:\n{out}"
     );
     let future = payctl(&home, &["logs", "ingest", "--since", "2099-01-01T00:00:00"]);
-    assert!(future.status.success() && future.stdout.is_empty(), "{:?}", text(&future));
+    assert!(
+        future.status.success() && future.stdout.is_empty(),
+        "{:?}",
+        text(&future)
+    );
     let o = payctl(&home, &["logs", "--since", "yesterday"]);
     assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
 
@@ -1005,7 +1011,14 @@ fn up_smoke_reconcile_down_end_to_end_on_the_native_runtime() {
         text(&o)
     );
     assert!(home.join("mariadb/data").exists(), "down keeps the data");
+    // Not at a terminal and no --yes: refused in one line, exit 2, nothing deleted.
     let o = payctl(&home, &["down", "--volumes"]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: ") && err.contains("--yes"), "{err}");
+    assert!(home.join("mariadb/data").exists(), "nothing deleted");
+    let o = payctl(&home, &["down", "--volumes", "--yes"]);
     assert!(o.status.success());
     assert!(!home.exists(), "--volumes deletes it");
 }
@@ -1214,7 +1227,8 @@ async fn three_ingest_instances_behind_the_gateway_lose_nothing_when_one_dies() 
 
     let o = stack.run(&["status", "--json"]);
     assert_eq!(o.status.code(), Some(3), "status reports the dead instance");
-    let rows: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let status: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = status["services"].as_array().unwrap();
     let health = |name: &str| rows.iter().find(|r| r["service"] == name).unwrap()["health"].clone();
     assert_eq!(health("ingest-2"), "stopped");
     assert_eq!(health("ingest"), "healthy");
@@ -1527,8 +1541,9 @@ fn commands_use_the_saved_stacks_ports_unless_a_flag_says_otherwise() {
     // status shows the saved ports, or the one a flag gives.
     let gateway_address = |args: &[&str]| {
         let o = payctl(&home, args);
-        let rows: Value = serde_json::from_slice(&o.stdout).unwrap();
-        rows.as_array()
+        let status: Value = serde_json::from_slice(&o.stdout).unwrap();
+        status["services"]
+            .as_array()
             .unwrap()
             .iter()
             .find(|r| r["service"] == "gateway")
@@ -1562,4 +1577,632 @@ fn help_shows_the_saved_stacks_ports_as_the_defaults() {
         "{:?}",
         text(&o)
     );
+}
+
+/// payctl with extra environment (and PAYCTL_HOME, the API's URL and key unset as in `payctl`).
+fn payctl_with(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_payctl"))
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .env_remove("PAYCTL_API_KEY")
+        .env_remove("PAYCTL_API_URL")
+        .env_remove("PAYCTL_HOME")
+        .env_remove("BROWSER")
+        .env("PAYCTL_RUNTIME", "native")
+        .envs(env.iter().copied())
+        .output()
+        .expect("payctl runs")
+}
+
+/// What dynamic completion (`COMPLETE=bash`) offers for the last of `words` (the command line being
+/// typed, starting with `payctl`).
+fn completions_for(words: &[&str]) -> Vec<String> {
+    let index = (words.len() - 1).to_string();
+    let o = Command::new(env!("CARGO_BIN_EXE_payctl"))
+        .arg("--")
+        .args(words)
+        .env("COMPLETE", "bash")
+        .env("_CLAP_COMPLETE_INDEX", &index)
+        .env_remove("PAYCTL_API_KEY")
+        .env_remove("PAYCTL_API_URL")
+        .env_remove("PAYCTL_HOME")
+        .output()
+        .expect("payctl runs");
+    assert!(o.status.success(), "{words:?}: {:?}", text(&o));
+    // Values only: on an empty word clap also offers the flags.
+    text(&o)
+        .0
+        .lines()
+        .filter(|l| !l.starts_with('-'))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The git commit of this checkout.
+fn head_commit() -> String {
+    let o = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    String::from_utf8(o.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn new_subcommands_teach_with_examples_in_their_help() {
+    let home = temp_home("new-help");
+    for args in [
+        &["status", "--help"][..],
+        &["env", "--help"],
+        &["open", "--help"],
+        &["version", "--help"],
+        &["merchant", "--help"],
+        &["merchant", "create", "--help"],
+        &["merchant", "list", "--help"],
+        &["merchant", "rotate-key", "--help"],
+        &["down", "--help"],
+        &["completions", "--help"],
+    ] {
+        let o = payctl(&home, args);
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{args:?}: {err}");
+        assert!(
+            out.contains("Examples:\n  payctl")
+                || out.contains("Examples:\n  eval")
+                || out.contains("Examples:\n  KEY"),
+            "{args:?}:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn env_without_a_saved_stack_fails_in_one_line() {
+    let home = temp_home("env-none");
+    for args in [&["env"][..], &["env", "--json"]] {
+        let o = payctl(&home, args);
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(out.is_empty(), "{out}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.starts_with("error: no stack saved under ") && err.contains("payctl up"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn version_without_a_stack_shows_payctls_build_and_no_service() {
+    let home = temp_home("version-none");
+    let (_, flags) = free_ports();
+    let mut args = vec!["version", "--json"];
+    args.extend(flags.iter().map(String::as_str));
+    let o = payctl(&home, &args);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["payctl"]["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(v["payctl"]["commit"], head_commit().as_str());
+    let services = v["services"].as_array().unwrap();
+    assert_eq!(
+        services
+            .iter()
+            .map(|s| s["service"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["ingest", "consumer"]
+    );
+    assert!(services
+        .iter()
+        .all(|s| s["running"] == false && s["version"].is_null() && s["commit"].is_null()));
+    args.retain(|a| *a != "--json");
+    let o = payctl(&home, &args);
+    let (out, _) = text(&o);
+    assert!(out.contains(&head_commit()), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("consumer") && l.contains("not running")),
+        "{out}"
+    );
+    // --version says the commit too.
+    let (out, _) = text(&payctl(&home, &["--version"]));
+    assert_eq!(
+        out.trim(),
+        format!("payctl {} ({})", env!("CARGO_PKG_VERSION"), head_commit())
+    );
+}
+
+#[test]
+fn open_prints_or_opens_the_saved_stacks_urls() {
+    let home = temp_home("open");
+    save_plan_as_up_would(
+        &home,
+        &[
+            ("mariadb", "MariaDb", 23306),
+            ("prometheus", "Prometheus", 29090),
+            ("gateway", "Gateway", 28080),
+        ],
+    );
+    for (args, url) in [
+        (&["open", "--print"][..], "http://127.0.0.1:28080/"),
+        (&["open", "api", "--print"], "http://127.0.0.1:28080/api"),
+        (
+            &["open", "prometheus", "--print"],
+            "http://127.0.0.1:29090/",
+        ),
+        (
+            &["open", "store", "--print", "--gateway-port", "1234"],
+            "http://127.0.0.1:1234/",
+        ),
+    ] {
+        let o = payctl(&home, args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {:?}", text(&o));
+        assert_eq!(text(&o).0, format!("{url}\n"), "{args:?}");
+    }
+    // No Grafana on the native runtime: one line, exit 1.
+    let o = payctl(&home, &["open", "grafana", "--print"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(out.is_empty() && err.lines().count() == 1, "{out} {err}");
+    assert!(err.contains("Docker runtime"), "{err}");
+    // A usage mistake: exit 2.
+    assert_eq!(payctl(&home, &["open", "kibana"]).status.code(), Some(2));
+
+    // $BROWSER is run with the URL, and nothing is printed.
+    let stub = home.join("browser.sh");
+    let opened = home.join("opened");
+    std::fs::write(
+        &stub,
+        format!("#!/bin/sh\nprintf '%s' \"$1\" > '{}'\n", opened.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&stub, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let stub_path = stub.display().to_string();
+    let o = payctl_with(&home, &["open", "prometheus"], &[("BROWSER", &stub_path)]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(out.is_empty(), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(&opened).unwrap(),
+        "http://127.0.0.1:29090/"
+    );
+    // --print wins over $BROWSER.
+    std::fs::remove_file(&opened).unwrap();
+    let o = payctl_with(&home, &["open", "--print"], &[("BROWSER", &stub_path)]);
+    assert_eq!(text(&o).0, "http://127.0.0.1:28080/\n");
+    assert!(!opened.exists(), "the browser was not run");
+    // Nothing to open with (no $BROWSER, no xdg-open on PATH): the URL is printed.
+    let o = payctl_with(
+        &home,
+        &["open"],
+        &[("PATH", "/nonexistent"), ("HOME", "/nonexistent")],
+    );
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    assert_eq!(text(&o).0, "http://127.0.0.1:28080/\n");
+}
+
+#[test]
+fn down_volumes_asks_at_a_terminal_and_refuses_a_script_without_yes() {
+    let home = temp_home("down-ask");
+    std::fs::create_dir_all(home.join("mariadb/data")).unwrap();
+    // Not a terminal, no --yes: exit 2 in one line, nothing deleted.
+    let o = payctl(&home, &["down", "--volumes"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(out.is_empty());
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("add --yes"), "{err}");
+    assert!(home.join("mariadb/data").exists());
+    // At a terminal (script(1) gives payctl one): "n" keeps everything, "y" deletes.
+    let at_terminal = |answer: &str| {
+        let command = format!(
+            "'{}' --home '{}' down --volumes",
+            env!("CARGO_BIN_EXE_payctl"),
+            home.display()
+        );
+        let mut child = Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .env("PAYCTL_RUNTIME", "native")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("script(1) (util-linux)");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(answer.as_bytes())
+            .unwrap();
+        let o = child.wait_with_output().unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+    };
+    let (code, shown) = at_terminal("n\n");
+    assert_eq!(code, Some(1), "{shown}");
+    assert!(
+        shown.contains("delete the stack's data (database, Kafka") && shown.contains("[y/N]"),
+        "{shown}"
+    );
+    assert!(shown.contains("nothing stopped or deleted"), "{shown}");
+    assert!(home.join("mariadb/data").exists(), "kept after n");
+    let (code, shown) = at_terminal("y\n");
+    assert_eq!(code, Some(0), "{shown}");
+    assert!(!home.exists(), "deleted after y: {shown}");
+}
+
+#[test]
+fn completion_knows_services_and_statuses_without_a_stack() {
+    let home = temp_home("complete-none");
+    let h = home.display().to_string();
+    let services = completions_for(&["payctl", "--home", &h, "logs", ""]);
+    assert_eq!(
+        services,
+        [
+            "mariadb",
+            "redis",
+            "kafka",
+            "ingest",
+            "consumer",
+            "prometheus",
+            "gateway"
+        ]
+    );
+    assert_eq!(
+        completions_for(&["payctl", "--home", &h, "logs", "in"]),
+        ["ingest"]
+    );
+    let statuses = completions_for(&["payctl", "list", "--status", ""]);
+    assert!(
+        statuses.contains(&"CAPTURED".to_owned()) && statuses.contains(&"VOIDED".to_owned()),
+        "{statuses:?}"
+    );
+    // No API: no ids, quickly and quietly.
+    let started = std::time::Instant::now();
+    assert!(completions_for(&["payctl", "--home", &h, "get", ""]).is_empty());
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    // The stack under --home: its services (a second API instance too); an API that accepts and
+    // never answers costs the short timeout, then nothing.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let gateway = silent.local_addr().unwrap().port();
+    save_plan_as_up_would(
+        &home,
+        &[
+            ("mariadb", "MariaDb", 23306),
+            ("ingest", "Ingest", 28081),
+            ("ingest-2", "Ingest", 28082),
+            ("gateway", "Gateway", gateway),
+        ],
+    );
+    std::fs::create_dir_all(home.join("secrets")).unwrap();
+    std::fs::write(home.join("secrets/dev-merchant.key"), "sk_test").unwrap();
+    assert_eq!(
+        completions_for(&["payctl", "--home", &h, "logs", ""]),
+        ["mariadb", "ingest", "ingest-2", "gateway"]
+    );
+    let started = std::time::Instant::now();
+    assert!(completions_for(&["payctl", "--home", &h, "capture", ""]).is_empty());
+    let took = started.elapsed();
+    assert!(
+        took >= std::time::Duration::from_millis(700) && took < std::time::Duration::from_secs(3),
+        "{took:?}"
+    );
+    drop(silent);
+    // The static scripts still come.
+    let o = payctl(&home, &["completions", "bash"]);
+    assert!(o.status.success() && text(&o).0.contains("_payctl"));
+}
+
+#[test]
+fn merchant_commands_without_a_platform_fail_at_once() {
+    let home = temp_home("merchant-none");
+    let (ports, flags) = free_ports();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let with = |args: &[&'static str]| [args, &flags[..]].concat();
+    let line = not_running_line(ports[0]);
+    fails_fast_with(&home, &with(&["merchant", "list"]), &line);
+    fails_fast_with(&home, &with(&["merchant", "create", "Acme"]), &line);
+    fails_fast_with(&home, &with(&["merchant", "rotate-key", "acme"]), &line);
+    // Bad input is a usage error before any network.
+    for args in [
+        &["merchant", "create", "Acme", "--id", "not ok"][..],
+        &["merchant", "create", "   "],
+        &["merchant", "create", "!!!"],
+        &["merchant", "rotate-key", "a/b"],
+        &["merchant"],
+    ] {
+        let o = payctl(&home, &with(args));
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(out.is_empty(), "{out}");
+        if args.len() > 1 {
+            assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        }
+    }
+}
+
+/// The daily-tool commands against one native stack: where things are (`status`, `env`), which build
+/// runs (`version`), merchants and their keys (`merchant create | list | rotate-key`, the keys used
+/// through `payctl authorize`), and completion of payment ids from the API.
+#[test]
+fn daily_commands_against_a_native_stack() {
+    let home = temp_home("daily");
+    let (ports, port_args) = free_ports();
+    let stack = Stack {
+        home: &home,
+        ports: port_args.clone(),
+    };
+    // A key cache of 3 s instead of 60, so that a rotation takes effect within the test.
+    let o = stack.up_with_env(&[("APP_AUTH_KNOWN_KEY_TTL_SECONDS", "3".as_ref())]);
+    assert!(o.status.success(), "up: {:?}", text(&o));
+    let (mariadb, gateway, prometheus) = (ports[0], ports[5], ports[6]);
+    let abs = home.canonicalize().unwrap();
+    let dev_key = std::fs::read_to_string(abs.join("secrets/dev-merchant.key")).unwrap();
+    let db_password = std::fs::read_to_string(abs.join("secrets/db-password")).unwrap();
+
+    // status: the services, then where things are; never a secret.
+    let o = stack.run(&["status"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    for line in [
+        format!("store:      http://127.0.0.1:{gateway}/"),
+        format!("API:        http://127.0.0.1:{gateway}/api"),
+        format!("Prometheus: http://127.0.0.1:{prometheus}/"),
+        "Grafana:    needs the Docker runtime".to_owned(),
+        format!(
+            "dev key:    {}",
+            abs.join("secrets/dev-merchant.key").display()
+        ),
+        format!(
+            "database:   mysql://payctl@127.0.0.1:{mariadb}/payments   (password in {})",
+            abs.join("secrets/db-password").display()
+        ),
+    ] {
+        assert!(
+            out.lines().any(|l| l == line),
+            "no line {line:?} in:\n{out}"
+        );
+    }
+    assert!(out.contains("│ gateway"), "the services come first:\n{out}");
+    assert!(!out.contains(dev_key.trim()) && !out.contains(db_password.trim()));
+    let o = stack.run(&["status", "--json"]);
+    assert_eq!(o.status.code(), Some(0));
+    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["services"].as_array().unwrap().len(), 7, "{s:#}");
+    assert_eq!(s["storeUrl"], format!("http://127.0.0.1:{gateway}/"));
+    assert_eq!(s["apiUrl"], format!("http://127.0.0.1:{gateway}/api"));
+    assert_eq!(
+        s["prometheusUrl"],
+        format!("http://127.0.0.1:{prometheus}/")
+    );
+    assert!(s["grafanaUrl"].is_null(), "{s:#}");
+    assert_eq!(
+        s["devKeyFile"],
+        abs.join("secrets/dev-merchant.key").display().to_string()
+    );
+    assert_eq!(
+        s["databaseUrl"],
+        format!("mysql://payctl@127.0.0.1:{mariadb}/payments")
+    );
+    assert_eq!(
+        s["databasePasswordFile"],
+        abs.join("secrets/db-password").display().to_string()
+    );
+
+    // env: shell lines that point another shell, in another folder, at this stack.
+    let o = payctl(&home, &["env"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert_eq!(
+        out,
+        format!(
+            "export PAYCTL_API_URL='http://127.0.0.1:{gateway}/api'\nexport PAYCTL_API_KEY='{}'\nexport PAYCTL_HOME='{}'\n",
+            dev_key.trim(),
+            abs.display()
+        )
+    );
+    let script = format!(
+        "eval \"$('{bin}' --home '{home}' env)\" && cd / && '{bin}' list --limit 1 --json",
+        bin = env!("CARGO_BIN_EXE_payctl"),
+        home = home.display()
+    );
+    let o = Command::new("sh")
+        .args(["-c", &script])
+        .env_remove("PAYCTL_HOME")
+        .env_remove("PAYCTL_API_KEY")
+        .env_remove("PAYCTL_API_URL")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "eval \"$(payctl env)\": {:?}", text(&o));
+    let page: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(page["data"].is_array(), "{page}");
+    let o = payctl(&home, &["env", "--json"]);
+    let e: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(e["apiUrl"], format!("http://127.0.0.1:{gateway}/api"));
+    assert_eq!(e["apiKey"], dev_key.trim());
+    assert_eq!(e["home"], abs.display().to_string());
+
+    // version: the running services are this build.
+    let o = stack.run(&["version", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let commit = head_commit();
+    assert_eq!(v["payctl"]["commit"], commit.as_str());
+    // The services' commit is a real one (their own unit tests check it is their build's). It is
+    // not compared with HEAD: the native runtime runs the pay-server and pay-consumer binaries beside
+    // payctl, which `cargo test -p payctl` does not rebuild after a commit (that is what `version`
+    // is there to show).
+    let ingest_commit = v["services"][0]["commit"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        ingest_commit.len() == 40 && ingest_commit.chars().all(|c| c.is_ascii_hexdigit()),
+        "{v:#}"
+    );
+    for service in v["services"].as_array().unwrap() {
+        assert_eq!(service["running"], true, "{v:#}");
+        assert_eq!(service["commit"], ingest_commit.as_str(), "{v:#}");
+        assert_eq!(service["version"], env!("CARGO_PKG_VERSION"), "{v:#}");
+    }
+    let (out, _) = text(&stack.run(&["version"]));
+    assert!(
+        out.lines()
+            .any(|l| l.contains("ingest") && l.contains(&ingest_commit)),
+        "{out}"
+    );
+
+    // merchant create: the key once on stdout, a note on stderr; it pays through the API.
+    let o = stack.run(&["merchant", "create", "Daily Test Shop", "--json"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("not shown again"), "{err}");
+    let created: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(created["merchantId"], "daily-test-shop");
+    assert_eq!(created["name"], "Daily Test Shop");
+    let key = created["apiKey"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("sk_") && key.len() == 43, "{key}");
+    assert_eq!(created["keyPrefix"], &key[..10]);
+    let authorize = |key: &str| {
+        payctl(
+            &home,
+            &[
+                "authorize",
+                "--amount",
+                "1234",
+                "--json",
+                "--api-key",
+                key,
+                "--api-url",
+                &format!("http://127.0.0.1:{gateway}/api"),
+            ],
+        )
+    };
+    let o = authorize(&key);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let paid: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(paid["merchantId"], "daily-test-shop", "{paid:#}");
+    let payment_id = paid["paymentId"].as_str().unwrap().to_owned();
+    // The same id again: exit 1, one line, the key untouched.
+    let o = stack.run(&["merchant", "create", "Daily Test Shop"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(out.is_empty() && err.lines().count() == 1, "{out} {err}");
+    assert!(err.contains("'daily-test-shop' exists"), "{err}");
+    assert_eq!(authorize(&key).status.code(), Some(0), "still the same key");
+    // Plain output: the key alone on stdout, for KEY=$(payctl merchant create …).
+    let o = stack.run(&["merchant", "create", "Second", "--id", "second_2"]);
+    let (out, _) = text(&o);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        out.trim().starts_with("sk_") && out.lines().count() == 1,
+        "{out}"
+    );
+
+    // merchant list: ids, names, created, the key's first characters; never a key.
+    let o = stack.run(&["merchant", "list", "--json"]);
+    let (out, _) = text(&o);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        !out.contains(&key) && !out.contains(dev_key.trim()),
+        "{out}"
+    );
+    let list: Value = serde_json::from_str(&out).unwrap();
+    let ours = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["merchantId"] == "daily-test-shop")
+        .unwrap_or_else(|| panic!("{list:#}"));
+    assert_eq!(ours["name"], "Daily Test Shop");
+    assert_eq!(ours["keyPrefix"], &key[..10]);
+    assert!(ours["createdAt"].as_str().unwrap().ends_with('Z'), "{ours}");
+    for m in ["dev-merchant", "store-merchant", "second_2"] {
+        assert!(out.contains(&format!("\"{m}\"")), "{m} in {out}");
+    }
+    let (table, _) = text(&stack.run(&["merchant", "list"]));
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("daily-test-shop") && l.contains(&format!("{}…", &key[..10]))),
+        "{table}"
+    );
+    assert!(!table.contains(&key));
+
+    // rotate-key: a new key that works at once; the old one is refused once the cache lets it go.
+    let o = stack.run(&["merchant", "rotate-key", "daily-test-shop", "--json"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("within 3 s"), "{err}");
+    let rotated: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rotated["oldKeyValidForSeconds"], 3);
+    let new_key = rotated["apiKey"].as_str().unwrap().to_owned();
+    assert_ne!(new_key, key);
+    assert_eq!(
+        authorize(&new_key).status.code(),
+        Some(0),
+        "the new key works"
+    );
+    let rotated_at = std::time::Instant::now();
+    let refused = loop {
+        let o = authorize(&key);
+        if o.status.code() == Some(1) {
+            break text(&o).1;
+        }
+        assert!(
+            rotated_at.elapsed() < std::time::Duration::from_secs(30),
+            "the old key still works 30 s after rotation: {:?}",
+            text(&o)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    };
+    assert!(refused.contains("UNAUTHORIZED"), "{refused}");
+    eprintln!(
+        "old key refused {:.1?} after rotation",
+        rotated_at.elapsed()
+    );
+    // Unknown merchant, the store's key: one line, exit 1.
+    for (args, says) in [
+        (
+            &["merchant", "rotate-key", "nobody"][..],
+            "no merchant 'nobody'",
+        ),
+        (
+            &["merchant", "rotate-key", "store-merchant"],
+            "gateway's config",
+        ),
+    ] {
+        let o = stack.run(args);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.lines().count() == 1 && err.contains(says), "{err}");
+    }
+    // The dev merchant's key file follows its rotation, so payctl's own commands go on working.
+    let o = stack.run(&["merchant", "rotate-key", "dev-merchant"]);
+    let (out, _) = text(&o);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(
+        std::fs::read_to_string(abs.join("secrets/dev-merchant.key")).unwrap(),
+        out.trim()
+    );
+    let o = payctl(&home, &["list", "--limit", "1"]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+
+    // Completion offers the payments the API lists (with the key of the environment).
+    let h = home.display().to_string();
+    let o = Command::new(env!("CARGO_BIN_EXE_payctl"))
+        .args(["--", "payctl", "--home", &h, "get", ""])
+        .env("COMPLETE", "bash")
+        .env("_CLAP_COMPLETE_INDEX", "4")
+        .env("PAYCTL_API_KEY", &new_key)
+        .output()
+        .unwrap();
+    let ids = text(&o).0;
+    assert!(
+        ids.lines().any(|l| l == payment_id),
+        "{payment_id} in {ids:?}"
+    );
+    let services = completions_for(&["payctl", "--home", &h, "logs", ""]);
+    assert_eq!(services.len(), 7, "{services:?}");
 }

@@ -1,8 +1,8 @@
 //! The consumer's Prometheus metrics, in a registry of its own.
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 use std::sync::Arc;
 
@@ -25,10 +25,27 @@ fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> 
     c
 }
 
+/// `build_info{version, commit} 1`: which build answers (`payctl version` reads it; the commit comes
+/// from `build/git_commit.rs`).
+fn build_info() -> IntGauge {
+    let gauge = IntGauge::with_opts(
+        Opts::new(
+            "build_info",
+            "The version and git commit of this build (always 1)",
+        )
+        .const_label("version", env!("CARGO_PKG_VERSION"))
+        .const_label("commit", env!("PAYCTL_GIT_COMMIT")),
+    )
+    .expect("valid");
+    gauge.set(1);
+    gauge
+}
+
 impl Metrics {
     /// `topics`: the topics this consumer reads, as named on the broker.
     pub fn new(topics: &[String]) -> Arc<Self> {
         let r = Registry::new();
+        reg(&r, build_info());
         let metrics = Self {
             consumed: reg(
                 &r,
@@ -121,5 +138,21 @@ impl Metrics {
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_say_which_build_answers() {
+        let text = Metrics::new(&[]).render();
+        let line = format!(
+            "build_info{{commit=\"{}\",version=\"{}\"}} 1",
+            env!("PAYCTL_GIT_COMMIT"),
+            env!("CARGO_PKG_VERSION")
+        );
+        assert!(text.contains(&line), "{line} not in:\n{text}");
     }
 }

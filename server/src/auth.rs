@@ -50,7 +50,8 @@ impl ApiKey {
         Sha256::digest(self.0.as_bytes()).into()
     }
 
-    fn prefix(&self) -> &str {
+    /// The first characters, stored to recognise a key (`payctl merchant list`); never enough to use it.
+    pub fn prefix(&self) -> &str {
         &self.0[..self.0.len().min(10)]
     }
 }
@@ -80,6 +81,46 @@ pub async fn create_merchant(
     .execute(pool)
     .await?;
     Ok(key)
+}
+
+/// Registers a new merchant with a fresh key and returns the key, which is shown once; None when the id
+/// is taken (that merchant and its key are left as they are).
+pub async fn register_merchant(
+    pool: &MySqlPool,
+    id: &MerchantId,
+    name: &str,
+) -> Result<Option<ApiKey>, sqlx::Error> {
+    let key = ApiKey::generate();
+    let inserted = sqlx::query(
+        "INSERT INTO merchants (merchant_id, name, api_key_hash, api_key_prefix) VALUES (?, ?, ?, ?)",
+    )
+    .bind(id.as_str())
+    .bind(name)
+    .bind(&key.hash()[..])
+    .bind(key.prefix())
+    .execute(pool)
+    .await;
+    match inserted {
+        Ok(_) => Ok(Some(key)),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Gives a merchant a fresh key in place of its old one and returns it (shown once); None when there
+/// is no such merchant. The old key stops working once every instance's [`KeyCache`] has let it go
+/// (`known_key_ttl_seconds`).
+pub async fn rotate_key(pool: &MySqlPool, id: &MerchantId) -> Result<Option<ApiKey>, sqlx::Error> {
+    let key = ApiKey::generate();
+    let updated = sqlx::query(
+        "UPDATE merchants SET api_key_hash = ?, api_key_prefix = ? WHERE merchant_id = ?",
+    )
+    .bind(&key.hash()[..])
+    .bind(key.prefix())
+    .bind(id.as_str())
+    .execute(pool)
+    .await?;
+    Ok((updated.rows_affected() == 1).then_some(key))
 }
 
 /// API keys already looked up, both ways, and the guards in front of the database for keys that are

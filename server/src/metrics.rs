@@ -20,6 +20,8 @@ pub struct Metrics {
     pub rate_limited: IntCounterVec,
     pub ratelimit_fail_open: IntCounter,
     pub key_lookups: IntCounterVec,
+    /// The configured `known_key_ttl_seconds`: how long a revoked or rotated key may still work here.
+    pub known_key_ttl: IntGauge,
     pub outbox_backlog: IntGauge,
     pub outbox_oldest_age: Gauge,
     pub outbox_published: IntCounter,
@@ -39,9 +41,26 @@ fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registr
     c
 }
 
+/// `build_info{version, commit} 1`: which build answers (`payctl version` reads it; the commit comes
+/// from `build/git_commit.rs`).
+fn build_info() -> IntGauge {
+    let gauge = IntGauge::with_opts(
+        Opts::new(
+            "build_info",
+            "The version and git commit of this build (always 1)",
+        )
+        .const_label("version", env!("CARGO_PKG_VERSION"))
+        .const_label("commit", env!("PAYCTL_GIT_COMMIT")),
+    )
+    .expect("valid");
+    gauge.set(1);
+    gauge
+}
+
 impl Metrics {
     pub fn new() -> Arc<Self> {
         let r = Registry::new_custom(None, None).expect("an empty registry");
+        register(&r, build_info());
         let latency_buckets = vec![
             0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25,
             0.5, 1.0, 2.5, 5.0, 10.0,
@@ -104,6 +123,14 @@ impl Metrics {
                         "API keys looked up in the database (not found in the in-memory caches), by result",
                     ),
                     &["result"],
+                )
+                .expect("valid"),
+            ),
+            known_key_ttl: register(
+                &r,
+                IntGauge::new(
+                    "auth_known_key_ttl_seconds",
+                    "How long a valid API key is trusted from memory: a rotated or revoked key stops working here within that long",
                 )
                 .expect("valid"),
             ),
@@ -236,5 +263,21 @@ fn method_label(method: &axum::http::Method) -> &'static str {
         Method::HEAD => "HEAD",
         Method::OPTIONS => "OPTIONS",
         _ => "OTHER",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_say_which_build_answers() {
+        let text = Metrics::new().render();
+        let line = format!(
+            "build_info{{commit=\"{}\",version=\"{}\"}} 1",
+            env!("PAYCTL_GIT_COMMIT"),
+            env!("CARGO_PKG_VERSION")
+        );
+        assert!(text.contains(&line), "{line} not in:\n{text}");
     }
 }

@@ -68,6 +68,9 @@ impl Application {
             tracing::warn!("Redis is not reachable; rate limits fail open and replays use the database until it is");
         }
         let metrics = Metrics::new();
+        metrics
+            .known_key_ttl
+            .set(i64::try_from(config.auth.known_key_ttl_seconds).unwrap_or(i64::MAX));
         let breaker = Arc::new(CircuitBreaker::new(config.breaker));
         let producer = kafka::producer(&config.kafka)?;
         let listener = TcpListener::bind(config.listen).await?;

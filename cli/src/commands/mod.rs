@@ -11,14 +11,18 @@ pub mod compose;
 pub mod dlq;
 pub mod doctor;
 pub mod down;
+pub mod env;
 pub mod lifecycle;
 pub mod load;
 pub mod logs;
+pub mod merchant;
+pub mod open;
 pub mod reconcile;
 pub mod smoke;
 pub mod status;
 pub mod top;
 pub mod up;
+pub mod version;
 
 use clap::Subcommand;
 use std::path::Path;
@@ -47,6 +51,13 @@ pub enum Command {
     Compose(compose::ComposeArgs),
     /// Show each service: pid or container, address, health (exit 3 if one is not healthy).
     Status(status::StatusArgs),
+    /// Print `export PAYCTL_API_URL=… PAYCTL_API_KEY=… PAYCTL_HOME=…` for the saved stack: eval "$(payctl env)".
+    Env(env::EnvArgs),
+    /// Open the store, the API, Grafana or Prometheus in the browser ($BROWSER, xdg-open), or --print
+    /// the URL.
+    Open(open::OpenArgs),
+    /// Merchants and their API keys: create (key shown once), list, rotate-key.
+    Merchant(merchant::MerchantArgs),
     /// Print a service's log, or every service's (-f to follow, --since 10m).
     Logs(logs::LogsArgs),
     /// Stop one service of the running stack; the others go on.
@@ -145,6 +156,8 @@ pub enum Command {
   payctl dlq tail -n 5 --json
   payctl dlq replay --id 0:3         send one record back once its cause is fixed")]
     Dlq(dlq::DlqArgs),
+    /// This payctl's version and git commit, and those of the running API and consumer.
+    Version(version::VersionArgs),
     /// Print a shell completion script: payctl completions bash > /etc/bash_completion.d/payctl
     #[command(after_help = "Examples:
   payctl completions bash > /etc/bash_completion.d/payctl
@@ -159,10 +172,13 @@ pub async fn exec(home: &Path, command: Command) -> anyhow::Result<ExitCode> {
         Command::Down(args) => down::exec(home, args).await,
         Command::Compose(args) => compose::exec(&args),
         Command::Status(args) => status::exec(home, args).await,
+        Command::Env(args) => env::exec(home, args),
+        Command::Open(args) => open::exec(home, args),
         Command::Logs(args) => logs::exec(home, args).await,
         Command::Stop(args) => lifecycle::stop(home, args).await,
         Command::Start(args) => lifecycle::start(home, args).await,
         Command::Restart(args) => lifecycle::restart(home, args).await,
+        Command::Merchant(args) => merchant::exec(home, args).await,
         Command::Authorize(args) => api::authorize(home, args).await,
         Command::Capture(args) => api::change(home, "capture", args).await,
         Command::Refund(args) => api::change(home, "refund", args).await,
@@ -179,6 +195,7 @@ pub async fn exec(home: &Path, command: Command) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => bench::exec(home, args).await,
         Command::Top(args) => top::exec(home, args).await,
         Command::Dlq(args) => dlq::exec(args).await,
+        Command::Version(args) => version::exec(home, args).await,
         Command::Completions(args) => completions::exec(args),
     }
 }

@@ -1,21 +1,25 @@
 //! `payctl status`: each service of the stack, its process or container, address and health (exit 3
-//! if one is not healthy).
+//! if one is not healthy), then where things are (store, API, Prometheus, Grafana, the dev key's file,
+//! the database), as `supabase status` shows them.
 
+use crate::ops::endpoints::{absolute, Endpoints};
 use crate::output;
 use crate::runtime::{self, Health, Runs, ServiceStatus};
 use crate::stack::Ports;
 use clap::Args;
+use serde::Serialize;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
-  payctl status                      a table; exit 3 when a service is not healthy
-  payctl status --json | jq '.[] | select(.health != \"healthy\")'
-  payctl status --watch              again every 2 s, until Ctrl-C")]
+  payctl status                           services, then the URLs and where the dev key is
+  payctl status --json | jq -r .apiUrl    the API's URL for a script
+  payctl status --watch                   again every 2 s, until Ctrl-C")]
 pub struct StatusArgs {
-    /// The services as a JSON array.
+    /// Print {services: [...], storeUrl, apiUrl, prometheusUrl, grafanaUrl, devKeyFile, databaseUrl,
+    /// databasePasswordFile} as JSON.
     #[arg(long)]
     json: bool,
     /// Show it again every 2 seconds, until Ctrl-C.
@@ -25,30 +29,52 @@ pub struct StatusArgs {
     ports: Ports,
 }
 
+/// `status --json`: the services and, beside them, where things are.
+#[derive(Serialize)]
+struct StatusJson<'a> {
+    services: &'a [ServiceStatus],
+    #[serde(flatten)]
+    endpoints: Endpoints,
+}
+
 pub async fn exec(home: &Path, a: StatusArgs) -> anyhow::Result<ExitCode> {
     if a.watch {
         let runtime = runtime::open(home, &a.ports);
         return output::watch(Duration::from_secs(2), "payctl status", || async {
-            print(&runtime.status().await?, false)?;
+            print(&runtime.status().await?)?;
             Ok(())
         })
         .await;
     }
     let rows = runtime::open(home, &a.ports).status().await?;
-    Ok(if print(&rows, a.json)? {
+    let endpoints = Endpoints::of(&absolute(home), &a.ports);
+    let healthy = if a.json {
+        output::json(&StatusJson {
+            services: &rows,
+            endpoints,
+        })?;
+        all_healthy(&rows)
+    } else {
+        let healthy = print(&rows)?;
+        println!();
+        for (label, value) in endpoints.lines() {
+            println!("{:<12}{value}", format!("{label}:"));
+        }
+        healthy
+    };
+    Ok(if healthy {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(3)
     })
 }
 
-/// Prints the services as a table or JSON; true when every one is healthy.
-pub fn print(rows: &[ServiceStatus], json: bool) -> anyhow::Result<bool> {
-    let all_healthy = !rows.is_empty() && rows.iter().all(|r| r.health == Health::Healthy);
-    if json {
-        println!("{}", serde_json::to_string_pretty(rows)?);
-        return Ok(all_healthy);
-    }
+fn all_healthy(rows: &[ServiceStatus]) -> bool {
+    !rows.is_empty() && rows.iter().all(|r| r.health == Health::Healthy)
+}
+
+/// Prints the services as a table; true when every one is healthy.
+pub fn print(rows: &[ServiceStatus]) -> anyhow::Result<bool> {
     // Only a Docker stack can have no rows (the native runtime lists its plan): its columns then.
     let processes = matches!(rows.first().map(|r| &r.runs), Some(Runs::Process { .. }));
     let header: &[&str] = if processes {
@@ -84,5 +110,5 @@ pub fn print(rows: &[ServiceStatus], json: bool) -> anyhow::Result<bool> {
             })
         )
     );
-    Ok(all_healthy)
+    Ok(all_healthy(rows))
 }

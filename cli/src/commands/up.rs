@@ -43,7 +43,7 @@ pub async fn exec(home: &Path, a: UpArgs) -> anyhow::Result<ExitCode> {
     runtime.up(a.scale).await?;
     let home = &home.canonicalize()?;
     let key = dev_merchant_key(home, &a.ports).await?;
-    status::print(&runtime.status().await?, false)?;
+    status::print(&runtime.status().await?)?;
     print_endpoints(home, &a.ports, &key);
     if saved_plan(home, &a.ports)
         .iter()

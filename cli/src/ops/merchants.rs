@@ -1,10 +1,16 @@
 //! The merchants payctl provisions and their API keys: the dev merchant (`payctl up` prints its key),
-//! the demo store's (the gateway adds it on /store-api) and the load generator's. Dev-only.
+//! the demo store's (the gateway adds it on /store-api) and the load generator's; and the ones a
+//! developer adds with `payctl merchant` (create, list, rotate-key). Keys are stored hashed by the
+//! server's own functions (`pay_server::auth`); the ones payctl provisions are also kept in files.
 
+use crate::ops::metrics::scrape;
+use crate::stack::health::require_running;
 use crate::stack::secrets::{database_url, write_private};
-use crate::stack::Ports;
-use pay_server::auth::{create_merchant, ApiKey};
+use crate::stack::{Kind, Ports};
+use anyhow::Context;
+use pay_server::auth::{create_merchant, register_merchant, rotate_key, ApiKey};
 use payctl_domain::MerchantId;
+use serde::Serialize;
 use std::path::Path;
 
 pub const DEV_MERCHANT: &str = "dev-merchant";
@@ -71,4 +77,101 @@ pub async fn merchant_keys(
         );
     }
     Ok(keys)
+}
+
+/// The stack's database, failing at once when it does not run.
+async fn database(home: &Path, ports: &Ports) -> anyhow::Result<sqlx::MySqlPool> {
+    require_running(ports.mariadb_port)?;
+    Ok(sqlx::MySqlPool::connect(&database_url(home, ports)?).await?)
+}
+
+/// A merchant as `payctl merchant list` shows it: never its key, only the key's first characters.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MerchantRow {
+    pub merchant_id: String,
+    pub name: String,
+    /// UTC, RFC 3339.
+    pub created_at: String,
+    pub key_prefix: String,
+}
+
+/// Every merchant, oldest first.
+pub async fn list(home: &Path, ports: &Ports) -> anyhow::Result<Vec<MerchantRow>> {
+    let db = database(home, ports).await?;
+    let rows: Vec<(String, String, time::PrimitiveDateTime, String)> = sqlx::query_as(
+        "SELECT merchant_id, name, created_at, api_key_prefix FROM merchants \
+         ORDER BY created_at, merchant_id",
+    )
+    .fetch_all(&db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(merchant_id, name, created, key_prefix)| MerchantRow {
+            merchant_id,
+            name,
+            created_at: created
+                .assume_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_else(|_| created.to_string()),
+            key_prefix,
+        })
+        .collect())
+}
+
+/// A new merchant with a fresh key (its only copy: the database keeps the hash).
+pub async fn create(
+    home: &Path,
+    ports: &Ports,
+    id: &MerchantId,
+    name: &str,
+) -> anyhow::Result<ApiKey> {
+    let db = database(home, ports).await?;
+    register_merchant(&db, id, name).await?.with_context(|| {
+        format!(
+            "merchant '{}' exists; give another --id, or a new key with: payctl merchant rotate-key {}",
+            id.as_str(),
+            id.as_str()
+        )
+    })
+}
+
+/// A fresh key for merchant `id` in place of its old one. A merchant whose key payctl keeps in
+/// `secrets/<id>.key` (the dev merchant) gets that file rewritten, so payctl's own commands follow.
+pub async fn rotate(home: &Path, ports: &Ports, id: &MerchantId) -> anyhow::Result<ApiKey> {
+    if id.as_str() == STORE_MERCHANT {
+        anyhow::bail!(
+            "{STORE_MERCHANT}'s key is written into the gateway's config; it is not rotated from here"
+        );
+    }
+    let db = database(home, ports).await?;
+    let key = rotate_key(&db, id)
+        .await?
+        .with_context(|| format!("no merchant '{}' (see: payctl merchant list)", id.as_str()))?;
+    let kept = home.join("secrets").join(format!("{}.key", id.as_str()));
+    if kept.exists() {
+        write_private(&kept, key.expose().as_bytes())?;
+    }
+    Ok(key)
+}
+
+/// pay-server's default `known_key_ttl_seconds`, for an instance too old to export it.
+const DEFAULT_KNOWN_KEY_TTL_SECONDS: u64 = 60;
+
+/// How long an old key may still work after a rotation: the longest `auth_known_key_ttl_seconds` of the
+/// API instances that answer (each trusts a key it has seen for that long); 0 when none runs.
+pub async fn old_key_grace(home: &Path, ports: &Ports) -> u64 {
+    scrape(home, ports)
+        .await
+        .into_iter()
+        .filter(|(_, kind, _)| *kind == Kind::Ingest)
+        .filter_map(|(_, _, samples)| samples)
+        .map(|samples| {
+            samples
+                .iter()
+                .find(|s| s.name == "auth_known_key_ttl_seconds")
+                .map_or(DEFAULT_KNOWN_KEY_TTL_SECONDS, |s| s.value.max(0.0) as u64)
+        })
+        .max()
+        .unwrap_or(0)
 }

@@ -8,6 +8,7 @@ pub mod breaker;
 pub mod chaos;
 pub mod dlq;
 pub mod doctor;
+pub mod endpoints;
 pub mod k6;
 pub mod merchants;
 pub mod metrics;

@@ -116,3 +116,49 @@ async fn junk_from_a_merchants_address_does_not_lock_its_valid_key_out() {
         assert_eq!(get(app.key().to_owned()).await, 200);
     }
 }
+
+#[tokio::test]
+async fn a_rotated_key_is_refused_once_the_cache_lets_it_go_and_a_taken_id_keeps_its_key() {
+    use pay_server::auth::{register_merchant, rotate_key};
+    use payctl_domain::MerchantId;
+    // No key cache: rotation reaches this instance at once (the gauge says so to `payctl`).
+    let app = spawn_app_with(|c| c.auth.known_key_ttl_seconds = 0).await;
+    assert_eq!(
+        payctl_stack::testing::metric_sum(
+            &app.state.metrics.render(),
+            "auth_known_key_ttl_seconds"
+        ),
+        0.0
+    );
+    let status = |key: String| {
+        let app = &app;
+        async move {
+            app.request(Method::GET, "/payments", Some(&key), None, &[])
+                .await
+                .status
+        }
+    };
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let id = MerchantId::parse("merchantId", &format!("rot-{}", &unique[..12])).unwrap();
+    let old = register_merchant(&app.db, &id, "Rotating")
+        .await
+        .unwrap()
+        .expect("a new id");
+    assert_eq!(status(old.expose().to_owned()).await, 200);
+    // The id is taken: no key is made and the merchant's key is left alone.
+    assert!(register_merchant(&app.db, &id, "Again")
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(status(old.expose().to_owned()).await, 200);
+
+    let new = rotate_key(&app.db, &id)
+        .await
+        .unwrap()
+        .expect("a known merchant");
+    assert_ne!(new.expose(), old.expose());
+    assert_eq!(status(new.expose().to_owned()).await, 200);
+    assert_eq!(status(old.expose().to_owned()).await, 401, "the old key");
+    let nobody = MerchantId::parse("merchantId", &format!("nobody-{}", &unique[..12])).unwrap();
+    assert!(rotate_key(&app.db, &nobody).await.unwrap().is_none());
+}

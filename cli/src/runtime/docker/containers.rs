@@ -111,6 +111,8 @@ pub struct Secrets {
 const RUST_CONTEXT: &[&str] = &[
     "Cargo.toml",
     "Cargo.lock",
+    // The build script the services' manifests name (`build = "../build/git_commit.rs"`).
+    "build",
     "domain",
     "db",
     "stack",
@@ -451,6 +453,58 @@ mod tests {
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn the_rust_build_context_holds_every_file_the_manifests_name() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let workspace = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+        let members: Vec<String> = workspace
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("members = "))
+            .unwrap()
+            .trim_matches(|c| c == '[' || c == ']')
+            .split(',')
+            .map(|m| m.trim().trim_matches('"').to_owned())
+            .collect();
+        assert!(members.len() >= 6, "{members:?}");
+        let mut named = 0;
+        for member in &members {
+            assert!(RUST_CONTEXT.contains(&member.as_str()), "{member}");
+            let manifest = std::fs::read_to_string(root.join(member).join("Cargo.toml")).unwrap();
+            for build in manifest
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("build = "))
+            {
+                // `../build/x.rs` from the member's folder: `build/x.rs` from the root.
+                let path = std::path::Path::new(member).join(build.trim_matches('"'));
+                let from_root: std::path::PathBuf = path
+                    .components()
+                    .fold(Vec::new(), |mut parts, c| {
+                        match c {
+                            std::path::Component::ParentDir => {
+                                parts.pop();
+                            }
+                            c => parts.push(c.as_os_str().to_owned()),
+                        }
+                        parts
+                    })
+                    .iter()
+                    .collect();
+                assert!(
+                    RUST_CONTEXT
+                        .iter()
+                        .any(|c| from_root.starts_with(c) && root.join(c).exists()),
+                    "{member} builds with {}, which the Docker build context lacks",
+                    from_root.display()
+                );
+                named += 1;
+            }
+        }
+        assert!(
+            named >= 3,
+            "payctl, pay-server and pay-consumer name their build script"
+        );
     }
 
     #[test]

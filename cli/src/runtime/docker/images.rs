@@ -126,6 +126,18 @@ fn source_dir() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
+/// The commit checked out in `source`, if it is a git checkout.
+fn git_commit(source: &Path) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(source)
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()?;
+    let commit = String::from_utf8(out.stdout).ok()?.trim().to_owned();
+    (out.status.success() && !commit.is_empty()).then_some(commit)
+}
+
 /// The build context as a tar: the repository paths the Dockerfile uses (never target/ or
 /// node_modules/), plus the host-built binary with --prebuilt.
 fn context_tar(
@@ -186,6 +198,12 @@ async fn build_image(
         .collect();
     if let Some(service) = build.service {
         buildargs.insert("SERVICE".into(), service.into());
+        // The build context has no .git: tell the build script which commit it compiles.
+        if let Some(commit) = git_commit(&source) {
+            buildargs
+                .entry("PAYCTL_GIT_COMMIT".into())
+                .or_insert(commit);
+        }
     }
     let target = match (build.service, prebuilt) {
         (Some(_), Some(_)) => "prebuilt",
@@ -249,4 +267,20 @@ async fn build_image(
     spinner.finish_and_clear();
     eprintln!("{} built {image}", output::mark(true));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_commit_of_a_checkout_is_passed_to_the_image_build() {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let commit = git_commit(&repo).unwrap();
+        assert!(
+            commit.len() == 40 && commit.chars().all(|c| c.is_ascii_hexdigit()),
+            "{commit}"
+        );
+        assert_eq!(git_commit(Path::new("/nonexistent")), None);
+    }
 }
