@@ -8,6 +8,7 @@
 
 pub mod compose;
 pub mod containers;
+mod engine;
 mod images;
 
 use super::{Health, LogStream, Runs, Runtime, ServiceStatus};
@@ -258,22 +259,28 @@ pub fn saved(home: &Path) -> Option<Saved> {
     serde_json::from_slice(&std::fs::read(saved_path(home)).ok()?).ok()
 }
 
-/// Connects to the engine and agrees on an API version (Debian's engine speaks 1.41; bollard asks for
-/// newer by default).
+/// Connects to the engine the docker CLI would use ([`engine`]: DOCKER_HOST, the Docker context, the
+/// default and well-known sockets), with an agreed API version.
 async fn connect() -> anyhow::Result<Engine> {
-    const NO_ENGINE: &str =
-        "the Docker engine does not answer (is dockerd running? or use --runtime native)";
-    let docker = Engine::connect_with_local_defaults().context(NO_ENGINE)?;
-    let docker = docker.negotiate_version().await.context(NO_ENGINE)?;
-    docker.ping().await.context(NO_ENGINE)?;
-    Ok(docker)
+    engine::connect_engine()
+        .await
+        .map_err(engine::NoEngine::into_error)
 }
 
-/// True when an engine answers on the local socket.
+/// True when an engine answers.
 pub async fn answers() -> bool {
-    tokio::time::timeout(Duration::from_secs(3), connect())
-        .await
-        .is_ok_and(|r| r.is_ok())
+    connect().await.is_ok()
+}
+
+/// Whether `--runtime auto` runs on Docker: yes when an engine answers, no when none is configured and
+/// none answers on the usual sockets, and an error naming the endpoint when DOCKER_HOST or a context
+/// names an engine that does not answer (the user meant that engine, not the native runtime).
+pub async fn chosen_by_auto() -> anyhow::Result<bool> {
+    match engine::connect_engine().await {
+        Ok(_) => Ok(true),
+        Err(engine::NoEngine::NoneFound(_)) => Ok(false),
+        Err(engine::NoEngine::Configured(e)) => Err(e),
+    }
 }
 
 fn container_name(project: &str, service: &str) -> String {
@@ -312,6 +319,9 @@ async fn secrets(home: &Path, ports: &Ports, with_store_key: bool) -> anyhow::Re
 
 async fn up(home: &Path, ports: &Ports, ingest: u16, args: &DockerArgs) -> anyhow::Result<()> {
     let docker = connect().await?;
+    if let Some(e) = engine::found() {
+        eprintln!("docker engine at {} ({})", e.host, e.from);
+    }
     std::fs::create_dir_all(home)?;
     let home = &home.canonicalize()?;
     let project = args.project.as_str();
