@@ -10,6 +10,7 @@ pub mod compose;
 pub mod containers;
 mod engine;
 mod images;
+mod registry;
 
 use super::{Health, LogStream, Runs, Runtime, ServiceStatus};
 use crate::ops::merchants::store_key;
@@ -344,7 +345,7 @@ async fn up(home: &Path, ports: &Ports, ingest: u16, args: &DockerArgs) -> anyho
         &secrets(home, ports, false).await?,
     );
     for def in &defs {
-        ensure_image(&docker, def, args).await?;
+        ensure_image(&docker, def, args, home).await?;
     }
     if args.network == Network::Bridge {
         ensure_network(&docker, project).await?;
@@ -361,8 +362,16 @@ async fn up(home: &Path, ports: &Ports, ingest: u16, args: &DockerArgs) -> anyho
             .context("service without a container definition")?;
         let name = container_name(project, &svc.name);
         if is_running(&docker, &name).await {
-            eprintln!("{:<10} already running ({name})", svc.name);
-            continue;
+            if runs_current_image(&docker, &name, &def.image).await {
+                eprintln!("{:<10} already running ({name})", svc.name);
+                continue;
+            }
+            // Rebuilt (or another image named): replace this container, and only this one.
+            eprintln!(
+                "{:<10} runs an older image than {}: recreating {name}",
+                svc.name, def.image
+            );
+            stop_service(project, &svc.name).await?;
         }
         let spinner = indicatif::ProgressBar::new_spinner();
         spinner.set_message(format!(
@@ -474,6 +483,22 @@ async fn ensure_network(docker: &Engine, project: &str) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("creating network {project}"))?;
     Ok(())
+}
+
+/// True when container `name` was created from the image `image` names now (its id, not its name:
+/// a rebuilt image takes the name and leaves the container on the old one).
+async fn runs_current_image(docker: &Engine, name: &str, image: &str) -> bool {
+    let Ok(container) = docker
+        .inspect_container(name, None::<InspectContainerOptions>)
+        .await
+    else {
+        return false;
+    };
+    match docker.inspect_image(image).await {
+        Ok(current) => current.id.is_some() && container.image == current.id,
+        // The image is gone (pruned): nothing to compare with, leave the container alone.
+        Err(_) => true,
+    }
 }
 
 /// True once a container has exited and been restarted by its restart policy: it is crash-looping.
