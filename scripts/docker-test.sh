@@ -50,7 +50,24 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# A CA, a server certificate for 127.0.0.1 and a client certificate (DOCKER_CERT_PATH layout) in $1.
+make_tls_certs() {
+  local d=$1 key=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+  rm -rf "$d" && mkdir -p "$d/client"
+  openssl req -x509 "${key[@]}" -days 2 -subj /CN=payctl-test-ca -keyout "$d/ca-key.pem" -out "$d/ca.pem"
+  openssl req "${key[@]}" -subj /CN=127.0.0.1 -keyout "$d/server-key.pem" -out "$d/server.csr"
+  printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > "$d/server.ext"
+  openssl x509 -req -days 2 -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca-key.pem" -CAcreateserial \
+    -extfile "$d/server.ext" -out "$d/server-cert.pem"
+  openssl req "${key[@]}" -subj /CN=payctl-test -keyout "$d/client/key.pem" -out "$d/client.csr"
+  printf 'extendedKeyUsage=clientAuth\n' > "$d/client.ext"
+  openssl x509 -req -days 2 -in "$d/client.csr" -CA "$d/ca.pem" -CAkey "$d/ca-key.pem" -CAcreateserial \
+    -extfile "$d/client.ext" -out "$d/client/cert.pem"
+  cp "$d/ca.pem" "$d/client/ca.pem"
+}
+
 discovery_proven=yes
+tls_port="" # the engine's TLS listener, when this script started the engine
 if engine_answers "$engine_host"; then
   :
 elif engine_answers "$default_host"; then
@@ -61,7 +78,11 @@ elif engine_answers "$default_host"; then
 else
   [ "$(id -u)" = 0 ] || skip "no Docker engine answers and starting dockerd needs root"
   mkdir -p "$engine_dir"
-  dockerd -H "$engine_host" --bridge=none --iptables=false > "$cache/dockerd.log" 2>&1 &
+  tls_port=23760
+  make_tls_certs "$engine_dir/tls" > "$cache/tls.log" 2>&1 || { cat "$cache/tls.log"; exit 1; }
+  dockerd -H "$engine_host" -H "tcp://127.0.0.1:$tls_port" --tlsverify --tlscacert "$engine_dir/tls/ca.pem" \
+    --tlscert "$engine_dir/tls/server-cert.pem" --tlskey "$engine_dir/tls/server-key.pem" \
+    --bridge=none --iptables=false > "$cache/dockerd.log" 2>&1 &
   started_engine=$!
   for _ in $(seq 60); do
     engine_answers "$engine_host" && break
@@ -203,11 +224,27 @@ default_socket_is_dead() {
   ! engine_answers "$default_host"
 }
 
-# DOCKER_HOST alone (no context) reaches the same engine.
+# DOCKER_HOST alone (no context) reaches the same engine (status --json lists its containers; its exit
+# status says whether they are healthy, which is not the question here).
 through_docker_host() {
-  local config rc=0
+  local config out
   config=$(mktemp -d)
-  DOCKER_CONFIG=$config DOCKER_HOST=$engine_host "$payctl" status --json | grep -q '"container": "payctl-ci-ingest"' || rc=1
+  out=$(DOCKER_CONFIG=$config DOCKER_HOST=$engine_host "$payctl" status --json 2>&1 || true)
+  rm -rf "$config"
+  grep -q '"container": "payctl-ci-ingest"' <<< "$out" || { echo "$out" | tail -3; return 1; }
+}
+
+# DOCKER_HOST=tcp:// with DOCKER_TLS_VERIFY and DOCKER_CERT_PATH (the engine's TLS listener): the same
+# engine; without the client certificate it does not answer.
+through_tls_docker_host() {
+  [ -n "$tls_port" ] || { echo "(skipped: the engine was not started by this test)"; return 0; }
+  local config out rc=0 tls_host="tcp://127.0.0.1:$tls_port"
+  config=$(mktemp -d)
+  out=$(DOCKER_CONFIG=$config DOCKER_HOST=$tls_host DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=$engine_dir/tls/client \
+    "$payctl" status --json 2>&1 || true)
+  grep -q '"container": "payctl-ci-ingest"' <<< "$out" || { echo "$out" | tail -3; rc=1; }
+  out=$(DOCKER_CONFIG=$config DOCKER_HOST=$tls_host "$payctl" status 2>&1 || true)
+  grep -q "does not answer at $tls_host (DOCKER_HOST)" <<< "$out" || { echo "without TLS: $out" | tail -3; rc=1; }
   rm -rf "$config"
   return "$rc"
 }
@@ -303,6 +340,7 @@ if [ "$failed" = 0 ]; then
   step "status (every container healthy)" "$payctl" status
   step "status --json names the containers" bash -c "'$payctl' status --json | grep -q '\"container\": \"payctl-ci-kafka\"'"
   step "the same engine through DOCKER_HOST" through_docker_host
+  step "the same engine through DOCKER_HOST=tcp:// with TLS" through_tls_docker_host
   step "a second stack on the same ports is refused, naming the container" refused_naming_container
   step "smoke" "$payctl" smoke
   step "pay-server changed: up rebuilds its image and recreates its container only" rebuilt_code_runs

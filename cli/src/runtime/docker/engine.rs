@@ -4,6 +4,10 @@
 //! rootless Docker create. An engine that was configured (DOCKER_HOST or a context) and does not answer
 //! is an error naming it, never a reason to look elsewhere: the user asked for that engine.
 //!
+//! TLS endpoints (`DOCKER_TLS_VERIFY` with `tcp://`, `https://`, contexts created with `ca=,cert=,key=`)
+//! are spoken with the client certificate from `DOCKER_CERT_PATH` (else the config directory) or the
+//! context's TLS directory, as the docker CLI does.
+//!
 //! The resolution is a pure function of [`Env`] and the files under the config directory, so the tests
 //! run it against temporary `DOCKER_CONFIG` directories.
 
@@ -31,6 +35,8 @@ pub struct Env {
     pub docker_context: Option<String>,
     /// `DOCKER_TLS_VERIFY` is set (to anything non-empty, as the docker CLI reads it).
     pub tls_verify: bool,
+    /// `DOCKER_CERT_PATH`: ca.pem, cert.pem and key.pem for TLS through DOCKER_HOST.
+    pub cert_path: Option<PathBuf>,
     /// `$DOCKER_CONFIG`, else `~/.docker`.
     pub config_dir: PathBuf,
     pub home: Option<PathBuf>,
@@ -45,6 +51,7 @@ impl Env {
             docker_host: var("DOCKER_HOST"),
             docker_context: var("DOCKER_CONTEXT"),
             tls_verify: var("DOCKER_TLS_VERIFY").is_some(),
+            cert_path: var("DOCKER_CERT_PATH").map(PathBuf::from),
             config_dir: config_dir(),
             home,
             xdg_runtime_dir: var("XDG_RUNTIME_DIR").map(PathBuf::from),
@@ -70,8 +77,9 @@ pub struct Endpoint {
     pub host: String,
     /// Where the address came from, for messages: "DOCKER_HOST", "context colima", "Docker Desktop".
     pub from: String,
-    /// The engine wants TLS (DOCKER_TLS_VERIFY, or a context with TLS material).
-    pub tls: bool,
+    /// With TLS: the directory of ca.pem, cert.pem and key.pem (DOCKER_TLS_VERIFY or `https://`, or
+    /// a context with TLS material).
+    pub tls: Option<PathBuf>,
 }
 
 /// Where to look for the engine.
@@ -87,10 +95,15 @@ pub enum Search {
 /// beats the config file's currentContext; the context "default" means no context).
 pub fn search(env: &Env) -> anyhow::Result<Search> {
     if let Some(host) = &env.docker_host {
+        let tls = (env.tls_verify || host.starts_with("https://")).then(|| {
+            env.cert_path
+                .clone()
+                .unwrap_or_else(|| env.config_dir.clone())
+        });
         return Ok(Search::Configured(Endpoint {
             host: host.clone(),
             from: "DOCKER_HOST".into(),
-            tls: env.tls_verify,
+            tls,
         }));
     }
     let (context, why) = match &env.docker_context {
@@ -103,7 +116,7 @@ pub fn search(env: &Env) -> anyhow::Result<Search> {
     let mut sockets = vec![Endpoint {
         host: DEFAULT_SOCKET.into(),
         from: "the default socket".into(),
-        tls: false,
+        tls: None,
     }];
     let mut well_known: Vec<(PathBuf, &str)> = Vec::new();
     if let Some(home) = &env.home {
@@ -121,7 +134,7 @@ pub fn search(env: &Env) -> anyhow::Result<Search> {
             .map(|(path, from)| Endpoint {
                 host: format!("unix://{}", path.display()),
                 from: from.into(),
-                tls: false,
+                tls: None,
             }),
     );
     Ok(Search::Sockets(sockets))
@@ -182,11 +195,7 @@ fn context_endpoint(config_dir: &Path, name: &str, why: &str) -> anyhow::Result<
             )
         })?;
     // `docker context create --docker host=…,ca=…,cert=…,key=…` stores TLS material here.
-    let tls = config_dir
-        .join("contexts/tls")
-        .join(&id)
-        .join("docker")
-        .exists();
+    let tls = Some(config_dir.join("contexts/tls").join(&id).join("docker")).filter(|d| d.exists());
     Ok(Endpoint {
         host,
         from: format!("Docker context '{name}'"),
@@ -197,13 +206,28 @@ fn context_endpoint(config_dir: &Path, name: &str, why: &str) -> anyhow::Result<
 /// A client for one endpoint; nothing is sent yet.
 fn client(endpoint: &Endpoint) -> anyhow::Result<Engine> {
     let host = endpoint.host.as_str();
-    if endpoint.tls || host.starts_with("https://") {
-        // bollard needs its `ssl` feature (rustls) for this; engines on laptops answer on sockets.
-        bail!(
-            "{} ({host}) wants TLS, which this payctl does not speak; use the engine's unix socket (or \
-             `ssh -NL /tmp/docker.sock:/var/run/docker.sock <host>` and DOCKER_HOST=unix:///tmp/docker.sock)",
-            endpoint.from
-        );
+    if let Some(dir) = &endpoint.tls {
+        if !(host.starts_with("tcp://") || host.starts_with("https://")) {
+            bail!(
+                "{} ({host}): TLS needs a tcp:// or https:// address",
+                endpoint.from
+            );
+        }
+        return Engine::connect_with_ssl(
+            host,
+            &dir.join("key.pem"),
+            &dir.join("cert.pem"),
+            &dir.join("ca.pem"),
+            REQUEST_TIMEOUT,
+            API_DEFAULT_VERSION,
+        )
+        .with_context(|| {
+            format!(
+                "{} ({host}) wants TLS: ca.pem, cert.pem and key.pem in {} (DOCKER_CERT_PATH)",
+                endpoint.from,
+                dir.display()
+            )
+        });
     }
     if let Some(path) = host.strip_prefix("unix://") {
         return Engine::connect_with_unix(path, REQUEST_TIMEOUT, API_DEFAULT_VERSION)
@@ -376,7 +400,7 @@ mod tests {
         let e = configured(search(&env(&dir)).unwrap());
         assert_eq!(e.host, "unix:///home/me/.docker/desktop/docker.sock");
         assert_eq!(e.from, "Docker context 'desktop-linux'");
-        assert!(!e.tls);
+        assert_eq!(e.tls, None);
     }
 
     #[test]
@@ -437,22 +461,41 @@ mod tests {
     }
 
     #[test]
-    fn tls_and_ssh_endpoints_are_refused_with_what_to_do() {
-        let tls = Endpoint {
-            host: "tcp://10.0.0.2:2376".into(),
-            from: "DOCKER_HOST".into(),
-            tls: true,
-        };
-        let err = client(&tls).unwrap_err().to_string();
-        assert!(err.contains("TLS") && err.contains("DOCKER_HOST"), "{err}");
+    fn tls_comes_from_docker_cert_path_and_ssh_is_refused_with_what_to_do() {
+        let dir = tempdir();
+        let mut e = env(&dir);
+        e.docker_host = Some("tcp://10.0.0.2:2376".into());
+        assert_eq!(configured(search(&e).unwrap()).tls, None);
+        e.tls_verify = true;
+        // Without DOCKER_CERT_PATH the certificates are in the config directory, as for the docker CLI.
+        assert_eq!(configured(search(&e).unwrap()).tls, Some(dir.clone()));
+        e.cert_path = Some(dir.join("certs"));
+        let tls = configured(search(&e).unwrap());
+        assert_eq!(tls.tls, Some(dir.join("certs")));
+        let err = format!("{:#}", client(&tls).unwrap_err());
+        assert!(err.contains("ca.pem, cert.pem and key.pem in"), "{err}");
         let ssh = Endpoint {
             host: "ssh://me@box".into(),
             from: "DOCKER_HOST".into(),
-            tls: false,
+            tls: None,
         };
         assert!(client(&ssh).unwrap_err().to_string().contains("ssh -NL"));
-        let tcp = Endpoint { tls: false, ..tls };
+        let tcp = Endpoint { tls: None, ..tls };
         assert!(client(&tcp).is_ok());
+    }
+
+    #[test]
+    fn a_context_with_tls_material_is_spoken_to_with_it() {
+        let dir = tempdir();
+        write_context(&dir, "remote", "tcp://10.0.0.3:2376");
+        let tls_dir = dir
+            .join("contexts/tls")
+            .join(hex::encode(Sha256::digest(b"remote")))
+            .join("docker");
+        std::fs::create_dir_all(&tls_dir).unwrap();
+        let mut e = env(&dir);
+        e.docker_context = Some("remote".into());
+        assert_eq!(configured(search(&e).unwrap()).tls, Some(tls_dir));
     }
 
     #[tokio::test]
@@ -464,7 +507,7 @@ mod tests {
         let endpoint = Endpoint {
             host: format!("unix://{}", path.display()),
             from: "DOCKER_HOST".into(),
-            tls: false,
+            tls: None,
         };
         assert!(answer(&endpoint).await.is_err());
     }
