@@ -344,7 +344,9 @@ async fn up(home: &Path, ports: &Ports, ingest: u16, args: &DockerArgs) -> anyho
         &args.images,
         &secrets(home, ports, false).await?,
     );
-    for def in &defs {
+    // Once per image: the ingest instances share one, and checking it means hashing its build context.
+    let mut checked = std::collections::HashSet::new();
+    for def in defs.iter().filter(|d| checked.insert(d.image.clone())) {
         ensure_image(&docker, def, args, home).await?;
     }
     if args.network == Network::Bridge {
