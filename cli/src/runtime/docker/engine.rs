@@ -41,6 +41,8 @@ pub struct Env {
     pub config_dir: PathBuf,
     pub home: Option<PathBuf>,
     pub xdg_runtime_dir: Option<PathBuf>,
+    /// [`DEFAULT_SOCKET`] (tests put another path here).
+    pub default_socket: String,
 }
 
 impl Env {
@@ -55,6 +57,7 @@ impl Env {
             config_dir: config_dir(),
             home,
             xdg_runtime_dir: var("XDG_RUNTIME_DIR").map(PathBuf::from),
+            default_socket: DEFAULT_SOCKET.into(),
         }
     }
 }
@@ -114,7 +117,7 @@ pub fn search(env: &Env) -> anyhow::Result<Search> {
         return context_endpoint(&env.config_dir, &name, why).map(Search::Configured);
     }
     let mut sockets = vec![Endpoint {
-        host: DEFAULT_SOCKET.into(),
+        host: env.default_socket.clone(),
         from: "the default socket".into(),
         tls: None,
     }];
@@ -281,14 +284,18 @@ pub fn found() -> Option<Endpoint> {
 pub enum NoEngine {
     /// DOCKER_HOST or a context named an engine that does not answer (or cannot be used).
     Configured(anyhow::Error),
-    /// Nothing configured and no socket answered.
-    NoneFound(anyhow::Error),
+    /// Nothing configured and no socket answered; `socket_exists` when one of the sockets is there
+    /// (Docker is installed, its engine stopped: Docker Desktop or Colima not started).
+    NoneFound {
+        error: anyhow::Error,
+        socket_exists: bool,
+    },
 }
 
 impl NoEngine {
     pub fn into_error(self) -> anyhow::Error {
         match self {
-            NoEngine::Configured(e) | NoEngine::NoneFound(e) => e,
+            NoEngine::Configured(error) | NoEngine::NoneFound { error, .. } => error,
         }
     }
 }
@@ -300,7 +307,12 @@ pub async fn connect_engine() -> Result<Engine, NoEngine> {
             return Ok(docker);
         }
     }
-    match search(&Env::from_process()).map_err(NoEngine::Configured)? {
+    connect_in(&Env::from_process()).await
+}
+
+/// Connects to the engine [`search`] finds for `env`.
+async fn connect_in(env: &Env) -> Result<Engine, NoEngine> {
+    match search(env).map_err(NoEngine::Configured)? {
         Search::Configured(endpoint) => match answer(&endpoint).await {
             Ok(docker) => {
                 remember(&endpoint);
@@ -328,10 +340,18 @@ pub async fn connect_engine() -> Result<Engine, NoEngine> {
                     Err(e) => tried.push(format!("{} ({}): {e:#}", endpoint.host, endpoint.from)),
                 }
             }
-            Err(NoEngine::NoneFound(anyhow::anyhow!(
-                "the Docker engine does not answer (is dockerd running? set DOCKER_HOST or a docker context, or use --runtime native); tried {}",
-                tried.join("; ")
-            )))
+            let socket_exists = sockets.iter().any(|s| {
+                s.host
+                    .strip_prefix("unix://")
+                    .is_some_and(|p| Path::new(p).exists())
+            });
+            Err(NoEngine::NoneFound {
+                error: anyhow::anyhow!(
+                    "the Docker engine does not answer (is dockerd running? set DOCKER_HOST or a docker context, or use --runtime native); tried {}",
+                    tried.join("; ")
+                ),
+                socket_exists,
+            })
         }
     }
 }
@@ -349,6 +369,7 @@ mod tests {
     fn env(config_dir: &Path) -> Env {
         Env {
             config_dir: config_dir.to_owned(),
+            default_socket: DEFAULT_SOCKET.into(),
             ..Default::default()
         }
     }
@@ -496,6 +517,57 @@ mod tests {
         let mut e = env(&dir);
         e.docker_context = Some("remote".into());
         assert_eq!(configured(search(&e).unwrap()).tls, Some(tls_dir));
+    }
+
+    #[tokio::test]
+    async fn dead_sockets_are_tried_and_named_and_a_dead_configured_engine_is_no_fallback() {
+        let dir = tempdir();
+        let home = dir.join("home");
+        std::fs::create_dir_all(home.join(".colima/default")).unwrap();
+        let colima = home.join(".colima/default/docker.sock");
+        // Colima installed but stopped: its socket file is there, nothing listens.
+        drop(std::os::unix::net::UnixListener::bind(&colima).unwrap());
+        let mut e = Env {
+            home: Some(home.clone()),
+            default_socket: format!("unix://{}/none.sock", dir.display()),
+            ..env(&dir)
+        };
+        match connect_in(&e).await {
+            Err(NoEngine::NoneFound {
+                error,
+                socket_exists,
+            }) => {
+                let error = error.to_string();
+                assert!(socket_exists);
+                assert!(
+                    error.contains(&format!("unix://{} (Colima)", colima.display())),
+                    "{error}"
+                );
+                assert!(error.contains("none.sock"), "{error}");
+            }
+            other => panic!("expected no engine found, got {:?}", other.map(|_| ())),
+        }
+        // Nothing there at all: no socket exists (auto goes native without a note).
+        e.home = None;
+        assert!(matches!(
+            connect_in(&e).await,
+            Err(NoEngine::NoneFound {
+                socket_exists: false,
+                ..
+            })
+        ));
+        // The same dead socket named by DOCKER_HOST: an error naming it, for auto too.
+        e.docker_host = Some(format!("unix://{}", colima.display()));
+        match connect_in(&e).await {
+            Err(NoEngine::Configured(error)) => {
+                let error = error.to_string();
+                assert!(error.contains("(DOCKER_HOST)"), "{error}");
+            }
+            other => panic!(
+                "expected a configured engine error, got {:?}",
+                other.map(|_| ())
+            ),
+        }
     }
 
     #[tokio::test]

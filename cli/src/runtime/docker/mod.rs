@@ -275,11 +275,22 @@ pub async fn answers() -> bool {
 
 /// Whether `--runtime auto` runs on Docker: yes when an engine answers, no when none is configured and
 /// none answers on the usual sockets, and an error naming the endpoint when DOCKER_HOST or a context
-/// names an engine that does not answer (the user meant that engine, not the native runtime).
+/// names an engine that does not answer (the user meant that engine, not the native runtime). A socket
+/// that is there but dead (Docker Desktop not started) is said in one line before going native.
 pub async fn chosen_by_auto() -> anyhow::Result<bool> {
     match engine::connect_engine().await {
         Ok(_) => Ok(true),
-        Err(engine::NoEngine::NoneFound(_)) => Ok(false),
+        Err(engine::NoEngine::NoneFound {
+            error,
+            socket_exists,
+        }) => {
+            if socket_exists {
+                eprintln!(
+                    "note: {error:#}\nnote: so the native runtime runs the stack (start Docker, or use --runtime docker to insist)"
+                );
+            }
+            Ok(false)
+        }
         Err(engine::NoEngine::Configured(e)) => Err(e),
     }
 }
