@@ -275,7 +275,8 @@ rebuilt_code_runs() {
   "$payctl" logs ingest -n 1000 | grep -q "$note"
 }
 
-# A host binary that needs a newer glibc than the runtime image: refused before any build, naming both.
+# A host binary that needs a newer glibc than the runtime image, or is no Linux binary: refused before any
+# build, saying why.
 newer_glibc_refused() {
   local dir out rc=0
   dir=$(mktemp -d)
@@ -289,10 +290,16 @@ newer_glibc_refused() {
     echo "up succeeded with a binary the image cannot run"
     rc=1
   fi
-  rm -rf "$dir"
   echo "$out" | tail -1
   grep -q "needs glibc 2.99 but the runtime image $base has glibc 2.36" <<< "$out" || rc=1
   ! grep -q "building payctl-bad/pay-server" <<< "$out" || rc=1
+  # What a Mac's cargo build gives (not ELF): refused too.
+  printf '\xcf\xfa\xed\xfe\x0c\x00\x00\x01' > "$dir/pay-server"
+  out=$(PAYCTL_PROJECT=payctl-bad PAYCTL_HOME="$PAYCTL_HOME/bad" PAYCTL_SERVER_IMAGE=payctl-bad/pay-server:glibc \
+    "$payctl" "${up_args[@]}" --prebuilt "$dir" 2>&1 || true)
+  echo "$out" | tail -1
+  grep -q "pay-server is not a Linux binary" <<< "$out" || rc=1
+  rm -rf "$dir"
   [ -z "$(docker ps -aq --filter label=com.payctl.project=payctl-bad)$(docker ps -aq --filter label=com.payctl.project=payctl-image)" ] || rc=1
   return "$rc"
 }
@@ -354,7 +361,7 @@ if [ "$failed" = 0 ]; then
 fi
 step "down --volumes" "$payctl" down --volumes
 step "a missing image is pulled with retries, and nothing starts" pull_fails_cleanly
-step "a prebuilt binary needing a newer glibc is refused before building" newer_glibc_refused
+step "a prebuilt binary needing a newer glibc (or not for Linux) is refused before building" newer_glibc_refused
 step "a container that exits: up fails with its log lines; down removes what started" crash_shows_log
 left=$(left_behind)
 if [ "$left" = "0 containers, 0 networks, 0 volumes" ]; then

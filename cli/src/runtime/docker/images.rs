@@ -66,7 +66,7 @@ pub async fn ensure_image(
             };
             if let Some(why) = why {
                 if let Some(binary) = &plan.prebuilt_binary {
-                    check_glibc(docker, binary, &plan.runtime_image).await?;
+                    check_prebuilt(docker, binary, &plan.runtime_image).await?;
                 }
                 build_image(docker, &def.image, build, plan, why, home).await?;
             }
@@ -563,11 +563,55 @@ async fn runtime_glibc(docker: &Engine, image: &str) -> anyhow::Result<Glibc> {
     Ok(version)
 }
 
-/// Fails, before anything is built, when a host-built binary needs a newer glibc than the runtime
-/// image has (a binary from Ubuntu 24.04 or Fedora in debian:bookworm-slim exits at start).
-async fn check_glibc(docker: &Engine, binary: &Path, runtime_image: &str) -> anyhow::Result<()> {
+/// The architecture (Docker's name: GOARCH) an ELF binary is built for: None for anything but ELF (a
+/// macOS Mach-O, a Windows PE, a script), Some(None) for a machine this table does not name.
+fn elf_arch(binary: &[u8]) -> Option<Option<&'static str>> {
+    if binary.get(..4)? != b"\x7fELF" {
+        return None;
+    }
+    // e_machine (little-endian: every architecture named here is, as Docker runs them).
+    let machine = u16::from_le_bytes(binary.get(0x12..0x14)?.try_into().ok()?);
+    Some(match machine {
+        62 => Some("amd64"),
+        183 => Some("arm64"),
+        3 => Some("386"),
+        40 => Some("arm"),
+        21 => Some("ppc64le"),
+        243 => Some("riscv64"),
+        _ => None,
+    })
+}
+
+/// Fails when a prebuilt binary cannot run in the engine's containers: not a Linux (ELF) binary — on
+/// a Mac, `cargo build` makes Mach-O — or built for another architecture than the engine's (an x86_64
+/// binary on Apple silicon's arm64 engine).
+fn runs_on_engine(binary: &Path, bytes: &[u8], engine_arch: &str) -> anyhow::Result<()> {
+    match elf_arch(bytes) {
+        None => bail!(
+            "{} is not a Linux binary (no ELF header): --prebuilt needs binaries built for Linux (e.g. \
+             cargo build --target {}-unknown-linux-gnu); drop --prebuilt to compile in Docker",
+            binary.display(),
+            if engine_arch == "arm64" { "aarch64" } else { "x86_64" }
+        ),
+        Some(Some(arch)) if arch != engine_arch => bail!(
+            "{} is built for {arch} but the Docker engine runs {engine_arch} containers: build for \
+             {engine_arch}, or drop --prebuilt to compile in Docker",
+            binary.display()
+        ),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Fails, before anything is built, when a host-built binary cannot run in the runtime image: not for
+/// this engine (see [`runs_on_engine`]), or needing a newer glibc than the image has (a binary from
+/// Ubuntu 24.04 or Fedora in debian:bookworm-slim exits at start).
+async fn check_prebuilt(docker: &Engine, binary: &Path, runtime_image: &str) -> anyhow::Result<()> {
     let bytes = std::fs::read(binary)
         .with_context(|| format!("reading the prebuilt {}", binary.display()))?;
+    // The engine's architecture by Docker's names (amd64, arm64), as its version says.
+    if let Some(arch) = docker.version().await.ok().and_then(|v| v.arch) {
+        runs_on_engine(binary, &bytes, &arch)?;
+    }
     let Some(needed) = glibc_needed(&bytes) else {
         return Ok(()); // static, or not linked against glibc
     };
@@ -758,6 +802,36 @@ mod tests {
             known_glibc("ubuntu:24.04").unwrap()
         )
         .is_ok());
+    }
+
+    #[test]
+    fn a_prebuilt_binary_must_be_linux_for_the_engines_architecture() {
+        let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let here = if cfg!(target_arch = "x86_64") {
+            "amd64"
+        } else {
+            "arm64"
+        };
+        assert!(runs_on_engine(Path::new("me"), &me, here).is_ok());
+        let other = if here == "amd64" { "arm64" } else { "amd64" };
+        let err = runs_on_engine(Path::new("me"), &me, other)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!(
+                "built for {here} but the Docker engine runs {other}"
+            )),
+            "{err}"
+        );
+        // A macOS binary (Mach-O, 64-bit) is no Linux binary.
+        let mach_o = [0xcf, 0xfa, 0xed, 0xfe, 0x0c, 0x00, 0x00, 0x01];
+        let err = runs_on_engine(Path::new("target/release/pay-server"), &mach_o, "arm64")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("not a Linux binary") && err.contains("aarch64-unknown-linux-gnu"),
+            "{err}"
+        );
     }
 
     #[test]
