@@ -1,11 +1,15 @@
 # pay-server and pay-consumer: one Dockerfile, the SERVICE build argument picks the binary.
 #
 # Stages, in the order the classic builder runs them (it builds every stage up to the target, so the
-# stage that needs no Rust toolchain comes before the one that does):
+# stage that needs no Rust toolchain comes before the ones that do):
 #   runtime  - the small image both ship in: Debian slim, a non-root user, a HEALTHCHECK on /ready
 #   prebuilt - runtime + a binary built on the host (`payctl up --runtime docker --prebuilt DIR`, CI)
-#   build    - compiles the workspace in the Rust image
-#   release  - runtime + the binary from `build` (the default target: `docker build`, `docker compose`)
+#   chef     - the Rust image with cargo-chef
+#   planner  - the dependency recipe of the workspace (changes only when a Cargo.toml/Cargo.lock does)
+#   builder  - dependencies compiled from the recipe in their own layer (cached across source changes),
+#              then both binaries; SERVICE is not read here, so pay-server and pay-consumer share it
+#   release  - runtime + the one binary from `builder`, nothing else: no sources, no target/ (the
+#              default target: `docker build`, `docker compose`)
 ARG RUNTIME_IMAGE=debian:bookworm-slim
 ARG RUST_IMAGE=rust:1-bookworm
 
@@ -22,18 +26,31 @@ FROM runtime AS prebuilt
 ARG SERVICE=pay-server
 USER root
 # compose/prebuilt/ holds only a README in the repository; payctl puts the host-built binary there in
-# the build context it sends.
+# the build context it sends (after checking its glibc needs against this image's glibc).
 COPY compose/prebuilt/ /opt/payctl/
 RUN ln -sf "/opt/payctl/${SERVICE}" /usr/local/bin/service
 USER 10001
 
-FROM ${RUST_IMAGE} AS build
-ARG SERVICE=pay-server
-# The commit the binary reports (build/git_commit.rs; the context has no .git). payctl passes it.
-ARG PAYCTL_GIT_COMMIT=
+FROM ${RUST_IMAGE} AS chef
+RUN cargo install cargo-chef --locked --version 0.1.71
 WORKDIR /src
+
+FROM chef AS planner
 COPY . .
-RUN cargo build --release --locked -p "${SERVICE}" && cp "target/release/${SERVICE}" /service
+RUN cargo chef prepare --recipe-path recipe.json
+
+FROM chef AS builder
+COPY --from=planner /src/recipe.json recipe.json
+# Every dependency of the workspace (librdkafka's C build included) in this layer: rebuilt only when
+# the recipe (a Cargo.toml or Cargo.lock) changes, not when a source file does.
+RUN cargo chef cook --release --recipe-path recipe.json
+COPY . .
+# The commit the binaries report (build/git_commit.rs; the context has no .git). payctl passes it;
+# declared here so that a new commit does not invalidate the dependency layer above.
+ARG PAYCTL_GIT_COMMIT=
+RUN cargo build --release --locked -p pay-server -p pay-consumer \
+    && mkdir /out && cp target/release/pay-server target/release/pay-consumer /out/
 
 FROM runtime AS release
-COPY --from=build /service /usr/local/bin/service
+ARG SERVICE=pay-server
+COPY --from=builder /out/${SERVICE} /usr/local/bin/service

@@ -2,11 +2,13 @@
 # The Docker runtime against a real engine, run by scripts/test.sh.
 #
 # No image registry is reachable here, so: start Debian's dockerd if no engine answers (bridge-less,
-# without iptables), build a Debian base image with debootstrap + docker import, build stand-in images
+# without iptables) on a socket of its own, not the default one, and reach it the way a laptop with
+# Docker Desktop or Colima is reached: through a Docker context in a temporary DOCKER_CONFIG (and once
+# through DOCKER_HOST). Build a Debian base image with debootstrap + docker import, build stand-in images
 # for MariaDB, Redis, Kafka (tansu), nginx and Prometheus from it, then let payctl build the project's
 # images (with the binaries cargo built on the host, --prebuilt) and run the stack on the host network:
-# up → status → smoke → cb test → reconcile → chaos → down --volumes, and check that nothing labelled is
-# left.
+# up → status → smoke → a rebuilt pay-server reaches its container → cb test → reconcile → chaos → down
+# --volumes, and check that nothing labelled is left.
 # Where the engine cannot start, it says so in one line and skips.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,29 +30,71 @@ if ! command -v dockerd > /dev/null 2>&1 || ! command -v debootstrap > /dev/null
     || skip "could not install docker.io and debootstrap"
 fi
 
-engine_answers() { docker version --format '{{.Server.Version}}' > /dev/null 2>&1; }
+# The engine payctl must find by itself: never the default socket, so that reaching it proves the
+# discovery (context, DOCKER_HOST) rather than the default.
+unset DOCKER_HOST DOCKER_CONTEXT
+default_host=unix:///var/run/docker.sock
+engine_dir=/tmp/payctl-docker
+engine_host="unix://$engine_dir/docker.sock"
+engine_answers() { docker -H "$1" version --format '{{.Server.Version}}' > /dev/null 2>&1; }
 
 started_engine=""
+DOCKER_CONFIG=$(mktemp -d)
+export DOCKER_CONFIG
 cleanup() {
   if [ -n "$started_engine" ]; then
     kill "$started_engine" 2> /dev/null || true
     wait "$started_engine" 2> /dev/null || true
   fi
+  rm -rf "$DOCKER_CONFIG"
 }
 trap cleanup EXIT
 
-if ! engine_answers; then
+# A CA, a server certificate for 127.0.0.1 and a client certificate (DOCKER_CERT_PATH layout) in $1.
+make_tls_certs() {
+  local d=$1 key=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+  rm -rf "$d" && mkdir -p "$d/client"
+  openssl req -x509 "${key[@]}" -days 2 -subj /CN=payctl-test-ca -keyout "$d/ca-key.pem" -out "$d/ca.pem"
+  openssl req "${key[@]}" -subj /CN=127.0.0.1 -keyout "$d/server-key.pem" -out "$d/server.csr"
+  printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > "$d/server.ext"
+  openssl x509 -req -days 2 -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca-key.pem" -CAcreateserial \
+    -extfile "$d/server.ext" -out "$d/server-cert.pem"
+  openssl req "${key[@]}" -subj /CN=payctl-test -keyout "$d/client/key.pem" -out "$d/client.csr"
+  printf 'extendedKeyUsage=clientAuth\n' > "$d/client.ext"
+  openssl x509 -req -days 2 -in "$d/client.csr" -CA "$d/ca.pem" -CAkey "$d/ca-key.pem" -CAcreateserial \
+    -extfile "$d/client.ext" -out "$d/client/cert.pem"
+  cp "$d/ca.pem" "$d/client/ca.pem"
+}
+
+discovery_proven=yes
+tls_port="" # the engine's TLS listener, when this script started the engine
+if engine_answers "$engine_host"; then
+  :
+elif engine_answers "$default_host"; then
+  # Someone else's engine on the default socket (one data root: a second dockerd cannot start).
+  echo "note: an engine already answers on the default socket; it is used through the context, but this run does not prove the discovery"
+  engine_host=$default_host
+  discovery_proven=no
+else
   [ "$(id -u)" = 0 ] || skip "no Docker engine answers and starting dockerd needs root"
-  dockerd --bridge=none --iptables=false > "$cache/dockerd.log" 2>&1 &
+  mkdir -p "$engine_dir"
+  tls_port=23760
+  make_tls_certs "$engine_dir/tls" > "$cache/tls.log" 2>&1 || { cat "$cache/tls.log"; exit 1; }
+  dockerd -H "$engine_host" -H "tcp://127.0.0.1:$tls_port" --tlsverify --tlscacert "$engine_dir/tls/ca.pem" \
+    --tlscert "$engine_dir/tls/server-cert.pem" --tlskey "$engine_dir/tls/server-key.pem" \
+    --bridge=none --iptables=false > "$cache/dockerd.log" 2>&1 &
   started_engine=$!
   for _ in $(seq 60); do
-    engine_answers && break
+    engine_answers "$engine_host" && break
     kill -0 "$started_engine" 2> /dev/null || break
     sleep 0.5
   done
-  engine_answers || skip "dockerd did not start ($(tail -1 "$cache/dockerd.log"))"
+  engine_answers "$engine_host" || skip "dockerd did not start ($(tail -1 "$cache/dockerd.log"))"
 fi
-echo "docker engine $(docker version --format '{{.Server.Version}}')"
+# The context every docker and payctl command below goes through.
+out=$(docker context create payctl-test --docker "host=$engine_host" 2>&1 && docker context use payctl-test 2>&1) \
+  || { echo "$out"; exit 1; }
+echo "docker engine $(docker version --format '{{.Server.Version}}') at $engine_host, through the context payctl-test"
 
 export DOCKER_BUILDKIT=0 # the engine's classic builder; no buildx here
 base=payctl-test/base:bookworm
@@ -81,8 +125,30 @@ for image in mariadb redis nginx prometheus kafka; do
 done
 rm -rf "$context"
 
+# node for the gateway's Node stage: this machine's node and npm (the store needs node >= 20.19, newer
+# than Debian 12's), rebuilt when that version changes.
+node_image=""
+if command -v node > /dev/null 2>&1 && command -v npm > /dev/null 2>&1; then
+  node_image="payctl-test/node:$(node --version | tr -d v)"
+  if ! docker image inspect "$node_image" > /dev/null 2>&1; then
+    echo "building stand-in $node_image"
+    context=$(mktemp -d)
+    cp compose/testing/node.Dockerfile "$context/"
+    cp "$(readlink -f "$(command -v node)")" "$context/node"
+    cp -a "$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")" "$context/npm"
+    cp /etc/ssl/certs/ca-certificates.crt "$context/" 2> /dev/null || : > "$context/ca-certificates.crt"
+    docker build -q --network host --build-arg "BASE_IMAGE=$base" -t "$node_image" -f "$context/node.Dockerfile" "$context" \
+      > "$cache/build-node.log" 2>&1 || { tail -20 "$cache/build-node.log"; exit 1; }
+    rm -rf "$context"
+  fi
+fi
+
 cargo build -q -p payctl -p pay-server -p pay-consumer
 payctl="$target/debug/payctl"
+# How every up here builds and runs (the same arguments give the same images: no rebuild between ups).
+up_args=(up --runtime docker --network host --without grafana --build-network host
+  --build-arg "RUNTIME_IMAGE=$base,NGINX_IMAGE=payctl-test/nginx:1,PROMETHEUS_IMAGE=payctl-test/prometheus:1")
+prebuilt=(--prebuilt "$target/debug")
 
 # A stack of its own: its own project label, ports and state directory.
 export PAYCTL_HOME
@@ -130,7 +196,7 @@ pull_fails_cleanly() {
 crash_shows_log() {
   local out rc=0
   if out=$(PAYCTL_PROJECT=payctl-bad PAYCTL_HOME="$PAYCTL_HOME/bad" PAYCTL_REDIS_IMAGE="$PAYCTL_KAFKA_IMAGE" \
-    "$payctl" up --runtime docker --network host --without grafana 2>&1); then
+    "$payctl" "${up_args[@]}" "${prebuilt[@]}" 2>&1); then
     echo "up succeeded with a broken redis"
     rc=1
   fi
@@ -140,6 +206,113 @@ crash_shows_log() {
   local filter="label=com.payctl.project=payctl-bad"
   [ -z "$(docker ps -aq --filter "$filter")$(docker volume ls -q --filter "$filter")" ] || rc=1
   return "$rc"
+}
+
+# The first up: through the context, and it says so.
+up_through_context() {
+  local out rc=0
+  out=$(mktemp)
+  "$payctl" "${up_args[@]}" "${prebuilt[@]}" --rebuild 2>&1 | tee "$out" || rc=1
+  grep -q "docker engine at $engine_host (Docker context 'payctl-test')" "$out" || { echo "not through the context"; rc=1; }
+  rm -f "$out"
+  return "$rc"
+}
+
+# Nothing configured, the default socket is dead: the engine is not found there by accident.
+default_socket_is_dead() {
+  [ "$discovery_proven" = yes ] || { echo "(skipped: an engine answers on the default socket)"; return 0; }
+  ! engine_answers "$default_host"
+}
+
+# DOCKER_HOST alone (no context) reaches the same engine (status --json lists its containers; its exit
+# status says whether they are healthy, which is not the question here).
+through_docker_host() {
+  local config out
+  config=$(mktemp -d)
+  out=$(DOCKER_CONFIG=$config DOCKER_HOST=$engine_host "$payctl" status --json 2>&1 || true)
+  rm -rf "$config"
+  grep -q '"container": "payctl-ci-ingest"' <<< "$out" || { echo "$out" | tail -3; return 1; }
+}
+
+# DOCKER_HOST=tcp:// with DOCKER_TLS_VERIFY and DOCKER_CERT_PATH (the engine's TLS listener): the same
+# engine; without the client certificate it does not answer.
+through_tls_docker_host() {
+  [ -n "$tls_port" ] || { echo "(skipped: the engine was not started by this test)"; return 0; }
+  local config out rc=0 tls_host="tcp://127.0.0.1:$tls_port"
+  config=$(mktemp -d)
+  out=$(DOCKER_CONFIG=$config DOCKER_HOST=$tls_host DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=$engine_dir/tls/client \
+    "$payctl" status --json 2>&1 || true)
+  grep -q '"container": "payctl-ci-ingest"' <<< "$out" || { echo "$out" | tail -3; rc=1; }
+  out=$(DOCKER_CONFIG=$config DOCKER_HOST=$tls_host "$payctl" status 2>&1 || true)
+  grep -q "does not answer at $tls_host (DOCKER_HOST)" <<< "$out" || { echo "without TLS: $out" | tail -3; rc=1; }
+  rm -rf "$config"
+  return "$rc"
+}
+
+# A configured engine that does not answer: `--runtime auto` fails naming it, and starts nothing native.
+dead_docker_host_is_named() {
+  local out dead="unix://$engine_dir/nothing.sock"
+  if out=$(DOCKER_HOST=$dead PAYCTL_HOME="$PAYCTL_HOME/dead" "$payctl" up --runtime auto 2>&1); then
+    echo "up succeeded without its engine"
+    return 1
+  fi
+  echo "$out" | tail -1
+  grep -q "does not answer at $dead (DOCKER_HOST)" <<< "$out" && [ ! -e "$PAYCTL_HOME/dead/mariadb" ]
+}
+
+# pay-server rebuilt with a new line in its log: the next up rebuilds only its image, recreates only
+# its container, and the new code runs.
+rebuilt_code_runs() {
+  local note="rebuilt-$$-$RANDOM" out
+  # The same packages as the first build: the same features, so only pay-server's main is compiled.
+  PAY_SERVER_BUILD_NOTE=$note cargo build -q -p payctl -p pay-server -p pay-consumer || return 1
+  out=$("$payctl" "${up_args[@]}" "${prebuilt[@]}" 2>&1) || { echo "$out"; return 1; }
+  grep -q "building payctl-ci/pay-server:test (its inputs changed)" <<< "$out" \
+    && ! grep -q "building payctl-ci/pay-consumer" <<< "$out" \
+    && grep -q "ingest .*recreating payctl-ci-ingest" <<< "$out" \
+    && grep -q "consumer .*already running" <<< "$out" \
+    || { echo "$out"; return 1; }
+  "$payctl" logs ingest -n 1000 | grep -q "$note"
+}
+
+# A host binary that needs a newer glibc than the runtime image, or is no Linux binary: refused before any
+# build, saying why.
+newer_glibc_refused() {
+  local dir out rc=0
+  dir=$(mktemp -d)
+  cp "$target/debug/pay-server" "$target/debug/pay-consumer" "$dir/"
+  # Its need of GLIBC_2.34 turned into 2.99: what a binary from a newer system looks like to the loader.
+  perl -0777 -pi -e 's/GLIBC_2\.34\x00/GLIBC_2.99\x00/g' "$dir/pay-server"
+  out=$("$dir/pay-server" --help 2>&1 || true)
+  grep -q "GLIBC_2.99' not found" <<< "$out" || { echo "the patched binary still runs here: $out"; rc=1; }
+  if out=$(PAYCTL_PROJECT=payctl-bad PAYCTL_HOME="$PAYCTL_HOME/bad" PAYCTL_SERVER_IMAGE=payctl-bad/pay-server:glibc \
+    "$payctl" "${up_args[@]}" --prebuilt "$dir" 2>&1); then
+    echo "up succeeded with a binary the image cannot run"
+    rc=1
+  fi
+  echo "$out" | tail -1
+  grep -q "needs glibc 2.99 but the runtime image $base has glibc 2.36" <<< "$out" || rc=1
+  ! grep -q "building payctl-bad/pay-server" <<< "$out" || rc=1
+  # What a Mac's cargo build gives (not ELF): refused too.
+  printf '\xcf\xfa\xed\xfe\x0c\x00\x00\x01' > "$dir/pay-server"
+  out=$(PAYCTL_PROJECT=payctl-bad PAYCTL_HOME="$PAYCTL_HOME/bad" PAYCTL_SERVER_IMAGE=payctl-bad/pay-server:glibc \
+    "$payctl" "${up_args[@]}" --prebuilt "$dir" 2>&1 || true)
+  echo "$out" | tail -1
+  grep -q "pay-server is not a Linux binary" <<< "$out" || rc=1
+  rm -rf "$dir"
+  [ -z "$(docker ps -aq --filter label=com.payctl.project=payctl-bad)$(docker ps -aq --filter label=com.payctl.project=payctl-image)" ] || rc=1
+  return "$rc"
+}
+
+# The gateway's Node stage (what payctl builds where frontend/dist is missing, and docker compose
+# always): the store built from its sources, served by the image.
+node_stage_builds_the_store() {
+  [ -n "$node_image" ] || { echo "(skipped: no node here)"; return 0; }
+  local tag=payctl-ci/gateway:node-stage
+  docker build --network host --target release --build-arg NGINX_IMAGE=payctl-test/nginx:1 \
+    --build-arg "NODE_IMAGE=$node_image" -t "$tag" -f compose/gateway.Dockerfile . > "$cache/build-gateway-node.log" 2>&1 \
+    || { tail -20 "$cache/build-gateway-node.log"; return 1; }
+  docker run --rm --network none --entrypoint cat "$tag" /usr/share/nginx/html/index.html | grep -q 'src="/assets/'
 }
 
 # A poison message reaches the DLQ through the Kafka and consumer containers.
@@ -166,14 +339,18 @@ step() {
   fi
 }
 
-step "payctl up --runtime docker --network host" "$payctl" up --runtime docker --network host --without grafana \
-  --rebuild --prebuilt "$target/debug" --build-network host \
-  --build-arg "RUNTIME_IMAGE=$base,NGINX_IMAGE=payctl-test/nginx:1,PROMETHEUS_IMAGE=payctl-test/prometheus:1"
+step "the default socket does not answer" default_socket_is_dead
+step "a dead DOCKER_HOST is named, no fallback to native" dead_docker_host_is_named
+step "the gateway image builds the store in its Node stage" node_stage_builds_the_store
+step "payctl up --runtime docker --network host (engine through a docker context)" up_through_context
 if [ "$failed" = 0 ]; then
   step "status (every container healthy)" "$payctl" status
   step "status --json names the containers" bash -c "'$payctl' status --json | grep -q '\"container\": \"payctl-ci-kafka\"'"
+  step "the same engine through DOCKER_HOST" through_docker_host
+  step "the same engine through DOCKER_HOST=tcp:// with TLS" through_tls_docker_host
   step "a second stack on the same ports is refused, naming the container" refused_naming_container
   step "smoke" "$payctl" smoke
+  step "pay-server changed: up rebuilds its image and recreates its container only" rebuilt_code_runs
   step "cb test (stops and starts the Kafka container)" "$payctl" cb test
   step "reconcile" "$payctl" reconcile
   step "chaos (docker kill and pause of containers under load, then the verdict)" \
@@ -185,6 +362,7 @@ if [ "$failed" = 0 ]; then
 fi
 step "down --volumes" "$payctl" down --volumes --yes
 step "a missing image is pulled with retries, and nothing starts" pull_fails_cleanly
+step "a prebuilt binary needing a newer glibc (or not for Linux) is refused before building" newer_glibc_refused
 step "a container that exits: up fails with its log lines; down removes what started" crash_shows_log
 left=$(left_behind)
 if [ "$left" = "0 containers, 0 networks, 0 volumes" ]; then

@@ -51,23 +51,28 @@ fn usage_errors_exit_2_and_help_teaches_with_examples() {
             text(&o)
         );
     }
-    // No engine at DOCKER_HOST: one clear line, nothing started.
-    let o = Command::new(env!("CARGO_BIN_EXE_payctl"))
-        .arg("--home")
-        .arg(&home)
-        .args(["up", "--runtime", "docker"])
-        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        text(&o)
-            .1
-            .starts_with("error: the Docker engine does not answer"),
-        "{:?}",
-        text(&o)
-    );
-    assert!(!home.join("mariadb").exists());
+    // No engine at DOCKER_HOST: one clear line naming it, nothing started; with --runtime auto too
+    // (the user configured that engine: no silent fall-back to native).
+    for runtime in ["docker", "auto"] {
+        let o = Command::new(env!("CARGO_BIN_EXE_payctl"))
+            .arg("--home")
+            .arg(&home)
+            .args(["up", "--runtime", runtime])
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1), "{runtime}: {:?}", text(&o));
+        let (_, err) = text(&o);
+        assert!(
+            err.starts_with("error: the Docker engine does not answer"),
+            "{runtime}: {err}"
+        );
+        assert!(
+            err.contains("unix:///nonexistent/docker.sock (DOCKER_HOST)"),
+            "{runtime}: {err}"
+        );
+        assert!(!home.join("mariadb").exists());
+    }
     assert_eq!(
         payctl(&home, &["authorize", "--amount", "ten"])
             .status

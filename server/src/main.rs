@@ -25,6 +25,11 @@ async fn main() -> anyhow::Result<()> {
     }
     let app = Application::build(config).await?;
     tracing::info!(address = %app.local_addr(), "pay-server listening");
+    // A note set when the binary was compiled (PAY_SERVER_BUILD_NOTE=…): tells one build from another
+    // in the log, e.g. for the Docker test that rebuilds pay-server between two `payctl up`s.
+    if let Some(note) = option_env!("PAY_SERVER_BUILD_NOTE") {
+        tracing::info!(note, "pay-server build");
+    }
     let token = app.shutdown_token();
     tokio::spawn(async move {
         shutdown_signal().await;

@@ -39,7 +39,7 @@ fn parse_scale(s: &str) -> Result<u16, String> {
 }
 
 pub async fn exec(home: &Path, a: UpArgs) -> anyhow::Result<ExitCode> {
-    let runtime = runtime::choose(a.runtime, home, &a.ports, a.no_install, &a.docker).await;
+    let runtime = runtime::choose(a.runtime, home, &a.ports, a.no_install, &a.docker).await?;
     runtime.up(a.scale).await?;
     let home = &home.canonicalize()?;
     let key = dev_merchant_key(home, &a.ports).await?;

@@ -116,24 +116,25 @@ pub enum Choice {
 }
 
 /// The runtime `payctl up` starts the stack on: Docker when asked, or (auto) when an engine answers;
-/// native otherwise.
+/// native otherwise. Auto fails, naming the endpoint, when DOCKER_HOST or a Docker context names an
+/// engine that does not answer.
 pub async fn choose(
     requested: Choice,
     home: &Path,
     ports: &Ports,
     no_install: bool,
     docker: &docker::DockerArgs,
-) -> Box<dyn Runtime> {
+) -> anyhow::Result<Box<dyn Runtime>> {
     let on_docker = match requested {
-        Choice::Auto => docker::answers().await,
+        Choice::Auto => docker::chosen_by_auto().await?,
         Choice::Native => false,
         Choice::Docker => true,
     };
-    if on_docker {
+    Ok(if on_docker {
         Box::new(docker::Docker::new(home, ports, docker.clone()))
     } else {
         Box::new(native::Native::new(home, ports, no_install))
-    }
+    })
 }
 
 /// The runtime of the stack `up` started under `home`: Docker when it saved a Docker stack there,

@@ -55,7 +55,7 @@ pub fn docker_compose_yml() -> String {
          #\n\
          # Dev only: the credentials are placeholders, set PAYCTL_DB_PASSWORD, PAYCTL_DB_ROOT_PASSWORD,\n\
          # PAYCTL_ADMIN_TOKEN and PAYCTL_GRAFANA_PASSWORD (environment or compose/.env) for anything else.\n\
-         # Build the store first (cd frontend && npm ci && npm run build). `payctl up --runtime docker`\n\
+         # The gateway image builds the store (frontend/) in its Node stage. `payctl up --runtime docker`\n\
          # runs the same containers and also provisions the merchants and the store's API key.\n\
          name: payctl\n\nservices:\n",
     );

@@ -8,7 +8,9 @@
 
 pub mod compose;
 pub mod containers;
+mod engine;
 mod images;
+mod registry;
 
 use super::{Health, LogStream, Runs, Runtime, ServiceStatus};
 use crate::ops::merchants::store_key;
@@ -258,22 +260,39 @@ pub fn saved(home: &Path) -> Option<Saved> {
     serde_json::from_slice(&std::fs::read(saved_path(home)).ok()?).ok()
 }
 
-/// Connects to the engine and agrees on an API version (Debian's engine speaks 1.41; bollard asks for
-/// newer by default).
+/// Connects to the engine the docker CLI would use ([`engine`]: DOCKER_HOST, the Docker context, the
+/// default and well-known sockets), with an agreed API version.
 async fn connect() -> anyhow::Result<Engine> {
-    const NO_ENGINE: &str =
-        "the Docker engine does not answer (is dockerd running? or use --runtime native)";
-    let docker = Engine::connect_with_local_defaults().context(NO_ENGINE)?;
-    let docker = docker.negotiate_version().await.context(NO_ENGINE)?;
-    docker.ping().await.context(NO_ENGINE)?;
-    Ok(docker)
+    engine::connect_engine()
+        .await
+        .map_err(engine::NoEngine::into_error)
 }
 
-/// True when an engine answers on the local socket.
+/// True when an engine answers.
 pub async fn answers() -> bool {
-    tokio::time::timeout(Duration::from_secs(3), connect())
-        .await
-        .is_ok_and(|r| r.is_ok())
+    connect().await.is_ok()
+}
+
+/// Whether `--runtime auto` runs on Docker: yes when an engine answers, no when none is configured and
+/// none answers on the usual sockets, and an error naming the endpoint when DOCKER_HOST or a context
+/// names an engine that does not answer (the user meant that engine, not the native runtime). A socket
+/// that is there but dead (Docker Desktop not started) is said in one line before going native.
+pub async fn chosen_by_auto() -> anyhow::Result<bool> {
+    match engine::connect_engine().await {
+        Ok(_) => Ok(true),
+        Err(engine::NoEngine::NoneFound {
+            error,
+            socket_exists,
+        }) => {
+            if socket_exists {
+                eprintln!(
+                    "note: {error:#}\nnote: so the native runtime runs the stack (start Docker, or use --runtime docker to insist)"
+                );
+            }
+            Ok(false)
+        }
+        Err(engine::NoEngine::Configured(e)) => Err(e),
+    }
 }
 
 fn container_name(project: &str, service: &str) -> String {
@@ -312,6 +331,9 @@ async fn secrets(home: &Path, ports: &Ports, with_store_key: bool) -> anyhow::Re
 
 async fn up(home: &Path, ports: &Ports, ingest: u16, args: &DockerArgs) -> anyhow::Result<()> {
     let docker = connect().await?;
+    if let Some(e) = engine::found() {
+        eprintln!("docker engine at {} ({})", e.host, e.from);
+    }
     std::fs::create_dir_all(home)?;
     let home = &home.canonicalize()?;
     let project = args.project.as_str();
@@ -333,8 +355,10 @@ async fn up(home: &Path, ports: &Ports, ingest: u16, args: &DockerArgs) -> anyho
         &args.images,
         &secrets(home, ports, false).await?,
     );
-    for def in &defs {
-        ensure_image(&docker, def, args).await?;
+    // Once per image: the ingest instances share one, and checking it means hashing its build context.
+    let mut checked = std::collections::HashSet::new();
+    for def in defs.iter().filter(|d| checked.insert(d.image.clone())) {
+        ensure_image(&docker, def, args, home).await?;
     }
     if args.network == Network::Bridge {
         ensure_network(&docker, project).await?;
@@ -351,8 +375,16 @@ async fn up(home: &Path, ports: &Ports, ingest: u16, args: &DockerArgs) -> anyho
             .context("service without a container definition")?;
         let name = container_name(project, &svc.name);
         if is_running(&docker, &name).await {
-            eprintln!("{:<10} already running ({name})", svc.name);
-            continue;
+            if runs_current_image(&docker, &name, &def.image).await {
+                eprintln!("{:<10} already running ({name})", svc.name);
+                continue;
+            }
+            // Rebuilt (or another image named): replace this container, and only this one.
+            eprintln!(
+                "{:<10} runs an older image than {}: recreating {name}",
+                svc.name, def.image
+            );
+            stop_service(project, &svc.name).await?;
         }
         let spinner = indicatif::ProgressBar::new_spinner();
         spinner.set_message(format!(
@@ -464,6 +496,22 @@ async fn ensure_network(docker: &Engine, project: &str) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("creating network {project}"))?;
     Ok(())
+}
+
+/// True when container `name` was created from the image `image` names now (its id, not its name:
+/// a rebuilt image takes the name and leaves the container on the old one).
+async fn runs_current_image(docker: &Engine, name: &str, image: &str) -> bool {
+    let Ok(container) = docker
+        .inspect_container(name, None::<InspectContainerOptions>)
+        .await
+    else {
+        return false;
+    };
+    match docker.inspect_image(image).await {
+        Ok(current) => current.id.is_some() && container.image == current.id,
+        // The image is gone (pruned): nothing to compare with, leave the container alone.
+        Err(_) => true,
+    }
 }
 
 /// True once a container has exited and been restarted by its restart policy: it is crash-looping.
