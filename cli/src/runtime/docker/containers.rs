@@ -229,12 +229,13 @@ pub fn containers(
                         ("MARIADB_USER", "payctl".into()),
                         ("MARIADB_PASSWORD", secrets.db_password.clone()),
                     ]);
+                    // As natively: a few API instances with pools of 32 would exhaust the default 151.
+                    let mut cmd = vec!["--max-connections=1000".to_owned()];
                     if network == Network::Host {
-                        c.cmd = Some(vec![
-                            format!("--port={port}"),
-                            format!("--bind-address={listen_ip}"),
-                        ]);
+                        cmd.push(format!("--port={port}"));
+                        cmd.push(format!("--bind-address={listen_ip}"));
                     }
+                    c.cmd = Some(cmd);
                     c.volume = Some("/var/lib/mysql");
                 }
                 Kind::Redis => {
@@ -473,6 +474,11 @@ mod tests {
         assert!(conf.contains("server ingest:8080") && conf.contains("server ingest-2:8080"));
         assert!(conf.contains("Bearer sk_store"));
         assert_eq!(gateway.depends_on, vec!["ingest", "ingest-2"]);
+        let mariadb = defs.iter().find(|c| c.kind == Kind::MariaDb).unwrap();
+        assert_eq!(
+            mariadb.cmd.as_deref(),
+            Some(&["--max-connections=1000".to_owned()][..])
+        );
     }
 
     #[test]
@@ -487,6 +493,7 @@ mod tests {
             mariadb.cmd.as_deref(),
             Some(
                 &[
+                    "--max-connections=1000".to_owned(),
                     "--port=13306".to_owned(),
                     "--bind-address=127.0.0.1".to_owned()
                 ][..]
