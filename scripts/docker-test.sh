@@ -6,7 +6,7 @@
 # for MariaDB, Redis, Kafka (tansu), nginx and Prometheus from it, then let payctl build the project's
 # images (with the binaries cargo built on the host, --prebuilt) and run the stack on the host network:
 # up → status → smoke → cb test → reconcile → chaos → scale 1 → 3 → 1 → Kafka recreated → state
-# directory lost → down --volumes, and check that nothing labelled is left.
+# directory lost → down --volumes → foreign names refused, and check that nothing labelled is left.
 # Where the engine cannot start, it says so in one line and skips.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -153,31 +153,35 @@ dead_lettered() {
   return 1
 }
 
-# A container and a volume with names of the stack that payctl did not create (no labels): up refuses
-# each, naming it, before it starts anything, and leaves it as it was.
-foreign_names_refused() {
-  local out id rc=0 filter="label=com.payctl.project=$PAYCTL_PROJECT"
-  id=$(docker create --name "$PAYCTL_PROJECT-redis" "$base" sleep 1000)
+# A container and a volume with names of a stack that payctl did not create (no labels): up refuses
+# each, naming it, before it starts anything, and leaves it as it was. A project of its own, so that
+# the names are free and its refusal comes before any port check.
+foreign_names_refused() (
+  export PAYCTL_PROJECT=payctl-foreign PAYCTL_HOME="$PAYCTL_HOME/foreign"
+  local out id rc=0 filter="label=com.payctl.project=payctl-foreign"
+  id=$(docker create --name payctl-foreign-redis "$base" sleep 1000)
   if out=$("$payctl" up "${up_flags[@]}" 2>&1); then
-    echo "up went on beside a foreign $PAYCTL_PROJECT-redis"
+    echo "up went on beside a foreign payctl-foreign-redis"
     rc=1
   fi
   echo "$out" | tail -1
-  grep -q "a container named $PAYCTL_PROJECT-redis exists that payctl did not create" <<< "$out" || rc=1
-  [ "$(docker inspect -f '{{.Id}} {{.State.Status}}' "$PAYCTL_PROJECT-redis")" = "$id created" ] || rc=1
-  docker rm "$id" > /dev/null
-  docker volume create "$PAYCTL_PROJECT-kafka" > /dev/null
+  grep -q "a container named payctl-foreign-redis exists that payctl did not create" <<< "$out" || rc=1
+  [ "$(docker inspect -f '{{.Id}} {{.State.Status}}' payctl-foreign-redis)" = "$id created" ] || rc=1
+  docker rm "$id" > /dev/null || rc=1
+  docker volume create payctl-foreign-kafka > /dev/null
   if out=$("$payctl" up "${up_flags[@]}" 2>&1); then
-    echo "up went on with a foreign volume $PAYCTL_PROJECT-kafka"
+    echo "up went on with a foreign volume payctl-foreign-kafka"
     rc=1
   fi
   echo "$out" | tail -1
-  grep -q "a volume named $PAYCTL_PROJECT-kafka exists that payctl did not create" <<< "$out" || rc=1
-  [ "$(docker volume inspect -f '{{json .Labels}}' "$PAYCTL_PROJECT-kafka")" != "" ] || rc=1
-  docker volume rm "$PAYCTL_PROJECT-kafka" > /dev/null
+  grep -q "a volume named payctl-foreign-kafka exists that payctl did not create" <<< "$out" || rc=1
   [ -z "$(docker ps -aq --filter "$filter")$(docker volume ls -q --filter "$filter")" ] || rc=1
+  # Whatever a failed refusal started goes first (down finds it by its label), then the foreign volume,
+  # which must still be there.
+  "$payctl" down --volumes --project payctl-foreign > /dev/null 2>&1 || true
+  docker volume rm payctl-foreign-kafka > /dev/null || rc=1
   return "$rc"
-}
+)
 
 # MariaDB takes as many connections as natively (a few API instances' pools exhaust the default 151).
 max_connections() {
@@ -293,7 +297,6 @@ step() {
 
 up_flags=(--runtime docker --network host --without grafana --prebuilt "$target/debug" --build-network host
   --build-arg "RUNTIME_IMAGE=$base,NGINX_IMAGE=payctl-test/nginx:1,PROMETHEUS_IMAGE=payctl-test/prometheus:1")
-step "names of the stack held by a foreign container or volume: up refuses, leaves them" foreign_names_refused
 step "payctl up --runtime docker --network host" "$payctl" up "${up_flags[@]}" --rebuild
 if [ "$failed" = 0 ]; then
   step "status (every container healthy)" "$payctl" status
@@ -313,6 +316,7 @@ if [ "$failed" = 0 ]; then
   step "state directory lost: up refuses the volume, down --volumes --project removes it" state_directory_lost
 fi
 step "down --volumes" "$payctl" down --volumes
+step "names of a stack held by a foreign container or volume: up refuses, leaves them" foreign_names_refused
 step "a missing image is pulled with retries, and nothing starts" pull_fails_cleanly
 step "a container that exits: up fails with its log lines; down removes what started" crash_shows_log
 left=$(left_behind)
