@@ -128,11 +128,12 @@ pub async fn check(
         if let (Some(had), Some(have)) = (volume.labels.get(CREDENTIALS_LABEL), &def.credentials) {
             if had != have {
                 bail!(
-                    "the volume {name} was initialised with other credentials ({} was removed?); \
-                     remove it with `payctl down --volumes --project {project}` (its data is lost) or \
-                     restore {}",
-                    home.display(),
-                    home.join("secrets").display()
+                    "the volume {name} was initialised with other credentials than those in {} \
+                     ({} was removed, or the stack is another directory's?); remove it with \
+                     `payctl down --volumes --project {project}` (its data is lost), restore those \
+                     secrets, or choose another --project",
+                    home.join("secrets").display(),
+                    home.display()
                 );
             }
         }
