@@ -153,9 +153,9 @@ dead_lettered() {
   return 1
 }
 
-# A container and a volume with names of a stack that payctl did not create (no labels): up refuses
-# each, naming it, before it starts anything, and leaves it as it was. A project of its own, so that
-# the names are free and its refusal comes before any port check.
+# A container, a volume and a network with names of a stack that payctl did not create (no labels): up
+# refuses each, naming it, before it starts anything, and leaves it as it was. A project of its own, so
+# that the names are free and its refusal comes before any port check.
 foreign_names_refused() (
   export PAYCTL_PROJECT=payctl-foreign PAYCTL_HOME="$PAYCTL_HOME/foreign"
   local out id rc=0 filter="label=com.payctl.project=payctl-foreign"
@@ -175,6 +175,18 @@ foreign_names_refused() (
   fi
   echo "$out" | tail -1
   grep -q "a volume named payctl-foreign-kafka exists that payctl did not create" <<< "$out" || rc=1
+  # The same for a network named like the project, where containers would meet on a bridge.
+  if docker network create payctl-foreign > /dev/null 2>&1; then
+    if out=$("$payctl" up --runtime docker --network bridge --without grafana 2>&1); then
+      echo "up went on with a foreign network payctl-foreign"
+      rc=1
+    fi
+    echo "$out" | tail -1
+    grep -q "a network named payctl-foreign exists that payctl did not create" <<< "$out" || rc=1
+    docker network rm payctl-foreign > /dev/null || rc=1
+  else
+    echo "  (this engine creates no network: the network case is not checked)"
+  fi
   [ -z "$(docker ps -aq --filter "$filter")$(docker volume ls -q --filter "$filter")" ] || rc=1
   # Whatever a failed refusal started goes first (down finds it by its label), then the foreign volume,
   # which must still be there.

@@ -366,7 +366,7 @@ async fn up(home: &Path, ports: &Ports, ingest: u16, args: &DockerArgs) -> anyho
         &secrets(home, ports, false).await?,
     );
     // Names held by what is not ours, volumes of other secrets: refused before anything changes.
-    owned::check(&docker, project, &defs, home).await?;
+    owned::check(&docker, project, args.network, &defs, home).await?;
     check_ports(&docker, project, &stack).await?;
     std::fs::write(
         saved_path(home),

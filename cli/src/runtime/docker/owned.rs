@@ -7,11 +7,13 @@
 //! `up` can tell, before it starts anything, that the secrets it has are not the volume's, and say what
 //! to do instead of letting MariaDB answer "Access denied".
 
-use super::containers::Container;
+use super::containers::{Container, Network};
 use super::{container_name, labels, project_filter, PROJECT_LABEL, SERVICE_LABEL};
 use anyhow::bail;
 use bollard::models::ContainerSummary;
-use bollard::query_parameters::{InspectContainerOptions, ListContainersOptions};
+use bollard::query_parameters::{
+    InspectContainerOptions, InspectNetworkOptions, ListContainersOptions,
+};
 use bollard::Docker as Engine;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -87,15 +89,35 @@ fn labelled(labels: Option<&HashMap<String, String>>, project: &str, service: &s
     })
 }
 
-/// Fails, before anything starts, when a container or volume name of the stack is held by one payctl
-/// did not create for it, or when a volume of the stack was initialised with other secrets than
-/// those in `home`.
+/// Fails, before anything starts, when a container, volume or (on a bridge) network name of the stack
+/// is held by one payctl did not create for it, or when a volume of the stack was initialised with
+/// other secrets than those in `home`.
 pub async fn check(
     docker: &Engine,
     project: &str,
+    network: Network,
     defs: &[Container],
     home: &Path,
 ) -> anyhow::Result<()> {
+    if network == Network::Bridge {
+        if let Ok(n) = docker
+            .inspect_network(project, None::<InspectNetworkOptions>)
+            .await
+        {
+            // The engine also finds a network by a prefix of its id: only the name counts.
+            let ours = n
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(PROJECT_LABEL))
+                .is_some_and(|p| p == project);
+            if n.name.as_deref() == Some(project) && !ours {
+                bail!(
+                    "a network named {project} exists that payctl did not create (it lacks the label \
+                     {PROJECT_LABEL}={project}); remove it, or choose another --project"
+                );
+            }
+        }
+    }
     for def in defs {
         let name = container_name(project, &def.service);
         if let Ok(c) = docker
