@@ -7,8 +7,9 @@
 # through DOCKER_HOST). Build a Debian base image with debootstrap + docker import, build stand-in images
 # for MariaDB, Redis, Kafka (tansu), nginx and Prometheus from it, then let payctl build the project's
 # images (with the binaries cargo built on the host, --prebuilt) and run the stack on the host network:
-# up → status → smoke → a rebuilt pay-server reaches its container → cb test → reconcile → chaos → down
-# --volumes, and check that nothing labelled is left.
+# up → status → smoke → a rebuilt pay-server reaches its container → cb test → reconcile → chaos → scale
+# 1 → 3 → 1 → Kafka recreated → state directory lost → down --volumes → foreign names refused, and check
+# that nothing labelled is left.
 # Where the engine cannot start, it says so in one line and skips.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -108,12 +109,12 @@ if ! docker image inspect "$base" > /dev/null 2>&1; then
 fi
 
 # Stand-ins for the upstream images (compose/testing), built once per engine; kafka carries this
-# machine's tansu, so it is rebuilt when that binary changes.
+# machine's tansu, so it is rebuilt when that binary or its Dockerfile changes.
 tansu_bin=$(command -v tansu || echo "${CARGO_HOME:-$HOME/.cargo}/bin/tansu")
 context=$(mktemp -d)
 cp compose/testing/* "$context/"
 cp "$tansu_bin" "$context/tansu"
-tansu_sum=$(sha256sum "$context/tansu" | cut -c1-12)
+tansu_sum=$(cat "$context/tansu" "$context/kafka.Dockerfile" "$context/kafka-entrypoint.sh" | sha256sum | cut -c1-12)
 for image in mariadb redis nginx prometheus kafka; do
   tag="payctl-test/$image:1"
   [ "$image" = kafka ] && tag="payctl-test/kafka:$tansu_sum"
@@ -149,6 +150,8 @@ payctl="$target/debug/payctl"
 up_args=(up --runtime docker --network host --without grafana --build-network host
   --build-arg "RUNTIME_IMAGE=$base,NGINX_IMAGE=payctl-test/nginx:1,PROMETHEUS_IMAGE=payctl-test/prometheus:1")
 prebuilt=(--prebuilt "$target/debug")
+# The same, as flags after `up`.
+up_flags=("${up_args[@]:1}" "${prebuilt[@]}")
 
 # A stack of its own: its own project label, ports and state directory.
 export PAYCTL_HOME
@@ -326,6 +329,147 @@ dead_lettered() {
   return 1
 }
 
+# A container, a volume and a network with names of a stack that payctl did not create (no labels): up
+# refuses each, naming it, before it starts anything, and leaves it as it was. A project of its own, so
+# that the names are free and its refusal comes before any port check.
+foreign_names_refused() (
+  export PAYCTL_PROJECT=payctl-foreign PAYCTL_HOME="$PAYCTL_HOME/foreign"
+  local out id rc=0 filter="label=com.payctl.project=payctl-foreign"
+  id=$(docker create --name payctl-foreign-redis "$base" sleep 1000)
+  if out=$("$payctl" up "${up_flags[@]}" 2>&1); then
+    echo "up went on beside a foreign payctl-foreign-redis"
+    rc=1
+  fi
+  echo "$out" | tail -1
+  grep -q "a container named payctl-foreign-redis exists that payctl did not create" <<< "$out" || rc=1
+  [ "$(docker inspect -f '{{.Id}} {{.State.Status}}' payctl-foreign-redis)" = "$id created" ] || rc=1
+  docker rm "$id" > /dev/null || rc=1
+  docker volume create payctl-foreign-kafka > /dev/null
+  if out=$("$payctl" up "${up_flags[@]}" 2>&1); then
+    echo "up went on with a foreign volume payctl-foreign-kafka"
+    rc=1
+  fi
+  echo "$out" | tail -1
+  grep -q "a volume named payctl-foreign-kafka exists that payctl did not create" <<< "$out" || rc=1
+  # The same for a network named like the project, where containers would meet on a bridge.
+  if docker network create payctl-foreign > /dev/null 2>&1; then
+    if out=$("$payctl" up --runtime docker --network bridge --without grafana 2>&1); then
+      echo "up went on with a foreign network payctl-foreign"
+      rc=1
+    fi
+    echo "$out" | tail -1
+    grep -q "a network named payctl-foreign exists that payctl did not create" <<< "$out" || rc=1
+    docker network rm payctl-foreign > /dev/null || rc=1
+  else
+    echo "  (this engine creates no network: the network case is not checked)"
+  fi
+  [ -z "$(docker ps -aq --filter "$filter")$(docker volume ls -q --filter "$filter")" ] || rc=1
+  # Whatever a failed refusal started goes first (down finds it by its label), then the foreign volume,
+  # which must still be there.
+  "$payctl" down --volumes --yes --project payctl-foreign > /dev/null 2>&1 || true
+  docker volume rm payctl-foreign-kafka > /dev/null || rc=1
+  return "$rc"
+)
+
+# MariaDB takes as many connections as natively (a few API instances' pools exhaust the default 151).
+max_connections() {
+  local n
+  n=$(docker exec "$PAYCTL_PROJECT-mariadb" mariadb -uroot -p"$(cat "$PAYCTL_HOME/secrets/db-root-password")" \
+    -N -e 'SELECT @@max_connections')
+  echo "  max_connections=$n"
+  [ "$n" = 1000 ]
+}
+
+api_containers() {
+  docker ps --filter "label=com.payctl.project=$PAYCTL_PROJECT" --format '{{.Label "com.payctl.service"}}' \
+    | grep -cE '^ingest(-[0-9]+)?$' || true
+}
+
+prometheus_api_targets() {
+  curl -sf "http://127.0.0.1:$PAYCTL_PROMETHEUS_PORT/api/v1/targets?state=active" \
+    | python3 -c 'import json, sys; print(sum(t["labels"]["job"] == "ingest" for t in json.load(sys.stdin)["data"]["activeTargets"]))'
+}
+
+# 30 requests through the gateway: none fails there (502/504: an instance it should not route to), and
+# each of the n instances got some (an instance started by this scale has no other requests).
+gateway_balances_over() {
+  local n=$1 i port codes metrics
+  codes=$(for i in $(seq 30); do curl -s -o /dev/null -w '%{http_code}\n' "$PAYCTL_API_URL/payments/scale-probe-$i"; done)
+  if grep -qvE '^[1-4][0-9][0-9]$' <<< "$codes"; then
+    echo "  the gateway failed requests: $(sort <<< "$codes" | uniq -c | tr '\n' ' ')"
+    return 1
+  fi
+  for i in $(seq 0 $((n - 1))); do
+    port=$((PAYCTL_INGEST_PORT + i))
+    # Read whole first: grep -q would leave curl writing into a closed pipe (pipefail).
+    metrics=$(curl -s "http://127.0.0.1:$port/metrics")
+    grep -q 'http_requests_total{.*route="/payments/{id}"' <<< "$metrics" \
+      || { echo "  no request reached the instance on 127.0.0.1:$port"; return 1; }
+  done
+}
+
+# up --scale on the running stack, 1 → 3 → 1: as many API containers, the gateway balances over them
+# and Prometheus scrapes them; what scaling down leaves out is removed.
+scale_follows() {
+  local n containers targets rc=0
+  for n in 3 1; do
+    if ! "$payctl" up "${up_flags[@]}" --scale "ingest=$n" > "$cache/scale.log" 2>&1; then
+      tail -20 "$cache/scale.log"
+      return 1
+    fi
+    containers=$(api_containers)
+    targets=$(prometheus_api_targets)
+    echo "  ingest=$n: $containers API containers, Prometheus scrapes $targets"
+    [ "$containers" = "$n" ] && [ "$targets" = "$n" ] || rc=1
+    gateway_balances_over "$n" || rc=1
+    "$payctl" smoke > /dev/null || { echo "  smoke failed with ingest=$n"; rc=1; }
+  done
+  return "$rc"
+}
+
+# Kafka's image declares VOLUMEs (anonymous volumes besides ours): recreating the container twice (stopped,
+# then up) leaves no volume behind.
+kafka_recreated_without_leaks() {
+  local name="$PAYCTL_PROJECT-kafka" before after id anonymous leaked i
+  before=$(docker volume ls -qf dangling=true | sort)
+  for i in 1 2; do
+    id=$(docker inspect -f '{{.Id}}' "$name")
+    anonymous=$(docker inspect -f '{{range .Mounts}}{{if ne .Name "'"$name"'"}}{{.Name}} {{end}}{{end}}' "$name" | wc -w)
+    [ "$anonymous" -ge 1 ] || { echo "  $name has no anonymous volume: this test proves nothing"; return 1; }
+    docker stop "$name" > /dev/null
+    if ! "$payctl" up "${up_flags[@]}" > "$cache/recreate.log" 2>&1; then
+      tail -20 "$cache/recreate.log"
+      return 1
+    fi
+    [ "$(docker inspect -f '{{.Id}}' "$name")" != "$id" ] || { echo "  $name was not recreated"; return 1; }
+  done
+  after=$(docker volume ls -qf dangling=true | sort)
+  leaked=$(comm -13 <(echo "$before") <(echo "$after") | grep -c . || true)
+  echo "  $anonymous anonymous volume(s) per kafka container, $leaked left behind"
+  [ "$leaked" = 0 ]
+}
+
+# The state directory is lost while the volumes stay (down, then rm -rf .payctl): up makes new secrets,
+# refuses MariaDB's volume initialised with the old ones before it starts anything, and says what to do;
+# what it says (down --volumes --project) works without the state directory.
+state_directory_lost() {
+  local out rc=0 filter="label=com.payctl.project=$PAYCTL_PROJECT"
+  "$payctl" down > /dev/null 2>&1 || return 1
+  rm -rf "$PAYCTL_HOME"
+  if out=$("$payctl" up "${up_flags[@]}" 2>&1); then
+    echo "  up started on volumes initialised with other secrets"
+    rc=1
+  fi
+  echo "$out" | tail -1
+  grep -q "the volume $PAYCTL_PROJECT-mariadb was initialised with other credentials" <<< "$out" || rc=1
+  grep -q "payctl down --volumes --project $PAYCTL_PROJECT" <<< "$out" || rc=1
+  [ -z "$(docker ps -aq --filter "$filter")" ] || { echo "  up started containers"; rc=1; }
+  rm -rf "$PAYCTL_HOME"
+  "$payctl" down --volumes --yes --project "$PAYCTL_PROJECT" > /dev/null || rc=1
+  [ -z "$(docker volume ls -q --filter "$filter")" ] || { echo "  volumes left: $(left_behind)"; rc=1; }
+  return "$rc"
+}
+
 failed=0
 step() {
   local name=$1
@@ -359,8 +503,13 @@ if [ "$failed" = 0 ]; then
   # Generous p99: speed is measured by `payctl bench`, not asserted on a loaded CI machine.
   step "load (k6 through the gateway container, then reconcile)" "$payctl" load --rate 50 --duration 5s --p99-ms 2000
   step "logs ingest (from the container)" bash -c "'$payctl' logs ingest -n 100000 | grep -q 'pay-server listening'"
+  step "mariadb runs with --max-connections=1000" max_connections
+  step "up --scale ingest=3, then 1, on the running stack: gateway and Prometheus follow" scale_follows
+  step "kafka recreated twice: no volume left behind" kafka_recreated_without_leaks
+  step "state directory lost: up refuses the volume, down --volumes --project removes it" state_directory_lost
 fi
 step "down --volumes" "$payctl" down --volumes --yes
+step "names of a stack held by a foreign container or volume: up refuses, leaves them" foreign_names_refused
 step "a missing image is pulled with retries, and nothing starts" pull_fails_cleanly
 step "a prebuilt binary needing a newer glibc (or not for Linux) is refused before building" newer_glibc_refused
 step "a container that exits: up fails with its log lines; down removes what started" crash_shows_log

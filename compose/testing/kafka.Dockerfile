@@ -5,5 +5,7 @@ FROM ${BASE_IMAGE}
 RUN useradd --system --uid 10002 kafka && mkdir -p /var/lib/kafka/data && chown kafka /var/lib/kafka/data
 COPY tansu /usr/local/bin/tansu
 COPY kafka-entrypoint.sh /usr/local/bin/kafka-entrypoint.sh
+# The volumes apache/kafka declares: each container gets anonymous ones, which payctl must remove with it.
+VOLUME ["/etc/kafka/secrets", "/var/lib/kafka/data", "/mnt/shared/config"]
 USER kafka
 ENTRYPOINT ["/usr/local/bin/kafka-entrypoint.sh"]

@@ -2,7 +2,7 @@
 //! data goes too, which cannot be undone: a person at a terminal is asked first, a script must say
 //! `--yes`.
 
-use crate::runtime;
+use crate::runtime::{self, docker, Runtime};
 use crate::stack::Ports;
 use clap::Args;
 use std::io::{BufRead, IsTerminal, Write};
@@ -21,6 +21,10 @@ pub struct DownArgs {
     /// Delete with --volumes without asking (needed when stdin is not a terminal).
     #[arg(short = 'y', long)]
     yes: bool,
+    /// The Docker stack of this name (its containers, network and volumes, found by their label),
+    /// whatever the state directory holds: after `.payctl` was removed, or from another directory.
+    #[arg(long)]
+    project: Option<String>,
     #[command(flatten)]
     ports: Ports,
 }
@@ -44,7 +48,18 @@ pub async fn exec(home: &Path, a: DownArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     }
-    runtime::open(home, &a.ports).down(a.volumes).await?;
+    match a.project {
+        Some(project) => {
+            let network = docker::saved(home)
+                .filter(|s| s.project == project)
+                .map_or(docker::containers::Network::Bridge, |s| s.network);
+            let saved = docker::Saved { project, network };
+            docker::Docker::open(home, &a.ports, saved)
+                .down(a.volumes)
+                .await?
+        }
+        None => runtime::open(home, &a.ports).down(a.volumes).await?,
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -28,9 +28,35 @@ fn q(s: &str) -> String {
     serde_json::Value::String(s.to_owned()).to_string()
 }
 
+/// A compose health check: its command, how long one probe may take, and how long after the start a
+/// failing probe does not count yet.
+struct Healthcheck {
+    test: &'static str,
+    timeout: &'static str,
+    start_period: Option<&'static str>,
+}
+
 /// The health check compose uses for `depends_on: service_healthy`, for the upstream images (the
 /// project's images carry their own HEALTHCHECK).
-fn upstream_healthcheck(kind: Kind) -> Option<&'static str> {
+fn upstream_healthcheck(kind: Kind) -> Option<Healthcheck> {
+    let test = upstream_probe(kind)?;
+    Some(match kind {
+        // The probe is a JVM tool: it takes seconds to start, more on a busy laptop, and the broker
+        // itself takes a while to form its KRaft quorum on first start.
+        Kind::Kafka => Healthcheck {
+            test,
+            timeout: "15s",
+            start_period: Some("60s"),
+        },
+        _ => Healthcheck {
+            test,
+            timeout: "3s",
+            start_period: None,
+        },
+    })
+}
+
+fn upstream_probe(kind: Kind) -> Option<&'static str> {
     match kind {
         Kind::MariaDb => Some(r#"["CMD", "healthcheck.sh", "--connect", "--innodb_initialized"]"#),
         Kind::Redis => Some(r#"["CMD", "redis-cli", "ping"]"#),
@@ -92,10 +118,14 @@ pub fn docker_compose_yml() -> String {
             y += &format!("    volumes:\n      - {}:{mount}\n", c.service);
             volumes.push(c.service.clone());
         }
-        if let Some(test) = upstream_healthcheck(c.kind) {
+        if let Some(h) = upstream_healthcheck(c.kind) {
             y += &format!(
-                "    healthcheck:\n      test: {test}\n      interval: 5s\n      timeout: 3s\n      retries: 30\n"
+                "    healthcheck:\n      test: {}\n      interval: 5s\n      timeout: {}\n      retries: 30\n",
+                h.test, h.timeout
             );
+            if let Some(period) = h.start_period {
+                y += &format!("      start_period: {period}\n");
+            }
         }
         if !c.depends_on.is_empty() {
             y += "    depends_on:\n";
@@ -159,6 +189,10 @@ mod tests {
             );
             assert!(yml.contains(&q(&c.image)));
         }
+        // Kafka's probe starts a JVM: more than 3 s, and not counted while the broker starts.
+        let kafka = &yml[yml.find("\n  kafka:\n").unwrap()..yml.find("\n  ingest:\n").unwrap()];
+        assert!(kafka.contains("timeout: 15s"), "{kafka}");
+        assert!(kafka.contains("start_period: 60s"), "{kafka}");
         // Published on loopback only, never on every interface.
         let published: Vec<&str> = yml
             .lines()

@@ -4,6 +4,7 @@
 //! It is derived from the stack definition's [`plan`](crate::stack::plan) (names, order, ports), and
 //! adds what only containers have: images, environment, volumes and the config files placed in them.
 
+use super::owned::fingerprint;
 use crate::stack::config::{nginx_conf, prometheus_targets, NginxLayout};
 use crate::stack::{self, Kind, Ports, Svc};
 use clap::{Args, ValueEnum};
@@ -91,6 +92,9 @@ pub struct Container {
     pub publish: Vec<(u16, u16)>,
     /// Where the service's named volume is mounted.
     pub volume: Option<&'static str>,
+    /// A fingerprint of the secrets the volume is initialised with (MariaDB's users, Grafana's admin),
+    /// kept as its label: secrets that differ from it would not open it.
+    pub credentials: Option<String>,
     /// Config files written into the container before it starts (path, content).
     pub files: Vec<(String, Vec<u8>)>,
     /// Services that must be healthy first ([`stack::depends_on`]).
@@ -219,6 +223,7 @@ pub fn containers(
                     Network::Host => Vec::new(),
                 },
                 volume: None,
+                credentials: None,
                 files: Vec::new(),
                 depends_on: stack::depends_on(svc, stack),
             };
@@ -231,13 +236,18 @@ pub fn containers(
                         ("MARIADB_USER", "payctl".into()),
                         ("MARIADB_PASSWORD", secrets.db_password.clone()),
                     ]);
+                    // As natively: a few API instances with pools of 32 would exhaust the default 151.
+                    let mut cmd = vec!["--max-connections=1000".to_owned()];
                     if network == Network::Host {
-                        c.cmd = Some(vec![
-                            format!("--port={port}"),
-                            format!("--bind-address={listen_ip}"),
-                        ]);
+                        cmd.push(format!("--port={port}"));
+                        cmd.push(format!("--bind-address={listen_ip}"));
                     }
+                    c.cmd = Some(cmd);
                     c.volume = Some("/var/lib/mysql");
+                    c.credentials = Some(fingerprint(&[
+                        &secrets.db_password,
+                        &secrets.db_root_password,
+                    ]));
                 }
                 Kind::Redis => {
                     c.image = images.redis_image.clone();
@@ -402,6 +412,8 @@ pub fn containers(
                         ("GF_AUTH_ANONYMOUS_ORG_ROLE", "Viewer".into()),
                     ]);
                     c.volume = Some("/var/lib/grafana");
+                    // Grafana sets the admin password when it creates its database, on first start.
+                    c.credentials = Some(fingerprint(&[&secrets.grafana_password]));
                     // The provisioned data source, pointed at where Prometheus is on this network.
                     c.files = vec![(
                         "/etc/grafana/provisioning/datasources/prometheus.yml".into(),
@@ -527,6 +539,40 @@ mod tests {
         assert!(conf.contains("server ingest:8080") && conf.contains("server ingest-2:8080"));
         assert!(conf.contains("Bearer sk_store"));
         assert_eq!(gateway.depends_on, vec!["ingest", "ingest-2"]);
+        let mariadb = defs.iter().find(|c| c.kind == Kind::MariaDb).unwrap();
+        assert_eq!(
+            mariadb.cmd.as_deref(),
+            Some(&["--max-connections=1000".to_owned()][..])
+        );
+    }
+
+    #[test]
+    fn the_volumes_that_keep_secrets_carry_their_fingerprint() {
+        let (ports, images) = defaults();
+        let stack = plan(&ports, 1, &[]);
+        let with = |db: &str, grafana: &str| {
+            let secrets = Secrets {
+                db_password: db.into(),
+                db_root_password: "root".into(),
+                admin_token: "admin".into(),
+                grafana_password: grafana.into(),
+                store_key: None,
+            };
+            let defs = containers(&stack, Network::Bridge, &images, &secrets);
+            let of = |kind| {
+                defs.iter()
+                    .find(|c| c.kind == kind)
+                    .and_then(|c| c.credentials.clone())
+            };
+            (of(Kind::MariaDb), of(Kind::Grafana), of(Kind::Redis))
+        };
+        let (db, grafana, redis) = with("db", "grafana");
+        assert!(db.is_some() && grafana.is_some());
+        assert_eq!(redis, None, "Redis keeps no secret");
+        let (other_db, same_grafana, _) = with("other", "grafana");
+        assert_ne!(db, other_db);
+        assert_eq!(grafana, same_grafana);
+        assert_ne!(grafana, with("db", "other").1);
     }
 
     #[test]
@@ -541,6 +587,7 @@ mod tests {
             mariadb.cmd.as_deref(),
             Some(
                 &[
+                    "--max-connections=1000".to_owned(),
                     "--port=13306".to_owned(),
                     "--bind-address=127.0.0.1".to_owned()
                 ][..]

@@ -1,8 +1,9 @@
 //! The Docker runtime: the stack as containers through the engine's API (bollard).
 //!
-//! Every resource it creates carries the label `com.payctl.project=<project>`; `down`, `status` and
-//! `logs` find what to act on by that label and nothing else, so a user's other containers are never
-//! touched. The containers come from [`containers`], the same definition `payctl compose` writes
+//! Every resource it creates carries the labels `com.payctl.project=<project>` and
+//! `com.payctl.service=<service>` (the instance: ingest, ingest-2, …); every action finds what to act
+//! on by them and nothing else ([`owned`]), so a user's other containers are never touched, even one
+//! with a name of ours. The containers come from [`containers`], the same definition `payctl compose` writes
 //! `compose/docker-compose.yml` from ([`compose`]). Health is checked from the host on the published
 //! (or, on the host network, the service's own) port, exactly as on the native runtime.
 
@@ -10,7 +11,9 @@ pub mod compose;
 pub mod containers;
 mod engine;
 mod images;
+mod owned;
 mod registry;
+mod scale;
 
 use super::{Health, LogStream, Runs, Runtime, ServiceStatus};
 use crate::ops::merchants::store_key;
@@ -34,6 +37,7 @@ use clap::Args;
 use containers::{Container, Images, Network, Secrets};
 use futures::StreamExt;
 use images::ensure_image;
+use owned::Ours;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -137,15 +141,23 @@ impl Docker {
         }
     }
 
-    /// The engine and the container of a running service of the stack.
-    async fn running(&self, service: &str) -> anyhow::Result<(Engine, String)> {
+    /// The engine and the container of a service of the stack (by its labels), if there is one.
+    async fn ours(&self, service: &str) -> anyhow::Result<(Engine, Option<Ours>)> {
         self.service(service)?;
         let docker = connect().await?;
-        let name = container_name(&self.project, service);
-        if !is_running(&docker, &name).await {
-            bail!("{service} is not running ({name})");
+        let ours = owned::find(&docker, &self.project, service).await?;
+        Ok((docker, ours))
+    }
+
+    /// The engine and the container of a running service of the stack.
+    async fn running(&self, service: &str) -> anyhow::Result<(Engine, Ours)> {
+        match self.ours(service).await? {
+            (docker, Some(c)) if is_running(&docker, &c.id).await => Ok((docker, c)),
+            _ => bail!(
+                "{service} is not running ({})",
+                container_name(&self.project, service)
+            ),
         }
-        Ok((docker, name))
     }
 
     fn service(&self, name: &str) -> anyhow::Result<Svc> {
@@ -179,28 +191,56 @@ impl Runtime for Docker {
     }
 
     async fn logs(&self, service: &str, lines: usize, follow: bool) -> anyhow::Result<LogStream> {
-        logs(&self.project, service, lines, follow).await
+        let Some(ours) = owned::find(&connect().await?, &self.project, service).await? else {
+            bail!(
+                "no container for service '{service}' in stack {} ({})",
+                self.project,
+                container_name(&self.project, service)
+            );
+        };
+        logs(&ours, lines, follow).await
     }
 
     async fn start(&self, service: &str) -> anyhow::Result<()> {
-        start_service(&self.project, &self.service(service)?).await
+        let svc = self.service(service)?;
+        let (docker, ours) = self.ours(service).await?;
+        let Some(ours) = ours else {
+            bail!(
+                "no container for service '{service}' in stack {}; `payctl up` creates it",
+                self.project
+            );
+        };
+        start_service(&docker, &ours, &svc).await?;
+        // On a bridge, a started container may have another address than before, and nginx
+        // resolved the instances' names when it loaded its config.
+        if svc.kind == Kind::Ingest && self.network == Network::Bridge {
+            if let Some(gateway) = owned::find(&docker, &self.project, "gateway").await? {
+                if is_running(&docker, &gateway.id).await {
+                    scale::reload_gateway(&docker, &gateway).await?;
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn stop(&self, service: &str) -> anyhow::Result<bool> {
-        self.service(service)?;
-        stop_service(&self.project, service).await
+        match self.ours(service).await? {
+            (docker, Some(ours)) => stop_service(&docker, &ours).await,
+            (_, None) => Ok(false),
+        }
     }
 
     async fn kill(&self, service: &str) -> anyhow::Result<bool> {
-        self.service(service)?;
-        let docker = connect().await?;
-        let name = container_name(&self.project, service);
-        if !is_running(&docker, &name).await {
+        let (docker, Some(ours)) = self.ours(service).await? else {
+            return Ok(false);
+        };
+        let (id, name) = (&ours.id, &ours.name);
+        if !is_running(&docker, id).await {
             return Ok(false);
         }
         docker
             .kill_container(
-                &name,
+                id,
                 Some(KillContainerOptions {
                     signal: "SIGKILL".into(),
                 }),
@@ -208,7 +248,7 @@ impl Runtime for Docker {
             .await
             .with_context(|| format!("killing {name}"))?;
         let deadline = Instant::now() + Duration::from_secs(10);
-        while is_running(&docker, &name).await {
+        while is_running(&docker, id).await {
             if Instant::now() > deadline {
                 bail!("{name} still runs after docker kill");
             }
@@ -218,26 +258,29 @@ impl Runtime for Docker {
     }
 
     async fn freeze(&self, service: &str) -> anyhow::Result<()> {
-        let (docker, name) = self.running(service).await?;
+        let (docker, ours) = self.running(service).await?;
         docker
-            .pause_container(&name)
+            .pause_container(&ours.id)
             .await
-            .with_context(|| format!("pausing {name}"))
+            .with_context(|| format!("pausing {}", ours.name))
     }
 
     async fn thaw(&self, service: &str) -> anyhow::Result<()> {
-        let (docker, name) = self.running(service).await?;
+        let (docker, ours) = self.running(service).await?;
         docker
-            .unpause_container(&name)
+            .unpause_container(&ours.id)
             .await
-            .with_context(|| format!("unpausing {name}"))
+            .with_context(|| format!("unpausing {}", ours.name))
     }
 
     async fn health(&self, service: &str) -> anyhow::Result<Health> {
         let svc = self.service(service)?;
-        let docker = connect().await?;
-        let name = container_name(&self.project, service);
-        Ok(if !is_running(&docker, &name).await {
+        let (docker, ours) = self.ours(service).await?;
+        let running = match &ours {
+            Some(c) => is_running(&docker, &c.id).await,
+            None => false,
+        };
+        Ok(if !running {
             Health::Stopped
         } else if healthy(svc.kind, svc.port).await {
             Health::Healthy
@@ -338,6 +381,14 @@ async fn up(home: &Path, ports: &Ports, ingest: u16, args: &DockerArgs) -> anyho
     let home = &home.canonicalize()?;
     let project = args.project.as_str();
     let stack = containers::plan(ports, ingest, &args.without);
+    let defs = containers::containers(
+        &stack,
+        args.network,
+        &args.images,
+        &secrets(home, ports, false).await?,
+    );
+    // Names held by what is not ours, volumes of other secrets: refused before anything changes.
+    owned::check(&docker, project, args.network, &defs, home).await?;
     check_ports(&docker, project, &stack).await?;
     std::fs::write(
         saved_path(home),
@@ -349,12 +400,6 @@ async fn up(home: &Path, ports: &Ports, ingest: u16, args: &DockerArgs) -> anyho
     stack::save(home, &stack)?;
 
     // Images first: nothing starts until every image is there.
-    let defs = containers::containers(
-        &stack,
-        args.network,
-        &args.images,
-        &secrets(home, ports, false).await?,
-    );
     // Once per image: the ingest instances share one, and checking it means hashing its build context.
     let mut checked = std::collections::HashSet::new();
     for def in defs.iter().filter(|d| checked.insert(d.image.clone())) {
@@ -364,6 +409,10 @@ async fn up(home: &Path, ports: &Ports, ingest: u16, args: &DockerArgs) -> anyho
         ensure_network(&docker, project).await?;
     }
 
+    // API instances beyond the ones asked for (`--scale` down), removed once nothing routes to them.
+    let surplus = scale::surplus(&docker, project, &stack).await?;
+    // Whether the API's instances change in this run: then a running gateway and Prometheus follow.
+    let mut instances_changed = !surplus.is_empty();
     for svc in &stack {
         let started = Instant::now();
         // The gateway's config holds the store merchant's key, which needs the database up.
@@ -374,30 +423,44 @@ async fn up(home: &Path, ports: &Ports, ingest: u16, args: &DockerArgs) -> anyho
             .find(|d| d.service == svc.name)
             .context("service without a container definition")?;
         let name = container_name(project, &svc.name);
-        if is_running(&docker, &name).await {
-            if runs_current_image(&docker, &name, &def.image).await {
-                eprintln!("{:<10} already running ({name})", svc.name);
-                continue;
+        let ours = owned::find(&docker, project, &svc.name).await?;
+        if let Some(ours) = &ours {
+            if is_running(&docker, &ours.id).await {
+                if runs_current_image(&docker, &ours.id, &def.image).await {
+                    if instances_changed && matches!(svc.kind, Kind::Gateway | Kind::Prometheus) {
+                        scale::follow(&docker, ours, def).await?;
+                        eprintln!(
+                            "{} {:<10} now on {} API instance(s)",
+                            output::mark(true),
+                            svc.name,
+                            ingest.max(1)
+                        );
+                    } else {
+                        eprintln!("{:<10} already running ({name})", svc.name);
+                    }
+                    continue;
+                }
+                // Rebuilt (or another image named): replace this container, and only this one.
+                eprintln!(
+                    "{:<10} runs an older image than {}: recreating {name}",
+                    svc.name, def.image
+                );
+                stop_service(&docker, ours).await?;
             }
-            // Rebuilt (or another image named): replace this container, and only this one.
-            eprintln!(
-                "{:<10} runs an older image than {}: recreating {name}",
-                svc.name, def.image
-            );
-            stop_service(project, &svc.name).await?;
         }
+        instances_changed |= svc.kind == Kind::Ingest;
         let spinner = indicatif::ProgressBar::new_spinner();
         spinner.set_message(format!(
             "{:<10} starting {name} ({}) …",
             svc.name, def.image
         ));
         spinner.enable_steady_tick(Duration::from_millis(100));
-        let result = start(&docker, project, args, def).await;
+        let result = start(&docker, project, args, def, ours.as_ref()).await;
         let result = match result {
-            Ok(()) => {
+            Ok(created) => {
                 wait_healthy(
                     &docker,
-                    &name,
+                    &created,
                     svc,
                     Duration::from_secs(args.health_timeout),
                 )
@@ -426,6 +489,15 @@ async fn up(home: &Path, ports: &Ports, ingest: u16, args: &DockerArgs) -> anyho
             started.elapsed()
         );
     }
+    for extra in &surplus {
+        scale::remove(&docker, extra).await?;
+        eprintln!("{:<10} removed ({})", extra.service, extra.name);
+    }
+    if instances_changed {
+        if let Some(prometheus) = stack.iter().find(|s| s.kind == Kind::Prometheus) {
+            scale::await_targets(prometheus.port, ingest.max(1)).await;
+        }
+    }
     Ok(())
 }
 
@@ -439,9 +511,13 @@ async fn check_ports(docker: &Engine, project: &str, stack: &[Svc]) -> anyhow::R
         }))
         .await?;
     for svc in stack {
-        let ours = container_name(project, &svc.name);
-        if is_running(docker, &ours).await || !payctl_stack::ports::is_listening(svc.port) {
+        if !payctl_stack::ports::is_listening(svc.port) {
             continue;
+        }
+        if let Some(ours) = owned::find(docker, project, &svc.name).await? {
+            if is_running(docker, &ours.id).await {
+                continue;
+            }
         }
         let holder = payctl_stack::ports::holder(svc.port);
         // A published port (docker-proxy) or a process inside a container (host network).
@@ -515,9 +591,9 @@ async fn runs_current_image(docker: &Engine, name: &str, image: &str) -> bool {
 }
 
 /// True once a container has exited and been restarted by its restart policy: it is crash-looping.
-async fn has_restarted(docker: &Engine, name: &str) -> bool {
+async fn has_restarted(docker: &Engine, id: &str) -> bool {
     docker
-        .inspect_container(name, None::<InspectContainerOptions>)
+        .inspect_container(id, None::<InspectContainerOptions>)
         .await
         .ok()
         .is_some_and(|c| {
@@ -526,46 +602,44 @@ async fn has_restarted(docker: &Engine, name: &str) -> bool {
 }
 
 /// A container's state as the engine has it, if the container exists.
-async fn state(docker: &Engine, name: &str) -> Option<ContainerState> {
+async fn state(docker: &Engine, id: &str) -> Option<ContainerState> {
     docker
-        .inspect_container(name, None::<InspectContainerOptions>)
+        .inspect_container(id, None::<InspectContainerOptions>)
         .await
         .ok()?
         .state
 }
 
-async fn is_running(docker: &Engine, name: &str) -> bool {
-    state(docker, name)
+/// Whether a container (by id: a name could be someone else's) runs; paused counts as running.
+async fn is_running(docker: &Engine, id: &str) -> bool {
+    state(docker, id)
         .await
         .and_then(|s| s.running)
         .unwrap_or(false)
 }
 
-/// Creates (replacing a stopped one) and starts one container, its config files placed first.
+/// Creates (replacing `stopped`, a stopped one of ours) and starts one container, its config files
+/// placed first; returns it.
 async fn start(
     docker: &Engine,
     project: &str,
     args: &DockerArgs,
     def: &Container,
-) -> anyhow::Result<()> {
+    stopped: Option<&Ours>,
+) -> anyhow::Result<Ours> {
     let name = container_name(project, &def.service);
-    // A stopped container of ours may hold an older definition: replace it (its data is in the volume).
-    let _ = docker
-        .remove_container(
-            &name,
-            Some(RemoveContainerOptions {
-                force: true,
-                ..Default::default()
-            }),
-        )
-        .await;
+    // A stopped container of ours may hold an older definition: replace it (its data is in the
+    // volume). Found by its labels: a container of someone else's with this name was refused before.
+    if let Some(old) = stopped {
+        remove_container(docker, old).await?;
+    }
     let mut binds = Vec::new();
     if let Some(mount) = def.volume {
         let volume = container_name(project, &def.service);
         docker
             .create_volume(VolumeCreateRequest {
                 name: Some(volume.clone()),
-                labels: Some(labels(project, Some(&def.service))),
+                labels: Some(owned::volume_labels(project, def)),
                 ..Default::default()
             })
             .await
@@ -622,7 +696,7 @@ async fn start(
         }),
         ..Default::default()
     };
-    docker
+    let id = docker
         .create_container(
             Some(CreateContainerOptions {
                 name: Some(name.clone()),
@@ -631,53 +705,82 @@ async fn start(
             body,
         )
         .await
-        .with_context(|| format!("creating container {name} from {}", def.image))?;
-    if !def.files.is_empty() {
-        let mut tar = tar::Builder::new(Vec::new());
-        for (path, content) in &def.files {
-            let mut header = tar::Header::new_gnu();
-            header.set_size(content.len() as u64);
-            header.set_mode(0o644);
-            header.set_cksum();
-            tar.append_data(
-                &mut header,
-                path.trim_start_matches('/'),
-                content.as_slice(),
-            )?;
-        }
-        docker
-            .upload_to_container(
-                &name,
-                Some(UploadToContainerOptions {
-                    path: "/".into(),
-                    ..Default::default()
-                }),
-                bollard::body_full(tar.into_inner()?.into()),
-            )
-            .await
-            .with_context(|| format!("writing the config files into {name}"))?;
+        .with_context(|| format!("creating container {name} from {}", def.image))?
+        .id;
+    let created = Ours {
+        id,
+        name,
+        service: def.service.clone(),
+    };
+    put_files(docker, &created, &def.files).await?;
+    docker
+        .start_container(&created.id, None::<StartContainerOptions>)
+        .await
+        .with_context(|| format!("starting {}", created.name))?;
+    Ok(created)
+}
+
+/// Writes config files (path, content) into a container.
+async fn put_files(docker: &Engine, c: &Ours, files: &[(String, Vec<u8>)]) -> anyhow::Result<()> {
+    if files.is_empty() {
+        return Ok(());
+    }
+    let mut tar = tar::Builder::new(Vec::new());
+    for (path, content) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(content.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(
+            &mut header,
+            path.trim_start_matches('/'),
+            content.as_slice(),
+        )?;
     }
     docker
-        .start_container(&name, None::<StartContainerOptions>)
+        .upload_to_container(
+            &c.id,
+            Some(UploadToContainerOptions {
+                path: "/".into(),
+                ..Default::default()
+            }),
+            bollard::body_full(tar.into_inner()?.into()),
+        )
         .await
-        .with_context(|| format!("starting {name}"))?;
-    Ok(())
+        .with_context(|| format!("writing the config files into {}", c.name))
+}
+
+/// Removes a container of ours with its anonymous volumes (apache/kafka declares some: kept, each
+/// recreate would leave two behind that no label finds); its named volume stays.
+async fn remove_container(docker: &Engine, c: &Ours) -> anyhow::Result<()> {
+    docker
+        .remove_container(
+            &c.id,
+            Some(RemoveContainerOptions {
+                force: true,
+                v: true,
+                ..Default::default()
+            }),
+        )
+        .await
+        .with_context(|| format!("removing container {}", c.name))
 }
 
 /// Waits until the service answers on its port; on a time-out or an exit, the container's last log
 /// lines are in the error.
 async fn wait_healthy(
     docker: &Engine,
-    name: &str,
+    c: &Ours,
     svc: &Svc,
     timeout: Duration,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
+    let name = &c.name;
     loop {
         if healthy(svc.kind, svc.port).await {
             return Ok(());
         }
-        let running = is_running(docker, name).await && !has_restarted(docker, name).await;
+        let running = is_running(docker, &c.id).await && !has_restarted(docker, &c.id).await;
         if !running || Instant::now() > deadline {
             let why = if running {
                 format!("did not become healthy within {}s", timeout.as_secs())
@@ -686,16 +789,16 @@ async fn wait_healthy(
             };
             bail!(
                 "container {name} {why}; its last log lines:\n{}",
-                log_lines(docker, name, 30).await.join("\n")
+                log_lines(docker, &c.id, 30).await.join("\n")
             );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
-async fn log_lines(docker: &Engine, name: &str, lines: usize) -> Vec<String> {
+async fn log_lines(docker: &Engine, id: &str, lines: usize) -> Vec<String> {
     let mut stream = docker.logs(
-        name,
+        id,
         Some(LogsOptions {
             stdout: true,
             stderr: true,
@@ -711,22 +814,21 @@ async fn log_lines(docker: &Engine, name: &str, lines: usize) -> Vec<String> {
 }
 
 /// Stops one service's container; true if it was running.
-async fn stop_service(project: &str, service: &str) -> anyhow::Result<bool> {
-    let docker = connect().await?;
-    let name = container_name(project, service);
-    if !is_running(&docker, &name).await {
+async fn stop_service(docker: &Engine, c: &Ours) -> anyhow::Result<bool> {
+    let (id, name) = (&c.id, &c.name);
+    if !is_running(docker, id).await {
         return Ok(false);
     }
-    if state(&docker, &name).await.and_then(|s| s.paused) == Some(true) {
+    if state(docker, id).await.and_then(|s| s.paused) == Some(true) {
         // A paused container would not see the stop signal until the grace time ran out.
         docker
-            .unpause_container(&name)
+            .unpause_container(id)
             .await
             .with_context(|| format!("unpausing {name}"))?;
     }
     docker
         .stop_container(
-            &name,
+            id,
             Some(StopContainerOptions {
                 t: Some(30),
                 ..Default::default()
@@ -738,20 +840,28 @@ async fn stop_service(project: &str, service: &str) -> anyhow::Result<bool> {
 }
 
 /// Starts a service's container again, unless it runs, and waits until it is healthy.
-async fn start_service(project: &str, svc: &Svc) -> anyhow::Result<()> {
-    let docker = connect().await?;
-    let name = container_name(project, &svc.name);
-    if !is_running(&docker, &name).await {
+async fn start_service(docker: &Engine, c: &Ours, svc: &Svc) -> anyhow::Result<()> {
+    if !is_running(docker, &c.id).await {
         docker
-            .start_container(&name, None::<StartContainerOptions>)
+            .start_container(&c.id, None::<StartContainerOptions>)
             .await
-            .with_context(|| format!("starting {name}"))?;
+            .with_context(|| format!("starting {}", c.name))?;
     }
-    wait_healthy(&docker, &name, svc, Duration::from_secs(120)).await
+    wait_healthy(docker, c, svc, Duration::from_secs(120)).await
+}
+
+/// Whether the state directory `home` is this stack's, or no stack's (secrets only, say after an `up`
+/// that was refused): `down --project` run where another stack keeps its state leaves that alone.
+fn home_is_ours(home: &Path, project: &str) -> bool {
+    match saved(home) {
+        Some(s) => s.project == project,
+        None => !stack::saved_file(home).exists(),
+    }
 }
 
 /// Removes this project's containers and network, and with `volumes` its volumes and state directory.
-/// Only resources labelled with the project are touched.
+/// Only resources labelled with the project are touched, so this needs nothing from `home`: it
+/// works after `.payctl` was removed.
 async fn down(home: &Path, project: &str, volumes: bool) -> anyhow::Result<()> {
     let docker = connect().await?;
     let filters = Some(project_filter(project));
@@ -783,6 +893,8 @@ async fn down(home: &Path, project: &str, volumes: bool) -> anyhow::Result<()> {
                 id,
                 Some(RemoveContainerOptions {
                     force: true,
+                    // With their anonymous volumes (apache/kafka declares some), which no label finds.
+                    v: true,
                     ..Default::default()
                 }),
             )
@@ -816,12 +928,12 @@ async fn down(home: &Path, project: &str, volumes: bool) -> anyhow::Result<()> {
                 .with_context(|| format!("removing volume {}", v.name))?;
             eprintln!("{:<22} volume removed", v.name);
         }
-        if home.exists() {
+        if home.exists() && home_is_ours(home, project) {
             std::fs::remove_dir_all(home)
                 .with_context(|| format!("removing {}", home.display()))?;
             eprintln!("removed {}", home.display());
         }
-    } else {
+    } else if home_is_ours(home, project) {
         let _ = std::fs::remove_file(saved_path(home));
     }
     Ok(())
@@ -890,20 +1002,10 @@ async fn rows(docker: &Engine, home: &Path) -> anyhow::Result<Vec<ServiceStatus>
 }
 
 /// A service's container log through the engine: its last lines, then (with follow) what it writes.
-async fn logs(
-    project: &str,
-    service: &str,
-    lines: usize,
-    follow: bool,
-) -> anyhow::Result<LogStream> {
+async fn logs(c: &Ours, lines: usize, follow: bool) -> anyhow::Result<LogStream> {
     let docker = connect().await?;
-    let name = container_name(project, service);
-    docker
-        .inspect_container(&name, None::<InspectContainerOptions>)
-        .await
-        .with_context(|| format!("no container {name} for service '{service}'"))?;
     let stream = docker.logs(
-        &name,
+        &c.id,
         Some(LogsOptions {
             follow,
             stdout: true,
@@ -913,4 +1015,33 @@ async fn logs(
         }),
     );
     Ok(stream.map(|item| Ok(item?.to_string())).boxed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn down_for_a_project_removes_only_its_own_state_directory() {
+        let dir = std::env::temp_dir().join(format!("payctl-home-is-ours-{}", std::process::id()));
+        let home = dir.join(".payctl");
+        std::fs::create_dir_all(home.join("secrets")).unwrap();
+        // Only secrets (an `up` refused before it saved anything): no stack's state, removable.
+        assert!(home_is_ours(&home, "payctl-ci"));
+        let save = |project: &str| {
+            let saved = Saved {
+                project: project.into(),
+                network: Network::Host,
+            };
+            std::fs::write(saved_path(&home), serde_json::to_vec(&saved).unwrap()).unwrap();
+        };
+        save("payctl-ci");
+        assert!(home_is_ours(&home, "payctl-ci"));
+        save("payctl");
+        assert!(!home_is_ours(&home, "payctl-ci"), "another project's state");
+        std::fs::remove_file(saved_path(&home)).unwrap();
+        stack::save(&home, &[]).unwrap();
+        assert!(!home_is_ours(&home, "payctl-ci"), "a native stack's state");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
