@@ -509,7 +509,7 @@ if [ "$failed" = 0 ]; then
   step "state directory lost: up refuses the volume, down --volumes --project removes it" state_directory_lost
 fi
 step "down --volumes" "$payctl" down --volumes --yes
-step "names of a stack held by a foreign container or volume: up refuses, leaves them" foreign_names_refused
+step "names of a stack held by a foreign container, volume or network: up refuses, leaves them" foreign_names_refused
 step "a missing image is pulled with retries, and nothing starts" pull_fails_cleanly
 step "a prebuilt binary needing a newer glibc (or not for Linux) is refused before building" newer_glibc_refused
 step "a container that exits: up fails with its log lines; down removes what started" crash_shows_log
