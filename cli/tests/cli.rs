@@ -2206,3 +2206,37 @@ fn daily_commands_against_a_native_stack() {
     let services = completions_for(&["payctl", "--home", &h, "logs", ""]);
     assert_eq!(services.len(), 7, "{services:?}");
 }
+
+/// Review (issue 17): `--junit` to a path that cannot be written is found only after the run, and its
+/// error then replaces the run's own: here the platform is not up, yet the one line says only that
+/// the report could not be written (after a real `smoke` the `--json` document is lost the same way,
+/// and after a `chaos` run its whole report and violations). An unwritable --junit should be refused
+/// before anything runs, or at least not hide the outcome.
+#[test]
+fn an_unwritable_junit_path_does_not_hide_why_smoke_failed() {
+    let home = temp_home("junit-unwritable");
+    std::fs::create_dir_all(&home).unwrap();
+    // A folder that cannot be made, even by root: its parent is a file.
+    std::fs::write(home.join("file"), "").unwrap();
+    let junit = home.join("file/reports/smoke.xml");
+    let (ports, _) = free_ports();
+    let url = format!("http://127.0.0.1:{}/api", ports[5]);
+    let o = payctl(
+        &home,
+        &[
+            "smoke",
+            "--api-url",
+            &url,
+            "--api-key",
+            "k",
+            "--junit",
+            junit.to_str().unwrap(),
+        ],
+    );
+    let (out, err) = text(&o);
+    assert_ne!(o.status.code(), Some(0), "{out} {err}");
+    assert!(
+        err.contains(&not_running_line(ports[5])) || o.status.code() == Some(2),
+        "the reason smoke failed is gone: {err}"
+    );
+}
