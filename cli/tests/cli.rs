@@ -2240,3 +2240,29 @@ fn an_unwritable_junit_path_does_not_hide_why_smoke_failed() {
         "the reason smoke failed is gone: {err}"
     );
 }
+
+/// Review (issue 17): `payctl logs` with no stack (or none of its services ever started) prints a "no
+/// log" line per service and nothing else, then exits 0: a script (or `payctl logs | grep`) cannot tell
+/// "no such logs" from "nothing matched". When no service's log can be read it is a failure (exit 1),
+/// as `payctl logs ingest` already says.
+#[test]
+fn logs_of_every_service_when_none_has_a_log_is_a_failure() {
+    let home = temp_home("logs-none");
+    let o = payctl(&home, &["logs"]);
+    let (out, err) = text(&o);
+    assert!(out.is_empty(), "{out}");
+    assert!(err.contains("no log for"), "{err}");
+    assert_eq!(o.status.code(), Some(1), "{err}");
+}
+
+/// Review (issue 17): `--since` takes any text with a date somewhere in its first 64 bytes (the log
+/// line scanner is used as the value parser), so a typo is accepted and some unrelated time is used.
+#[test]
+fn logs_since_refuses_text_around_a_time() {
+    let home = temp_home("logs-since-junk");
+    for since in ["yesterday,2026-11-25T10:00:00", "x 2026-11-25 10:00:00 y"] {
+        let o = payctl(&home, &["logs", "ingest", "--since", since]);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "--since {since:?}: {err}");
+    }
+}
