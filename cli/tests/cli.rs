@@ -2266,3 +2266,55 @@ fn logs_since_refuses_text_around_a_time() {
         assert_eq!(o.status.code(), Some(2), "--since {since:?}: {err}");
     }
 }
+
+/// Review (issue 17): `--since` means "all lines from then on" (`-n` defaults to all), but a native
+/// log is read through `log_tail`, which only looks at the file's last 64 KiB: older lines that are
+/// after --since are silently lost (an hour of the API's log under `payctl load` is megabytes).
+#[test]
+fn logs_since_shows_every_line_after_the_time_not_only_the_last_64_kib() {
+    let home = temp_home("logs-since-64k");
+    std::fs::create_dir_all(home.join("ingest")).unwrap();
+    let lines: Vec<String> = (0..2000)
+        .map(|i| {
+            format!(
+                "2026-11-25T10:{:02}:{:02}.000000Z  INFO pay_server: request {i:05} served in 1 ms",
+                i / 60 % 60,
+                i % 60
+            )
+        })
+        .collect();
+    std::fs::write(home.join("ingest/ingest.log"), lines.join("\n") + "\n").unwrap();
+    assert!(lines.iter().map(|l| l.len() + 1).sum::<usize>() > 100 * 1024);
+    let o = payctl(&home, &["logs", "ingest", "--since", "2026-11-25T09:00:00"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(
+        out.lines().count(),
+        2000,
+        "first shown: {:?}",
+        out.lines().next()
+    );
+}
+
+/// Review (issue 17): the same 64 KiB window starts wherever it falls, possibly inside a multi-byte
+/// character; the first (partial) line is then not UTF-8, `lines().map_while(Result::ok)` stops there,
+/// and `payctl logs ingest` prints nothing at all (exit 0), whatever -n or --since says.
+#[test]
+fn logs_show_lines_when_the_tail_window_starts_inside_a_character() {
+    let home = temp_home("logs-utf8-cut");
+    std::fs::create_dir_all(home.join("ingest")).unwrap();
+    let line = "2026-11-25T10:00:00.000000Z  INFO pay_server: authorized ₩50,000 → AUTHORIZED\n";
+    let mut text_ = String::new();
+    while text_.len() < 200 * 1024 {
+        text_.push_str(line);
+    }
+    // Then a few ASCII bytes at the end, until the byte 64 KiB before the end is inside a character.
+    while (text_.as_bytes()[text_.len() - 64 * 1024] & 0xC0) != 0x80 {
+        text_.push_str("x\n");
+    }
+    std::fs::write(home.join("ingest/ingest.log"), &text_).unwrap();
+    let o = payctl(&home, &["logs", "ingest", "-n", "5"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(out.lines().count(), 5, "{out:?}");
+}
