@@ -2318,3 +2318,50 @@ fn logs_show_lines_when_the_tail_window_starts_inside_a_character() {
     assert!(o.status.success(), "{err}");
     assert_eq!(out.lines().count(), 5, "{out:?}");
 }
+
+/// A /metrics endpoint that answers every request with `body`, on a thread of its own.
+fn metrics_server(port: u16, body: &'static str) -> u16 {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+/// Review (issue 17): `top` now refuses to run unless the *first* API instance answers. With
+/// `up --scale ingest=3` and `payctl stop ingest` (the new command), the gateway, ingest-2, ingest-3
+/// and the consumer still serve, yet `top` says "the platform is not running … start it with: payctl
+/// up" — though it was written to list an instance that does not answer under "unreachable".
+#[test]
+fn top_runs_while_one_api_instance_is_stopped() {
+    let home = temp_home("top-one-stopped");
+    let (ports, _) = free_ports();
+    // API instances after the first are on the next ports (as `up --scale` places them).
+    let ingest2 = metrics_server(ports[3] + 1, "http_requests_total{status=\"200\"} 5\n");
+    let consumer = metrics_server(0, "consumer_events_consumed_total 3\n");
+    save_plan_as_up_would(
+        &home,
+        &[
+            ("kafka", "Kafka", ports[2]),
+            // Stopped: nothing listens on its port.
+            ("ingest", "Ingest", ports[3]),
+            ("ingest-2", "Ingest", ingest2),
+            ("consumer", "Consumer", consumer),
+        ],
+    );
+    let o = payctl(&home, &["top", "--once", "--json", "--interval", "0.2"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["unreachable"], serde_json::json!(["ingest"]), "{v}");
+}
