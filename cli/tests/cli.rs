@@ -2365,3 +2365,21 @@ fn top_runs_while_one_api_instance_is_stopped() {
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["unreachable"], serde_json::json!(["ingest"]), "{v}");
 }
+
+/// Review (issue 17): a duration too large for `Duration` or for a date panics (exit 101, a Rust
+/// backtrace hint) instead of being a usage error in one line (exit 2): `--since 300000000h`,
+/// `--since 99999999999999999999h`, `load --duration 9999999999999999999999h`.
+#[test]
+fn huge_durations_are_usage_errors_not_panics() {
+    let home = temp_home("huge-durations");
+    for args in [
+        &["logs", "ingest", "--since", "300000000h"][..],
+        &["logs", "ingest", "--since", "99999999999999999999h"],
+        &["load", "--duration", "9999999999999999999999h"],
+    ] {
+        let o = payctl(&home, args);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
