@@ -37,7 +37,12 @@ pub struct LogsArgs {
 
 fn since(s: &str) -> Result<OffsetDateTime, String> {
     if let Ok(ago) = parse_duration(s) {
-        return Ok(OffsetDateTime::now_utc() - ago);
+        return OffsetDateTime::now_utc()
+            .checked_sub(
+                ago.try_into()
+                    .map_err(|_| format!("{s:?} is too long ago"))?,
+            )
+            .ok_or_else(|| format!("{s:?} is too long ago"));
     }
     line_time(s).ok_or_else(|| {
         format!("{s:?} is neither a duration (10m, 1h30m) nor a time (2026-11-25T10:00:00)")
