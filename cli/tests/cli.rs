@@ -2383,3 +2383,40 @@ fn huge_durations_are_usage_errors_not_panics() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+/// Review (issue 17): `payctl start SERVICE` after `payctl down` (the saved plan stays) starts that
+/// service alone without its dependencies: `start ingest` waits 90 s for an API whose database is
+/// down, fails, and leaves the pay-server it spawned running (detached, retrying the database
+/// forever; `status` then shows it). It should fail at once, naming the dependency that is not
+/// running, and never leave what it started behind.
+#[test]
+fn start_without_its_dependencies_fails_fast_and_leaves_nothing_running() {
+    let home = temp_home("start-no-deps");
+    let (ports, _) = free_ports();
+    save_plan_as_up_would(
+        &home,
+        &[
+            ("mariadb", "MariaDb", ports[0]),
+            ("redis", "Redis", ports[1]),
+            ("kafka", "Kafka", ports[2]),
+            ("ingest", "Ingest", ports[3]),
+        ],
+    );
+    let started = std::time::Instant::now();
+    let o = payctl(&home, &["start", "ingest"]);
+    let took = started.elapsed();
+    let (_, err) = text(&o);
+    let left = std::fs::read_to_string(home.join("ingest/pid"))
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+        .filter(|pid| unsafe { libc::kill(*pid, 0) } == 0);
+    if let Some(pid) = left {
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(left, None, "start left the ingest it spawned running");
+    assert!(
+        took < std::time::Duration::from_secs(10),
+        "took {took:?}: {err}"
+    );
+}
