@@ -2211,3 +2211,217 @@ fn daily_commands_against_a_native_stack() {
     let services = completions_for(&["payctl", "--home", &h, "logs", ""]);
     assert_eq!(services.len(), 7, "{services:?}");
 }
+
+/// Review (issue 17): `--junit` to a path that cannot be written is found only after the run, and its
+/// error then replaces the run's own: here the platform is not up, yet the one line says only that
+/// the report could not be written (after a real `smoke` the `--json` document is lost the same way,
+/// and after a `chaos` run its whole report and violations). An unwritable --junit should be refused
+/// before anything runs, or at least not hide the outcome.
+#[test]
+fn an_unwritable_junit_path_does_not_hide_why_smoke_failed() {
+    let home = temp_home("junit-unwritable");
+    std::fs::create_dir_all(&home).unwrap();
+    // A folder that cannot be made, even by root: its parent is a file.
+    std::fs::write(home.join("file"), "").unwrap();
+    let junit = home.join("file/reports/smoke.xml");
+    let (ports, _) = free_ports();
+    let url = format!("http://127.0.0.1:{}/api", ports[5]);
+    let o = payctl(
+        &home,
+        &[
+            "smoke",
+            "--api-url",
+            &url,
+            "--api-key",
+            "k",
+            "--junit",
+            junit.to_str().unwrap(),
+        ],
+    );
+    let (out, err) = text(&o);
+    assert_ne!(o.status.code(), Some(0), "{out} {err}");
+    assert!(
+        err.contains(&not_running_line(ports[5])) || o.status.code() == Some(2),
+        "the reason smoke failed is gone: {err}"
+    );
+}
+
+/// Review (issue 17): `payctl logs` with no stack (or none of its services ever started) prints a "no
+/// log" line per service and nothing else, then exits 0: a script (or `payctl logs | grep`) cannot tell
+/// "no such logs" from "nothing matched". When no service's log can be read it is a failure (exit 1),
+/// as `payctl logs ingest` already says.
+#[test]
+fn logs_of_every_service_when_none_has_a_log_is_a_failure() {
+    let home = temp_home("logs-none");
+    let o = payctl(&home, &["logs"]);
+    let (out, err) = text(&o);
+    assert!(out.is_empty(), "{out}");
+    assert!(err.contains("no log for"), "{err}");
+    assert_eq!(o.status.code(), Some(1), "{err}");
+}
+
+/// Review (issue 17): `--since` takes any text with a date somewhere in its first 64 bytes (the log
+/// line scanner is used as the value parser), so a typo is accepted and some unrelated time is used.
+#[test]
+fn logs_since_refuses_text_around_a_time() {
+    let home = temp_home("logs-since-junk");
+    for since in ["yesterday,2026-11-25T10:00:00", "x 2026-11-25 10:00:00 y"] {
+        let o = payctl(&home, &["logs", "ingest", "--since", since]);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "--since {since:?}: {err}");
+    }
+}
+
+/// Review (issue 17): `--since` means "all lines from then on" (`-n` defaults to all), but a native
+/// log is read through `log_tail`, which only looks at the file's last 64 KiB: older lines that are
+/// after --since are silently lost (an hour of the API's log under `payctl load` is megabytes).
+#[test]
+fn logs_since_shows_every_line_after_the_time_not_only_the_last_64_kib() {
+    let home = temp_home("logs-since-64k");
+    std::fs::create_dir_all(home.join("ingest")).unwrap();
+    let lines: Vec<String> = (0..2000)
+        .map(|i| {
+            format!(
+                "2026-11-25T10:{:02}:{:02}.000000Z  INFO pay_server: request {i:05} served in 1 ms",
+                i / 60 % 60,
+                i % 60
+            )
+        })
+        .collect();
+    std::fs::write(home.join("ingest/ingest.log"), lines.join("\n") + "\n").unwrap();
+    assert!(lines.iter().map(|l| l.len() + 1).sum::<usize>() > 100 * 1024);
+    let o = payctl(&home, &["logs", "ingest", "--since", "2026-11-25T09:00:00"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(
+        out.lines().count(),
+        2000,
+        "first shown: {:?}",
+        out.lines().next()
+    );
+}
+
+/// Review (issue 17): the same 64 KiB window starts wherever it falls, possibly inside a multi-byte
+/// character; the first (partial) line is then not UTF-8, `lines().map_while(Result::ok)` stops there,
+/// and `payctl logs ingest` prints nothing at all (exit 0), whatever -n or --since says.
+#[test]
+fn logs_show_lines_when_the_tail_window_starts_inside_a_character() {
+    let home = temp_home("logs-utf8-cut");
+    std::fs::create_dir_all(home.join("ingest")).unwrap();
+    let line = "2026-11-25T10:00:00.000000Z  INFO pay_server: authorized ₩50,000 → AUTHORIZED\n";
+    let mut text_ = String::new();
+    while text_.len() < 200 * 1024 {
+        text_.push_str(line);
+    }
+    // Then a few ASCII bytes at the end, until the byte 64 KiB before the end is inside a character.
+    while (text_.as_bytes()[text_.len() - 64 * 1024] & 0xC0) != 0x80 {
+        text_.push_str("x\n");
+    }
+    std::fs::write(home.join("ingest/ingest.log"), &text_).unwrap();
+    let o = payctl(&home, &["logs", "ingest", "-n", "5"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(out.lines().count(), 5, "{out:?}");
+}
+
+/// A /metrics endpoint that answers every request with `body`, on a thread of its own.
+fn metrics_server(port: u16, body: &'static str) -> u16 {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+/// Review (issue 17): `top` now refuses to run unless the *first* API instance answers. With
+/// `up --scale ingest=3` and `payctl stop ingest` (the new command), the gateway, ingest-2, ingest-3
+/// and the consumer still serve, yet `top` says "the platform is not running … start it with: payctl
+/// up" — though it was written to list an instance that does not answer under "unreachable".
+#[test]
+fn top_runs_while_one_api_instance_is_stopped() {
+    let home = temp_home("top-one-stopped");
+    let (ports, _) = free_ports();
+    // API instances after the first are on the next ports (as `up --scale` places them).
+    let ingest2 = metrics_server(ports[3] + 1, "http_requests_total{status=\"200\"} 5\n");
+    let consumer = metrics_server(0, "consumer_events_consumed_total 3\n");
+    save_plan_as_up_would(
+        &home,
+        &[
+            ("kafka", "Kafka", ports[2]),
+            // Stopped: nothing listens on its port.
+            ("ingest", "Ingest", ports[3]),
+            ("ingest-2", "Ingest", ingest2),
+            ("consumer", "Consumer", consumer),
+        ],
+    );
+    let o = payctl(&home, &["top", "--once", "--json", "--interval", "0.2"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["unreachable"], serde_json::json!(["ingest"]), "{v}");
+}
+
+/// Review (issue 17): a duration too large for `Duration` or for a date panics (exit 101, a Rust
+/// backtrace hint) instead of being a usage error in one line (exit 2): `--since 300000000h`,
+/// `--since 99999999999999999999h`, `load --duration 9999999999999999999999h`.
+#[test]
+fn huge_durations_are_usage_errors_not_panics() {
+    let home = temp_home("huge-durations");
+    for args in [
+        &["logs", "ingest", "--since", "300000000h"][..],
+        &["logs", "ingest", "--since", "99999999999999999999h"],
+        &["load", "--duration", "9999999999999999999999h"],
+    ] {
+        let o = payctl(&home, args);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+/// Review (issue 17): `payctl start SERVICE` after `payctl down` (the saved plan stays) starts that
+/// service alone without its dependencies: `start ingest` waits 90 s for an API whose database is
+/// down, fails, and leaves the pay-server it spawned running (detached, retrying the database
+/// forever; `status` then shows it). It should fail at once, naming the dependency that is not
+/// running, and never leave what it started behind.
+#[test]
+fn start_without_its_dependencies_fails_fast_and_leaves_nothing_running() {
+    let home = temp_home("start-no-deps");
+    let (ports, _) = free_ports();
+    save_plan_as_up_would(
+        &home,
+        &[
+            ("mariadb", "MariaDb", ports[0]),
+            ("redis", "Redis", ports[1]),
+            ("kafka", "Kafka", ports[2]),
+            ("ingest", "Ingest", ports[3]),
+        ],
+    );
+    let started = std::time::Instant::now();
+    let o = payctl(&home, &["start", "ingest"]);
+    let took = started.elapsed();
+    let (_, err) = text(&o);
+    let left = std::fs::read_to_string(home.join("ingest/pid"))
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+        .filter(|pid| unsafe { libc::kill(*pid, 0) } == 0);
+    if let Some(pid) = left {
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(left, None, "start left the ingest it spawned running");
+    assert!(
+        took < std::time::Duration::from_secs(10),
+        "took {took:?}: {err}"
+    );
+}

@@ -346,4 +346,28 @@ mod tests {
         assert_eq!(split_new(&after, &known), (2, 1));
         assert_eq!(split_new(&report(&[]), &known), (0, 0));
     }
+
+    /// Review (issue 17): a currency's imbalance is one subject ("KRW") however much is wrong. When the
+    /// ledger was already off by 10 before the run and the run leaves it off by 1,000 more, the run did
+    /// that damage, yet it is counted as "before the run" and `payctl load` says "no new violations".
+    #[test]
+    fn a_run_that_worsens_a_known_currency_imbalance_is_new() {
+        let currency = |detail: &str| Report {
+            checks: vec![Check {
+                name: "debits equal credits in every currency",
+                violations: vec![Violation {
+                    subject: "KRW".into(),
+                    detail: detail.into(),
+                }],
+            }],
+        };
+        let before = currency("debits 100 ≠ credits 90");
+        let known = known_violations(&before);
+        let after = currency("debits 1100 ≠ credits 90");
+        assert_eq!(
+            split_new(&after, &known),
+            (1, 0),
+            "the run's imbalance hidden as pre-existing"
+        );
+    }
 }

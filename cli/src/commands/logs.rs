@@ -37,7 +37,12 @@ pub struct LogsArgs {
 
 fn since(s: &str) -> Result<OffsetDateTime, String> {
     if let Ok(ago) = parse_duration(s) {
-        return Ok(OffsetDateTime::now_utc() - ago);
+        return OffsetDateTime::now_utc()
+            .checked_sub(
+                ago.try_into()
+                    .map_err(|_| format!("{s:?} is too long ago"))?,
+            )
+            .ok_or_else(|| format!("{s:?} is too long ago"));
     }
     line_time(s).ok_or_else(|| {
         format!("{s:?} is neither a duration (10m, 1h30m) nor a time (2026-11-25T10:00:00)")
@@ -258,6 +263,29 @@ mod tests {
         ] {
             assert_eq!(line_time(line), None, "{line}");
         }
+    }
+
+    /// Review (issue 17): the gateway's access log is written with nginx's `$time_iso8601`, which is the
+    /// host's local time with its offset (native runtime, e.g. TZ=Asia/Seoul:
+    /// `2026-11-25T19:10:14+09:00`). The offset is dropped and the time taken as UTC, so on any host
+    /// not on UTC `payctl logs gateway --since 5m` shows every line (east of UTC) or none (west).
+    #[test]
+    fn a_time_with_an_offset_is_read_as_that_instant() {
+        assert_eq!(
+            line_time("2026-11-25T19:10:14+09:00 127.0.0.1 \"GET /api/payments HTTP/1.1\" 200"),
+            Some(utc("2026-11-25T10:10:14Z"))
+        );
+    }
+
+    /// Review (issue 17): `--since 2026-11-25T19:00:00+09:00` is accepted and its offset silently
+    /// ignored (nine hours off); anything with a date somewhere in its first 64 bytes is accepted too.
+    #[test]
+    fn since_refuses_or_honours_what_it_cannot_take_as_utc() {
+        match since("2026-11-25T19:00:00+09:00") {
+            Ok(t) => assert_eq!(t, utc("2026-11-25T10:00:00Z"), "offset ignored"),
+            Err(_) => {}
+        }
+        assert!(since("yesterday, not 2026-11-25T10:00:00").is_err());
     }
 
     #[tokio::test]

@@ -74,7 +74,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         total += n * seconds;
         rest = &rest[unit.len()..];
     }
-    Ok(Duration::from_secs_f64(total))
+    Duration::try_from_secs_f64(total).map_err(|_| bad())
 }
 
 /// Whole seconds of a duration already checked by `parse_duration` (clap's value parser).

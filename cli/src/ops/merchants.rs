@@ -175,3 +175,56 @@ pub async fn old_key_grace(home: &Path, ports: &Ports) -> u64 {
         .max()
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod review_tests {
+    use super::*;
+
+    /// Review (issue 17): `payctl merchant create "Load Merchant 1"` makes merchant `load-merchant-1`
+    /// (its id is the name, lower-cased) and shows its key once. The next `payctl load` provisions its
+    /// merchants `load-merchant-1…n` with `create_merchant`, an upsert: that merchant's name becomes
+    /// "payctl load" and its key is replaced, so the key its owner stored stops working (the same for
+    /// `bench-merchant-N` and `payctl bench`).
+    #[tokio::test(flavor = "multi_thread")]
+    async fn load_does_not_take_over_a_merchant_made_with_merchant_create() {
+        let root = std::env::temp_dir().join("payctl-review-merchants");
+        let services = payctl_stack::testing::Services::start(&root, "takeover").unwrap();
+        let admin = sqlx::MySqlPool::connect(&services.mariadb.url(""))
+            .await
+            .unwrap();
+        sqlx::query("CREATE DATABASE takeover")
+            .execute(&admin)
+            .await
+            .unwrap();
+        let db = sqlx::MySqlPool::connect(&services.mariadb.url("takeover"))
+            .await
+            .unwrap();
+        payctl_db::MIGRATOR.run(&db).await.unwrap();
+
+        let id = MerchantId::parse("merchantId", "load-merchant-1").unwrap();
+        let mine = register_merchant(&db, &id, "Load Merchant 1")
+            .await
+            .unwrap()
+            .expect("a new merchant");
+        // The stored prefix tells the keys apart (the hash is the server's private function).
+        let stored = || async {
+            sqlx::query_as::<_, (String, String)>(
+                "SELECT name, api_key_prefix FROM merchants WHERE merchant_id = 'load-merchant-1'",
+            )
+            .fetch_one(&db)
+            .await
+            .unwrap()
+        };
+        assert_eq!(stored().await.1, mine.prefix());
+
+        // What `payctl load --merchants 2` does first.
+        merchant_keys(&db, 2, "load-merchant").await.unwrap();
+        let (name, key_prefix) = stored().await;
+        assert_eq!(
+            key_prefix,
+            mine.prefix(),
+            "load replaced the key `merchant create` gave its owner"
+        );
+        assert_eq!(name, "Load Merchant 1", "load renamed the merchant");
+    }
+}
