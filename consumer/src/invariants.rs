@@ -54,10 +54,12 @@ pub async fn check(db: &MySqlPool, settle: Duration) -> Result<Report, sqlx::Err
             .iter()
             .map(|r| Violation {
                 subject: r.get::<String, _>("currency"),
+                // The imbalance alone, not the totals: balanced traffic leaves it as it was, so a
+                // report taken later (`payctl load`'s before and after) tells an old imbalance from
+                // a grown one.
                 detail: format!(
-                    "debits {} ≠ credits {}",
-                    r.get::<i64, _>("d"),
-                    r.get::<i64, _>("c")
+                    "debits − credits = {}",
+                    r.get::<i64, _>("d") - r.get::<i64, _>("c")
                 ),
             })
             .collect(),

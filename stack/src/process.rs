@@ -8,7 +8,7 @@
 
 use anyhow::{bail, Context};
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -186,14 +186,35 @@ pub fn pid_alive(pid: u32) -> bool {
     }
 }
 
+/// The last `n` lines of a log file (all of them for `usize::MAX`): read from the end in growing
+/// windows until they hold `n` whole lines; bytes that are not UTF-8 (a window starting inside a
+/// character, a binary write) come out as U+FFFD rather than ending the read.
 pub fn log_tail(path: &Path, n: usize) -> Vec<String> {
     let Ok(mut file) = File::open(path) else {
         return Vec::new();
     };
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let _ = file.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)));
-    let lines: Vec<String> = BufReader::new(file).lines().map_while(Result::ok).collect();
-    lines[lines.len().saturating_sub(n)..].to_vec()
+    let mut window: u64 = 64 * 1024;
+    loop {
+        let start = len.saturating_sub(window);
+        let mut bytes = Vec::new();
+        if file.seek(SeekFrom::Start(start)).is_err() || file.read_to_end(&mut bytes).is_err() {
+            return Vec::new();
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        let mut lines: Vec<&str> = text.lines().collect();
+        // A window that starts mid-file starts mid-line: that first piece is not a line.
+        if start > 0 && !lines.is_empty() {
+            lines.remove(0);
+        }
+        if start == 0 || lines.len() >= n {
+            return lines[lines.len().saturating_sub(n)..]
+                .iter()
+                .map(|l| l.to_string())
+                .collect();
+        }
+        window = window.saturating_mul(4);
+    }
 }
 
 /// Polls `ready` until it returns true, the process dies, or `timeout` passes.

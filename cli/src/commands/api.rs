@@ -270,6 +270,8 @@ fn print_write(
 ) -> anyhow::Result<ExitCode> {
     if quiet {
         println!("{}", output::text(&p["paymentId"]));
+        // The key stays on stderr, as under a table: what a script needs to retry safely.
+        eprintln!("{}", idempotency_line(key, replayed));
         return Ok(ExitCode::SUCCESS);
     }
     if json {

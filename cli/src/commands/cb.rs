@@ -155,7 +155,7 @@ pub async fn exec(home: &Path, a: CbArgs) -> anyhow::Result<ExitCode> {
             let mut steps = Steps::new("payctl cb test", 49, !json);
             let result = test(home, target, &ports, payments, &mut steps).await;
             let error = result.as_ref().err().map(|e| format!("{e:#}"));
-            steps.write_junit(junit.as_deref(), error.as_deref())?;
+            let written = steps.junit_written(junit.as_deref(), error.as_deref());
             let passed = result.is_ok() && !steps.failed();
             if json {
                 output::json(&json!({"passed": passed, "steps": steps.list, "error": error}))?;
@@ -167,6 +167,9 @@ pub async fn exec(home: &Path, a: CbArgs) -> anyhow::Result<ExitCode> {
             }
             if !json {
                 println!("circuit-breaker test passed");
+            }
+            if !written {
+                return Ok(ExitCode::from(1));
             }
         }
     }

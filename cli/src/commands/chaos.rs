@@ -250,14 +250,17 @@ pub async fn exec(home: &Path, a: ChaosArgs) -> anyhow::Result<ExitCode> {
         b.finish_and_clear();
     }
     let report = report?;
-    junit_steps(&report).write_junit(a.junit.as_deref(), None)?;
     if a.json {
         output::json(&report)?;
     } else {
         print(&report);
     }
-    if report.passed {
+    // After the report: a JUnit file that cannot be written must not hide the verdict.
+    let written = junit_steps(&report).junit_written(a.junit.as_deref(), None);
+    if report.passed && written {
         Ok(ExitCode::SUCCESS)
+    } else if report.passed {
+        Ok(ExitCode::from(1))
     } else {
         eprintln!(
             "error: chaos found {} violation(s); replay: {}",

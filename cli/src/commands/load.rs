@@ -166,11 +166,13 @@ pub async fn exec(home: &Path, a: LoadArgs) -> anyhow::Result<ExitCode> {
 /// How long a change may be in flight when the pre-run state is read (as `payctl reconcile`'s default).
 const BEFORE_SETTLE: Duration = Duration::from_secs(5);
 
-/// A violation's identity across two reports: its check and subject (the detail may change, e.g. amounts).
-type Known = HashSet<(&'static str, String)>;
+/// A violation's identity across two reports: its check, subject and detail. The details hold the
+/// amounts that are off (a currency's imbalance, a payment's hold), so a violation that grew during
+/// the run counts as new.
+type Known = HashSet<(&'static str, String, String)>;
 
-fn key(c: &Check, v: &Violation) -> (&'static str, String) {
-    (c.name, v.subject.clone())
+fn key(c: &Check, v: &Violation) -> (&'static str, String, String) {
+    (c.name, v.subject.clone(), v.detail.clone())
 }
 
 fn known_violations(r: &Report) -> Known {
@@ -361,9 +363,10 @@ mod tests {
                 }],
             }],
         };
-        let before = currency("debits 100 ≠ credits 90");
+        let before = currency("debits − credits = 10");
         let known = known_violations(&before);
-        let after = currency("debits 1100 ≠ credits 90");
+        assert_eq!(split_new(&before, &known), (0, 1), "unchanged: known");
+        let after = currency("debits − credits = 1010");
         assert_eq!(
             split_new(&after, &known),
             (1, 0),

@@ -44,9 +44,15 @@ fn since(s: &str) -> Result<OffsetDateTime, String> {
             )
             .ok_or_else(|| format!("{s:?} is too long ago"));
     }
-    line_time(s).ok_or_else(|| {
-        format!("{s:?} is neither a duration (10m, 1h30m) nor a time (2026-11-25T10:00:00)")
-    })
+    // The whole argument must be the time: text around one is a mistake, not a time.
+    iso_at(s.as_bytes())
+        .filter(|(_, used)| *used == s.len())
+        .map(|(t, _)| t)
+        .ok_or_else(|| {
+            format!(
+                "{s:?} is neither a duration (10m, 1h30m) nor a time (2026-11-25T10:00:00, UTC unless it says +09:00)"
+            )
+        })
 }
 
 pub async fn exec(home: &Path, a: LogsArgs) -> anyhow::Result<ExitCode> {
@@ -90,6 +96,9 @@ pub async fn exec(home: &Path, a: LogsArgs) -> anyhow::Result<ExitCode> {
             }
         });
         logs.push(lined(log, prefix, a.since));
+    }
+    if logs.is_empty() {
+        anyhow::bail!("no service has a log here yet; start the platform with: payctl up");
     }
     // History one service after another, then (following) whatever comes from any of them.
     let mut merged = if a.follow {
@@ -175,7 +184,11 @@ fn lined(
 /// `25 Nov 2026 15:10:14` (Redis). Looked for in the first 64 bytes.
 pub fn line_time(line: &str) -> Option<OffsetDateTime> {
     let head = &line.as_bytes()[..line.len().min(64)];
-    (0..head.len()).find_map(|i| iso_at(&head[i..]).or_else(|| redis_at(&head[i..])))
+    (0..head.len()).find_map(|i| {
+        iso_at(&head[i..])
+            .map(|(t, _)| t)
+            .or_else(|| redis_at(&head[i..]))
+    })
 }
 
 fn num(b: &[u8]) -> Option<u32> {
@@ -194,22 +207,60 @@ fn at(y: u32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> Option<OffsetDateTime
     Some(time::PrimitiveDateTime::new(date, t).assume_utc())
 }
 
-/// `YYYY-MM-DD[T ]HH:MM:SS` with `-` or `/` in the date.
-fn iso_at(b: &[u8]) -> Option<OffsetDateTime> {
+/// `YYYY-MM-DD[T ]HH:MM:SS[.fraction][Z|±HH:MM|±HHMM]` with `-` or `/` in the date: the instant (a
+/// time without an offset is taken as UTC) and how many bytes it took.
+fn iso_at(b: &[u8]) -> Option<(OffsetDateTime, usize)> {
     if b.len() < 19 || !matches!(b[4], b'-' | b'/') || b[7] != b[4] {
         return None;
     }
     if !matches!(b[10], b'T' | b' ') || b[13] != b':' || b[16] != b':' {
         return None;
     }
-    at(
+    let t = at(
         num(&b[0..4])?,
         num(&b[5..7])?,
         num(&b[8..10])?,
         num(&b[11..13])?,
         num(&b[14..16])?,
         num(&b[17..19])?,
-    )
+    )?;
+    let mut used = 19;
+    if b.get(used) == Some(&b'.') {
+        let digits = b[used + 1..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        if digits > 0 {
+            used += 1 + digits;
+        }
+    }
+    match b.get(used) {
+        Some(b'Z') => Some((t, used + 1)),
+        Some(sign @ (b'+' | b'-')) => {
+            let rest = &b[used + 1..];
+            let (h, m, len) = if rest.len() >= 5 && rest[2] == b':' {
+                (num(&rest[0..2]), num(&rest[3..5]), 5)
+            } else if rest.len() >= 4 {
+                (num(&rest[0..2]), num(&rest[2..4]), 4)
+            } else {
+                (None, None, 0)
+            };
+            match (h, m) {
+                (Some(h), Some(m)) if h < 24 && m < 60 => {
+                    let offset = time::Duration::minutes(i64::from(h * 60 + m));
+                    // Local time minus its offset east of UTC is UTC.
+                    let utc = if *sign == b'+' {
+                        t - offset
+                    } else {
+                        t + offset
+                    };
+                    Some((utc, used + 1 + len))
+                }
+                _ => Some((t, used)),
+            }
+        }
+        _ => Some((t, used)),
+    }
 }
 
 /// `DD Mon YYYY HH:MM:SS` (Redis).

@@ -34,7 +34,7 @@ pub async fn exec(home: &Path, a: SmokeArgs) -> anyhow::Result<ExitCode> {
     let mut id = None;
     let result = run(home, &a, &mut steps, &mut id).await;
     let error = result.as_ref().err().map(|e| format!("{e:#}"));
-    steps.write_junit(a.junit.as_deref(), error.as_deref())?;
+    let written = steps.junit_written(a.junit.as_deref(), error.as_deref());
     if a.json {
         crate::output::json(&json!({
             "passed": result.is_ok(),
@@ -47,7 +47,11 @@ pub async fn exec(home: &Path, a: SmokeArgs) -> anyhow::Result<ExitCode> {
     if !a.json {
         println!("smoke passed: payment {}", id.unwrap_or_default());
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if written {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 async fn run(

@@ -4,7 +4,7 @@
 
 use crate::ops::metrics::{broker_figures, figures, scrape, Figures};
 use crate::output::table;
-use crate::stack::health::require_running;
+use crate::stack::health::not_running;
 use crate::stack::Ports;
 use clap::Args;
 use std::io::IsTerminal;
@@ -103,11 +103,11 @@ fn render(f: &Figures) -> String {
 }
 
 pub async fn exec(home: &Path, a: TopArgs) -> anyhow::Result<ExitCode> {
-    require_running(a.ports.ingest_port)?;
     let interval = Duration::from_secs_f64(a.interval);
     let mut before = scrape(home, &a.ports).await;
+    // Not one service answers: the platform is not up (one stopped instance is shown as such).
     if before.iter().all(|(_, _, s)| s.is_none()) {
-        anyhow::bail!("no service answers /metrics; start the stack with `payctl up`");
+        return Err(not_running(a.ports.ingest_port));
     }
     let mut taken = Instant::now();
     let live = !a.once && !a.json && std::io::stdout().is_terminal();

@@ -59,18 +59,33 @@ async fn merchant_key(
     Ok(key)
 }
 
-/// Registers `n` merchants named `{prefix}-1…n` (fresh keys) and returns their API keys.
+/// The name of the merchants `load`, `bench` and `chaos` provision: whose keys payctl may replace.
+const PROVISIONED: &str = "payctl load";
+
+/// `n` merchants named `{prefix}-1…` with fresh keys, and their API keys. A merchant of that id that
+/// payctl did not provision (one made with `payctl merchant create`) is passed over, never taken over:
+/// its key and name stay its owner's.
 pub async fn merchant_keys(
     db: &sqlx::MySqlPool,
     n: u32,
     prefix: &str,
 ) -> anyhow::Result<Vec<String>> {
     let mut keys = Vec::new();
-    for i in 1..=n.max(1) {
+    let mut i = 0;
+    while keys.len() < n.max(1) as usize {
+        i += 1;
         let id = MerchantId::parse("merchantId", &format!("{prefix}-{i}"))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let owner: Option<(String,)> =
+            sqlx::query_as("SELECT name FROM merchants WHERE merchant_id = ?")
+                .bind(id.as_str())
+                .fetch_optional(db)
+                .await?;
+        if owner.is_some_and(|(name,)| name != PROVISIONED) {
+            continue;
+        }
         keys.push(
-            create_merchant(db, &id, "payctl load")
+            create_merchant(db, &id, PROVISIONED)
                 .await?
                 .expose()
                 .to_owned(),
@@ -136,8 +151,8 @@ pub async fn create(
     })
 }
 
-/// A fresh key for merchant `id` in place of its old one. A merchant whose key payctl keeps in
-/// `secrets/<id>.key` (the dev merchant) gets that file rewritten, so payctl's own commands follow.
+/// A fresh key for merchant `id` in place of its old one. The dev merchant, whose key payctl keeps in
+/// `secrets/dev-merchant.key`, gets that file rewritten, so payctl's own commands follow.
 pub async fn rotate(home: &Path, ports: &Ports, id: &MerchantId) -> anyhow::Result<ApiKey> {
     if id.as_str() == STORE_MERCHANT {
         anyhow::bail!(
@@ -148,8 +163,10 @@ pub async fn rotate(home: &Path, ports: &Ports, id: &MerchantId) -> anyhow::Resu
     let key = rotate_key(&db, id)
         .await?
         .with_context(|| format!("no merchant '{}' (see: payctl merchant list)", id.as_str()))?;
-    let kept = home.join("secrets").join(format!("{}.key", id.as_str()));
-    if kept.exists() {
+    // Only the dev merchant's own id: on a case-insensitive filesystem (macOS) `Dev-Merchant.key`
+    // would be dev-merchant's file.
+    if id.as_str() == DEV_MERCHANT {
+        let kept = home.join("secrets").join(format!("{DEV_MERCHANT}.key"));
         write_private(&kept, key.expose().as_bytes())?;
     }
     Ok(key)

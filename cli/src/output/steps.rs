@@ -103,6 +103,18 @@ impl Steps {
         xml
     }
 
+    /// Writes [`Steps::junit`] to `path` when one is given (its folder made if missing). A failure is
+    /// said on stderr and returned as `false`, never in place of the run's own outcome.
+    pub fn junit_written(&self, path: Option<&Path>, error: Option<&str>) -> bool {
+        match self.write_junit(path, error) {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                false
+            }
+        }
+    }
+
     /// Writes [`Steps::junit`] to `path` when one is given (its folder made if missing).
     pub fn write_junit(&self, path: Option<&Path>, error: Option<&str>) -> anyhow::Result<()> {
         if let Some(path) = path {
