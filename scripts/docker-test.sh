@@ -351,6 +351,11 @@ foreign_names_refused() (
   fi
   echo "$out" | tail -1
   grep -q "a volume named payctl-foreign-kafka exists that payctl did not create" <<< "$out" || rc=1
+  [ -z "$(docker ps -aq --filter "$filter")$(docker volume ls -q --filter "$filter")" ] || rc=1
+  # Whatever a failed refusal started goes first (down finds it by its label), then the foreign volume,
+  # which must still be there.
+  "$payctl" down --volumes --yes --project payctl-foreign > /dev/null 2>&1 || true
+  docker volume rm payctl-foreign-kafka > /dev/null || rc=1
   # The same for a network named like the project, where containers would meet on a bridge.
   if docker network create payctl-foreign > /dev/null 2>&1; then
     if out=$("$payctl" up --runtime docker --network bridge --without grafana 2>&1); then
@@ -359,15 +364,12 @@ foreign_names_refused() (
     fi
     echo "$out" | tail -1
     grep -q "a network named payctl-foreign exists that payctl did not create" <<< "$out" || rc=1
+    [ -z "$(docker ps -aq --filter "$filter")$(docker volume ls -q --filter "$filter")" ] || rc=1
+    "$payctl" down --volumes --yes --project payctl-foreign > /dev/null 2>&1 || true
     docker network rm payctl-foreign > /dev/null || rc=1
   else
     echo "  (this engine creates no network: the network case is not checked)"
   fi
-  [ -z "$(docker ps -aq --filter "$filter")$(docker volume ls -q --filter "$filter")" ] || rc=1
-  # Whatever a failed refusal started goes first (down finds it by its label), then the foreign volume,
-  # which must still be there.
-  "$payctl" down --volumes --yes --project payctl-foreign > /dev/null 2>&1 || true
-  docker volume rm payctl-foreign-kafka > /dev/null || rc=1
   return "$rc"
 )
 
