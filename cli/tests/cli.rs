@@ -1789,6 +1789,7 @@ fn open_prints_or_opens_the_saved_stacks_urls() {
 fn down_volumes_asks_at_a_terminal_and_refuses_a_script_without_yes() {
     let home = temp_home("down-ask");
     std::fs::create_dir_all(home.join("mariadb/data")).unwrap();
+    std::fs::create_dir_all(home.join("secrets")).unwrap();
     // Not a terminal, no --yes: exit 2 in one line, nothing deleted.
     let o = payctl(&home, &["down", "--volumes"]);
     let (out, err) = text(&o);
@@ -2424,4 +2425,26 @@ fn start_without_its_dependencies_fails_fast_and_leaves_nothing_running() {
         took < std::time::Duration::from_secs(10),
         "took {took:?}: {err}"
     );
+}
+
+/// `down --volumes` deletes a state directory, never a folder a `--home` or `PAYCTL_HOME` pointed at by
+/// mistake (a checkout, a folder payctl never wrote to).
+#[test]
+fn down_volumes_never_deletes_a_checkout_or_an_unknown_folder() {
+    for (name, marker) in [
+        ("home-checkout", "Cargo.toml"),
+        ("home-unknown", "notes.txt"),
+    ] {
+        let home = temp_home(name);
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::write(home.join(marker), "keep me").unwrap();
+        if marker == "Cargo.toml" {
+            std::fs::create_dir_all(home.join("secrets")).unwrap();
+        }
+        let o = payctl(&home, &["down", "--volumes", "--yes"]);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(err.contains("not deleted"), "{err}");
+        assert!(home.join(marker).exists(), "{name}: deleted");
+    }
 }

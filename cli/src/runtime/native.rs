@@ -322,9 +322,8 @@ fn down(home: &Path, ports: &Ports, volumes: bool) -> anyhow::Result<()> {
             eprintln!("{name:<8} not running");
         }
     }
-    if volumes && home.exists() {
-        std::fs::remove_dir_all(home).with_context(|| format!("removing {}", home.display()))?;
-        eprintln!("removed {}", home.display());
+    if volumes {
+        crate::stack::remove_state_dir(home)?;
     }
     Ok(())
 }

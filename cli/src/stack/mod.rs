@@ -181,6 +181,39 @@ pub fn find_home(here: &Path) -> PathBuf {
     here.join(".payctl")
 }
 
+/// Deletes the state directory `home` (`down --volumes`), but only when it is one: it holds something
+/// payctl writes there (secrets/, stack.json, docker.json) and nothing that marks a project or a user's
+/// folder (.git, Cargo.toml, package.json). A `--home` or `PAYCTL_HOME` pointed at a checkout or a
+/// home folder is refused, not emptied.
+pub fn remove_state_dir(home: &Path) -> anyhow::Result<()> {
+    if !home.exists() {
+        return Ok(());
+    }
+    let has = |name: &str| home.join(name).exists();
+    let foreign = [".git", "Cargo.toml", "package.json"]
+        .into_iter()
+        .find(|m| has(m));
+    if let Some(marker) = foreign {
+        anyhow::bail!(
+            "{} holds {marker}: it is not only payctl's state directory, so it is not deleted (point --home or PAYCTL_HOME at a folder of its own)",
+            home.display()
+        );
+    }
+    if !["secrets", "stack.json", "docker.json"]
+        .into_iter()
+        .any(has)
+    {
+        anyhow::bail!(
+            "{} does not look like a payctl state directory (no secrets/, stack.json or docker.json); not deleted",
+            home.display()
+        );
+    }
+    std::fs::remove_dir_all(home)
+        .map_err(|e| anyhow::anyhow!("removing {}: {e}", home.display()))?;
+    eprintln!("removed {}", home.display());
+    Ok(())
+}
+
 /// Where `up` saves the plan it ran, for the commands that follow.
 pub fn saved_file(home: &Path) -> PathBuf {
     home.join("stack.json")
@@ -282,6 +315,32 @@ pub fn start_rank(service: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_state_directory_is_deleted_never_a_project_or_an_unknown_folder() {
+        let root = std::env::temp_dir().join(format!("payctl-rm-{}", std::process::id()));
+        let dir = |name: &str, files: &[&str]| {
+            let d = root.join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            for f in files {
+                std::fs::create_dir_all(d.join(f)).unwrap();
+            }
+            d
+        };
+        let state = dir("state", &["secrets", "mariadb"]);
+        remove_state_dir(&state).unwrap();
+        assert!(!state.exists());
+        let checkout = dir("checkout", &["secrets", ".git"]);
+        let e = remove_state_dir(&checkout).unwrap_err().to_string();
+        assert!(
+            e.contains("holds .git") && checkout.join(".git").exists(),
+            "{e}"
+        );
+        let src = dir("src", &["notes"]);
+        assert!(remove_state_dir(&src).is_err() && src.join("notes").exists());
+        remove_state_dir(&root.join("missing")).unwrap();
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 
     fn full_stack_on(ports: &Ports, ingest: u16) -> Vec<Svc> {
         let mut stack = plan(ports, ingest);

@@ -929,9 +929,7 @@ async fn down(home: &Path, project: &str, volumes: bool) -> anyhow::Result<()> {
             eprintln!("{:<22} volume removed", v.name);
         }
         if home.exists() && home_is_ours(home, project) {
-            std::fs::remove_dir_all(home)
-                .with_context(|| format!("removing {}", home.display()))?;
-            eprintln!("removed {}", home.display());
+            stack::remove_state_dir(home)?;
         }
     } else if home_is_ours(home, project) {
         let _ = std::fs::remove_file(saved_path(home));
