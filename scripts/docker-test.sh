@@ -252,6 +252,45 @@ through_tls_docker_host() {
   return "$rc"
 }
 
+# The stack saved as running on another engine (another engine ID): status and down refuse, naming the
+# address up used, and leave this engine's containers alone.
+another_engine_refused() {
+  local saved="$PAYCTL_HOME/docker.json" out rc=0
+  cp "$saved" "$saved.bak"
+  sed -i -E 's/("id": ")[^"]*"/\1another-engine"/' "$saved"
+  grep -q '"another-engine"' "$saved" || { echo "  no engine id in $saved"; rc=1; }
+  for cmd in status "down"; do
+    if out=$("$payctl" $cmd 2>&1); then
+      echo "  $cmd went on against another engine"
+      rc=1
+    fi
+    grep -q "this stack runs on the Docker engine .* but Docker now points at another engine" <<< "$out" \
+      || { echo "  $cmd: $out" | tail -2; rc=1; }
+  done
+  mv "$saved.bak" "$saved"
+  [ "$(docker ps -q --filter "label=com.payctl.project=$PAYCTL_PROJECT" | wc -l)" -ge 6 ] || rc=1
+  return "$rc"
+}
+
+# Another directory (state directory) with the same project: its up and its down --volumes --project
+# refuse, naming the stack's own directory, and leave the running stack alone.
+another_directory_refused() {
+  local other out rc=0
+  other=$(mktemp -d)
+  for cmd in "up ${up_flags[*]}" "down --volumes --yes --project $PAYCTL_PROJECT"; do
+    # shellcheck disable=SC2086
+    if out=$(PAYCTL_HOME=$other "$payctl" $cmd 2>&1); then
+      echo "  ${cmd%% *} from another directory went on"
+      rc=1
+    fi
+    grep -q "project $PAYCTL_PROJECT is the Docker stack of $PAYCTL_HOME, not of $other" <<< "$out" \
+      || { echo "  ${cmd%% *}: $out" | tail -2; rc=1; }
+  done
+  rm -rf "$other"
+  [ "$(docker ps -q --filter "label=com.payctl.project=$PAYCTL_PROJECT" | wc -l)" -ge 6 ] || rc=1
+  return "$rc"
+}
+
 # A configured engine that does not answer: `--runtime auto` fails naming it, and starts nothing native.
 dead_docker_host_is_named() {
   local out dead="unix://$engine_dir/nothing.sock"
@@ -493,6 +532,8 @@ if [ "$failed" = 0 ]; then
   step "status (every container healthy)" "$payctl" status
   step "status --json names the containers" bash -c "'$payctl' status --json | grep -q '\"container\": \"payctl-ci-kafka\"'"
   step "the same engine through DOCKER_HOST" through_docker_host
+  step "a stack saved on another engine: status and down refuse" another_engine_refused
+  step "the same project from another directory: up and down --project refuse" another_directory_refused
   step "the same engine through DOCKER_HOST=tcp:// with TLS" through_tls_docker_host
   step "a second stack on the same ports is refused, naming the container" refused_naming_container
   step "smoke" "$payctl" smoke

@@ -50,10 +50,14 @@ pub async fn exec(home: &Path, a: DownArgs) -> anyhow::Result<ExitCode> {
     }
     match a.project {
         Some(project) => {
-            let network = docker::saved(home)
-                .filter(|s| s.project == project)
-                .map_or(docker::containers::Network::Bridge, |s| s.network);
-            let saved = docker::Saved { project, network };
+            let here = docker::saved(home).filter(|s| s.project == project);
+            let saved = docker::Saved {
+                network: here
+                    .as_ref()
+                    .map_or(docker::containers::Network::Bridge, |s| s.network),
+                engine: here.and_then(|s| s.engine),
+                project,
+            };
             docker::Docker::open(home, &a.ports, saved)
                 .down(a.volumes)
                 .await?

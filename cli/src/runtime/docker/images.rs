@@ -9,7 +9,7 @@
 
 use super::containers::{self, Container};
 use super::registry::{self, Reference};
-use super::{engine, labels, DockerArgs};
+use super::{engine, labels, DockerArgs, HOME_LABEL};
 use crate::ops::store::build_store_if_missing;
 use crate::output;
 use anyhow::{bail, Context};
@@ -181,6 +181,14 @@ fn source_dir() -> anyhow::Result<PathBuf> {
         );
     }
     Ok(dir)
+}
+
+/// The labels of what images are built with: no state directory, as an image serves every checkout
+/// (and the containers run from it inherit its labels).
+fn image_labels() -> HashMap<String, String> {
+    let mut l = labels("payctl-image", None);
+    l.remove(HOME_LABEL);
+    l
 }
 
 /// The commit checked out in `source`, if it is a git checkout.
@@ -527,7 +535,7 @@ async fn runtime_glibc(docker: &Engine, image: &str) -> anyhow::Result<Glibc> {
                 entrypoint: Some(vec!["ldd".into()]),
                 cmd: Some(vec!["--version".into()]),
                 user: Some("0".into()),
-                labels: Some(labels("payctl-image", None)),
+                labels: Some(image_labels()),
                 host_config: Some(HostConfig {
                     network_mode: Some("none".into()),
                     ..Default::default()
@@ -702,7 +710,7 @@ async fn build_image(
     );
     spinner.set_prefix(format!("building {image}"));
     spinner.enable_steady_tick(Duration::from_millis(100));
-    let mut image_labels = labels("payctl-image", None);
+    let mut image_labels = image_labels();
     image_labels.insert(INPUTS_LABEL.into(), plan.inputs.clone());
     let mut stream = docker.build_image(
         BuildImageOptions {

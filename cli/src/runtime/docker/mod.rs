@@ -47,6 +47,50 @@ const PROJECT_LABEL: &str = "com.payctl.project";
 
 const SERVICE_LABEL: &str = "com.payctl.service";
 
+/// The label with the state directory of the stack a container, volume or network belongs to: two
+/// checkouts left on the default project must not take (or delete) each other's stack.
+const HOME_LABEL: &str = "com.payctl.home";
+
+/// This process's state directory, absolute, for [`HOME_LABEL`] (set when a runtime is made).
+static HOME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+fn set_home(home: &Path) {
+    let absolute = std::path::absolute(home).unwrap_or_else(|_| home.to_owned());
+    let _ = HOME.set(absolute.display().to_string());
+}
+
+/// The state directory a resource's labels name, if it has the label (older versions did not).
+fn home_of(labels: Option<&HashMap<String, String>>) -> Option<&str> {
+    labels?.get(HOME_LABEL).map(String::as_str)
+}
+
+/// Refuses when one of the project's containers belongs to the stack of another state directory: the
+/// same project name from two checkouts (both on the default `payctl`) would otherwise share, and
+/// then delete, one stack.
+async fn refuse_other_homes(docker: &Engine, project: &str) -> anyhow::Result<()> {
+    let Some(ours) = HOME.get() else {
+        return Ok(());
+    };
+    let list = docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(project_filter(project)),
+            ..Default::default()
+        }))
+        .await?;
+    if let Some(other) = list
+        .iter()
+        .filter_map(|c| home_of(c.labels.as_ref()))
+        .find(|h| h != ours)
+    {
+        bail!(
+            "project {project} is the Docker stack of {other}, not of {ours}; run payctl there, or give this one \
+             another --project (PAYCTL_PROJECT)"
+        );
+    }
+    Ok(())
+}
+
 /// Options of the Docker runtime (`payctl up --runtime docker`).
 #[derive(Debug, Clone, Args)]
 pub struct DockerArgs {
@@ -89,6 +133,33 @@ pub struct DockerArgs {
 pub struct Saved {
     pub project: String,
     pub network: Network,
+    /// The engine the stack runs on (its ID, which any address of it reports), so that a later command
+    /// in a shell whose DOCKER_HOST or context points elsewhere refuses instead of acting on another
+    /// engine's containers of the same project. Absent in what older versions saved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<SavedEngine>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SavedEngine {
+    pub id: String,
+    /// The address `up` reached it at, for the message.
+    pub host: String,
+}
+
+/// The engine the stack opened by this process runs on (set by [`Docker::open`]); [`connect`] refuses
+/// another one.
+static EXPECTED: std::sync::Mutex<Option<SavedEngine>> = std::sync::Mutex::new(None);
+
+/// The engine's ID, as `docker info` reports it.
+async fn engine_id(docker: &Engine) -> anyhow::Result<String> {
+    docker
+        .info()
+        .await
+        .context("asking the Docker engine for its ID")?
+        .id
+        .filter(|id| !id.is_empty())
+        .context("the Docker engine reports no ID")
 }
 
 impl DockerArgs {
@@ -121,6 +192,7 @@ pub struct Docker {
 impl Docker {
     /// The stack `payctl up` is to start as `args` say.
     pub fn new(home: &Path, ports: &Ports, args: DockerArgs) -> Self {
+        set_home(home);
         Self {
             home: home.to_owned(),
             ports: ports.clone(),
@@ -132,6 +204,10 @@ impl Docker {
 
     /// The stack `up` saved under `home`.
     pub fn open(home: &Path, ports: &Ports, saved: Saved) -> Self {
+        set_home(home);
+        if let (Some(engine), Ok(mut expected)) = (saved.engine, EXPECTED.lock()) {
+            *expected = Some(engine);
+        }
         Self {
             home: home.to_owned(),
             ports: ports.clone(),
@@ -177,6 +253,7 @@ impl Runtime for Docker {
             None => DockerArgs::defaults_for(&Saved {
                 project: self.project.clone(),
                 network: self.network,
+                engine: None,
             })?,
         };
         up(&self.home, &self.ports, ingest, &args).await
@@ -306,9 +383,28 @@ pub fn saved(home: &Path) -> Option<Saved> {
 /// Connects to the engine the docker CLI would use ([`engine`]: DOCKER_HOST, the Docker context, the
 /// default and well-known sockets), with an agreed API version.
 async fn connect() -> anyhow::Result<Engine> {
-    engine::connect_engine()
+    let docker = engine::connect_engine()
         .await
-        .map_err(engine::NoEngine::into_error)
+        .map_err(engine::NoEngine::into_error)?;
+    let expected = EXPECTED.lock().ok().and_then(|e| e.clone());
+    if let Some(expected) = expected {
+        let id = engine_id(&docker).await?;
+        if id != expected.id {
+            let now = engine::found()
+                .map_or_else(|| "?".to_owned(), |e| format!("{} ({})", e.host, e.from));
+            bail!(
+                "this stack runs on the Docker engine `up` reached at {}, but Docker now points at another engine, {now}; \
+                 set DOCKER_HOST={} (or switch back to that Docker context) to act on it",
+                expected.host,
+                expected.host
+            );
+        }
+        // Checked once per process: the same engine from here on.
+        if let Ok(mut e) = EXPECTED.lock() {
+            *e = None;
+        }
+    }
+    Ok(docker)
 }
 
 /// True when an engine answers.
@@ -344,6 +440,9 @@ fn container_name(project: &str, service: &str) -> String {
 
 fn labels(project: &str, service: Option<&str>) -> HashMap<String, String> {
     let mut l = HashMap::from([(PROJECT_LABEL.to_owned(), project.to_owned())]);
+    if let Some(home) = HOME.get() {
+        l.insert(HOME_LABEL.to_owned(), home.clone());
+    }
     if let Some(s) = service {
         l.insert(SERVICE_LABEL.to_owned(), s.to_owned());
     }
@@ -395,6 +494,10 @@ async fn up(home: &Path, ports: &Ports, ingest: u16, args: &DockerArgs) -> anyho
         serde_json::to_vec_pretty(&Saved {
             project: project.to_owned(),
             network: args.network,
+            engine: Some(SavedEngine {
+                id: engine_id(&docker).await?,
+                host: engine::found().map_or_else(String::new, |e| e.host),
+            }),
         })?,
     )?;
     stack::save(home, &stack)?;
@@ -864,6 +967,7 @@ fn home_is_ours(home: &Path, project: &str) -> bool {
 /// works after `.payctl` was removed.
 async fn down(home: &Path, project: &str, volumes: bool) -> anyhow::Result<()> {
     let docker = connect().await?;
+    refuse_other_homes(&docker, project).await?;
     let filters = Some(project_filter(project));
     let containers = docker
         .list_containers(Some(ListContainersOptions {
@@ -1030,6 +1134,7 @@ mod tests {
             let saved = Saved {
                 project: project.into(),
                 network: Network::Host,
+                engine: None,
             };
             std::fs::write(saved_path(&home), serde_json::to_vec(&saved).unwrap()).unwrap();
         };

@@ -99,6 +99,7 @@ pub async fn check(
     defs: &[Container],
     home: &Path,
 ) -> anyhow::Result<()> {
+    super::refuse_other_homes(docker, project).await?;
     if network == Network::Bridge {
         if let Ok(n) = docker
             .inspect_network(project, None::<InspectNetworkOptions>)
