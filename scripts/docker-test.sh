@@ -551,7 +551,8 @@ if [ "$failed" = 0 ]; then
   step "kafka recreated twice: no volume left behind" kafka_recreated_without_leaks
   step "state directory lost: up refuses the volume, down --volumes --project removes it" state_directory_lost
 fi
-step "down --volumes" "$payctl" down --volumes --yes
+step "down, then down --volumes: the stopped Docker stack's volumes go too" \
+  bash -c "'$payctl' down && '$payctl' down --volumes --yes"
 step "names of a stack held by a foreign container, volume or network: up refuses, leaves them" foreign_names_refused
 step "a missing image is pulled with retries, and nothing starts" pull_fails_cleanly
 step "a prebuilt binary needing a newer glibc (or not for Linux) is refused before building" newer_glibc_refused

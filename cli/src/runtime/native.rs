@@ -238,6 +238,10 @@ async fn up(home: &Path, ports: &Ports, ingest: u16, no_install: bool) -> anyhow
     binaries()?;
     build_store_if_missing();
     stack::save(home, &stack)?;
+    // This directory's stack runs natively from now on: a Docker stack stopped here earlier (`down`
+    // keeps its record, so that `down --volumes` still finds its volumes) is no longer the one the
+    // commands talk to. Its volumes stay, labelled; `payctl down --volumes --project` removes them.
+    let _ = std::fs::remove_file(home.join("docker.json"));
     let mut started_now: Vec<&str> = Vec::new();
     for svc in &stack {
         let (name, port) = (svc.name.as_str(), svc.port);

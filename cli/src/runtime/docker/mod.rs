@@ -1035,9 +1035,9 @@ async fn down(home: &Path, project: &str, volumes: bool) -> anyhow::Result<()> {
         if home.exists() && home_is_ours(home, project) {
             stack::remove_state_dir(home)?;
         }
-    } else if home_is_ours(home, project) {
-        let _ = std::fs::remove_file(saved_path(home));
     }
+    // A plain down keeps the stack's record (docker.json): the commands after it, `down --volumes`
+    // first, still talk to this Docker stack, not to a native one.
     Ok(())
 }
 
