@@ -42,6 +42,10 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .write(true)
         .mode(0o600)
         .open(path)?;
+    // `mode` applies only when the file is created: an existing one loses looser permissions here.
+    f.set_permissions(
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+    )?;
     std::io::Write::write_all(&mut f, bytes)?;
     Ok(())
 }
@@ -52,4 +56,22 @@ pub fn database_url(home: &Path, ports: &Ports) -> anyhow::Result<String> {
         secret(home, "db-password")?,
         ports.mariadb_port
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_private_file_is_0600_even_when_it_existed_with_looser_permissions() {
+        let path = std::env::temp_dir().join(format!("payctl-private-{}", std::process::id()));
+        std::fs::write(&path, "old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_private(&path, b"new key").unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(std::fs::read(&path).unwrap(), b"new key");
+        std::fs::remove_file(&path).unwrap();
+    }
 }
