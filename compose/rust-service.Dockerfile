@@ -41,9 +41,10 @@ RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS builder
 COPY --from=planner /src/recipe.json recipe.json
-# Every dependency of the workspace (librdkafka's C build included) in this layer: rebuilt only when
-# the recipe (a Cargo.toml or Cargo.lock) changes, not when a source file does.
-RUN cargo chef cook --release --recipe-path recipe.json
+# Every dependency of the two services (librdkafka's C build included) in this layer: rebuilt only
+# when the recipe (a Cargo.toml or Cargo.lock) changes, not when a source file does. The same packages
+# and flags as the build below, or their features differ and the build compiles every dependency again.
+RUN cargo chef cook --release --locked --recipe-path recipe.json -p pay-server -p pay-consumer
 COPY . .
 # The commit the binaries report (build/git_commit.rs; the context has no .git). payctl passes it;
 # declared here so that a new commit does not invalidate the dependency layer above.
