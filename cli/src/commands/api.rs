@@ -314,22 +314,33 @@ pub async fn change(home: &Path, verb: &str, a: impl Into<ChangeArgs>) -> anyhow
 }
 
 pub async fn get(home: &Path, a: GetArgs) -> anyhow::Result<ExitCode> {
-    let api = &Api::new(home, &a.target)?;
     let path = format!("/payments/{}", a.id);
-    let p = api.get(&path).await?;
+    show(home, &a, &path, "get", print_payment).await
+}
+
+/// One GET of the API shown as JSON, as a table, or (--watch) as a table again every 2 s.
+async fn show(
+    home: &Path,
+    a: &GetArgs,
+    path: &str,
+    command: &str,
+    print: fn(&Value),
+) -> anyhow::Result<ExitCode> {
+    let api = &Api::new(home, &a.target)?;
+    let first = api.get(path).await?;
     if a.json {
-        output::json(&p)?;
+        output::json(&first)?;
         return Ok(ExitCode::SUCCESS);
     }
     if !a.watch {
-        print_payment(&p);
+        print(&first);
         return Ok(ExitCode::SUCCESS);
     }
     output::watch(
         std::time::Duration::from_secs(2),
-        &format!("payctl get {}", a.id),
+        &format!("payctl {command} {}", a.id),
         || async {
-            print_payment(&api.get(&path).await?);
+            print(&api.get(path).await?);
             Ok(())
         },
     )
@@ -397,26 +408,8 @@ pub fn next_page(a: &ListArgs, next: &str) -> String {
 }
 
 pub async fn ledger(home: &Path, a: GetArgs) -> anyhow::Result<ExitCode> {
-    let api = &Api::new(home, &a.target)?;
     let path = format!("/payments/{}/ledger", a.id);
-    let l = api.get(&path).await?;
-    if a.json {
-        output::json(&l)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    if !a.watch {
-        print_ledger(&l);
-        return Ok(ExitCode::SUCCESS);
-    }
-    output::watch(
-        std::time::Duration::from_secs(2),
-        &format!("payctl ledger {}", a.id),
-        || async {
-            print_ledger(&api.get(&path).await?);
-            Ok(())
-        },
-    )
-    .await
+    show(home, &a, &path, "ledger", print_ledger).await
 }
 
 fn print_ledger(l: &Value) {
