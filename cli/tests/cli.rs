@@ -102,6 +102,8 @@ fn usage_mistakes_exit_2_in_one_line_before_any_network() {
         &["load", "--duration", "abc"],
         &["void", "pay_1", "--amount", "5"],
         &["capture", "pay_1", "--reason", "why"],
+        &["down", "--volumes", "--yes", "--project", "payctl-image"],
+        &["up", "--runtime", "docker", "--project", "my stack"],
     ] {
         let o = payctl(&home, args);
         let (out, err) = text(&o);

@@ -23,7 +23,7 @@ pub struct DownArgs {
     yes: bool,
     /// The Docker stack of this name (its containers, network and volumes, found by their label),
     /// whatever the state directory holds: after `.payctl` was removed, or from another directory.
-    #[arg(long)]
+    #[arg(long, value_parser = docker::project_name)]
     project: Option<String>,
     #[command(flatten)]
     ports: Ports,

@@ -186,7 +186,7 @@ fn source_dir() -> anyhow::Result<PathBuf> {
 /// The labels of what images are built with: no state directory, as an image serves every checkout
 /// (and the containers run from it inherit its labels).
 fn image_labels() -> HashMap<String, String> {
-    let mut l = labels("payctl-image", None);
+    let mut l = labels(super::IMAGE_PROJECT, None);
     l.remove(HOME_LABEL);
     l
 }

@@ -98,7 +98,7 @@ pub struct DockerArgs {
     #[arg(long, value_enum, env = "PAYCTL_DOCKER_NETWORK", default_value_t = Network::Bridge)]
     pub network: Network,
     /// Name of this stack: prefix of its containers, volumes and network, and its label value.
-    #[arg(long, env = "PAYCTL_PROJECT", default_value = "payctl")]
+    #[arg(long, env = "PAYCTL_PROJECT", default_value = "payctl", value_parser = project_name)]
     pub project: String,
     /// Build argument for the project's images (repeatable), e.g. RUNTIME_IMAGE=debian:bookworm-slim.
     #[arg(
@@ -126,6 +126,29 @@ pub struct DockerArgs {
     pub health_timeout: u64,
     #[command(flatten)]
     pub images: Images,
+}
+
+/// The label value the images payctl builds carry (containers run from them inherit it): no stack may
+/// be called that, or its `down` would remove containers it never made.
+const IMAGE_PROJECT: &str = "payctl-image";
+
+/// clap's value parser for `--project`: a name Docker takes as a container-name prefix, not the
+/// images' own label value.
+pub fn project_name(s: &str) -> Result<String, String> {
+    let valid = s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !valid {
+        return Err(format!(
+            "{s:?} is not a project name: letters, digits, '_', '.' and '-', starting with a letter or digit"
+        ));
+    }
+    if s == IMAGE_PROJECT {
+        return Err(format!(
+            "{IMAGE_PROJECT} is the label of payctl's images; choose another project name"
+        ));
+    }
+    Ok(s.to_owned())
 }
 
 /// What `up` ran, for the commands that follow (`down`, `status`, `logs`, `cb test`).
