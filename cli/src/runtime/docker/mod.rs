@@ -71,13 +71,7 @@ async fn refuse_other_homes(docker: &Engine, project: &str) -> anyhow::Result<()
     let Some(ours) = HOME.get() else {
         return Ok(());
     };
-    let list = docker
-        .list_containers(Some(ListContainersOptions {
-            all: true,
-            filters: Some(project_filter(project)),
-            ..Default::default()
-        }))
-        .await?;
+    let list = owned::summaries(docker, project).await?;
     if let Some(other) = list
         .iter()
         .filter_map(|c| home_of(c.labels.as_ref()))

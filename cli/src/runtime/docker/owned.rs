@@ -41,15 +41,20 @@ impl Ours {
     }
 }
 
-/// Every container of the stack (running or not), by its project label.
-pub async fn all(docker: &Engine, project: &str) -> anyhow::Result<Vec<Ours>> {
-    let list = docker
+/// What the engine says of every container of the stack (running or not), by its project label.
+pub async fn summaries(docker: &Engine, project: &str) -> anyhow::Result<Vec<ContainerSummary>> {
+    Ok(docker
         .list_containers(Some(ListContainersOptions {
             all: true,
             filters: Some(project_filter(project)),
             ..Default::default()
         }))
-        .await?;
+        .await?)
+}
+
+/// Every container of the stack (running or not), by its project label.
+pub async fn all(docker: &Engine, project: &str) -> anyhow::Result<Vec<Ours>> {
+    let list = summaries(docker, project).await?;
     Ok(list.iter().filter_map(Ours::from_summary).collect())
 }
 
