@@ -77,6 +77,9 @@ pub struct Config {
     #[command(flatten)]
     pub relay: RelayConfig,
 
+    #[command(flatten)]
+    pub batch: BatchConfig,
+
     /// Log format: `text` for people, `json` for containers.
     #[arg(long, env = "APP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -338,6 +341,51 @@ pub struct RelayConfig {
         default_value_t = false
     )]
     pub disabled: bool,
+}
+
+/// Commit batching (DESIGN §12): concurrent money-moving requests share one transaction.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct BatchConfig {
+    /// How long the first request of a batch waits for others before the batch is written, in ms.
+    #[arg(
+        id = "commit-batch-window-ms",
+        long = "commit-batch-window-ms",
+        env = "APP_COMMIT_BATCH_WINDOW_MS",
+        default_value_t = 2
+    )]
+    pub window_ms: u64,
+    /// Most requests in one shared transaction: a full batch is written at once.
+    #[arg(
+        id = "commit-batch-max",
+        long = "commit-batch-max",
+        env = "APP_COMMIT_BATCH_MAX",
+        default_value_t = 64,
+        value_parser = clap::value_parser!(u32).range(1..=1000)
+    )]
+    pub max: u32,
+    /// Batches being written at once; more requests wait in the next batch (which grows meanwhile).
+    #[arg(
+        id = "commit-batch-concurrency",
+        long = "commit-batch-concurrency",
+        env = "APP_COMMIT_BATCH_CONCURRENCY",
+        default_value_t = 4,
+        value_parser = clap::value_parser!(u32).range(1..=64)
+    )]
+    pub concurrency: u32,
+    /// Give every request its own transaction, as before batching.
+    #[arg(
+        id = "commit-batch-disabled",
+        long = "commit-batch-disabled",
+        env = "APP_COMMIT_BATCH_DISABLED",
+        default_value_t = false
+    )]
+    pub disabled: bool,
+}
+
+impl BatchConfig {
+    pub fn window(&self) -> Duration {
+        Duration::from_millis(self.window_ms)
+    }
 }
 
 impl Config {

@@ -1,11 +1,14 @@
 //! pay-server: the payment API of payctl.
 //!
-//! Layout: `routes` (HTTP edge: parsing, auth) → `service` (one command = one transaction) → `storage`,
+//! Layout: `routes` (HTTP edge: parsing, auth) → `service` (replay, rate limit, then the writes: shared
+//! with concurrent requests in `batch`, or alone) → `effect` (what a command does, in memory) → `storage`,
 //! `idempotency`, `outbox` (SQL). `startup` assembles it all; tests build the same application.
 
 pub mod auth;
+pub mod batch;
 pub mod breaker;
 pub mod config;
+pub mod effect;
 pub mod error;
 pub mod idempotency;
 pub mod kafka;

@@ -31,6 +31,10 @@ pub struct Metrics {
     pub breaker_slow_call_rate: Gauge,
     pub breaker_buffered_calls: GaugeVec,
     pub breaker_not_permitted: IntGauge,
+    /// Requests per shared commit (commit batching): `_count` is commits, `_sum` requests committed.
+    pub commit_batch_size: prometheus::Histogram,
+    /// Batches that could not be written whole, by why; their requests went on alone or in a smaller batch.
+    pub commit_batch_split: IntCounterVec,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: T) -> T {
@@ -202,8 +206,33 @@ impl Metrics {
                 )
                 .expect("valid"),
             ),
+            commit_batch_size: register(
+                &r,
+                prometheus::Histogram::with_opts(
+                    HistogramOpts::new(
+                        "payment_commit_batch_size",
+                        "Requests written per shared commit (commit batching)",
+                    )
+                    .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+                )
+                .expect("valid"),
+            ),
+            commit_batch_split: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "payment_commit_batch_split_total",
+                        "Batches not written whole: duplicate_key (a key already used: those requests went on alone) or error (every request went on alone)",
+                    ),
+                    &["reason"],
+                )
+                .expect("valid"),
+            ),
             registry: r,
         };
+        for reason in ["duplicate_key", "error"] {
+            metrics.commit_batch_split.with_label_values(&[reason]);
+        }
         // Every label value the code can use, at zero: dashboards and alerts see the series (and rate()
         // has a starting point) before the first payment or the first 429.
         for operation in ["authorized", "captured", "refunded", "voided"] {

@@ -1,86 +1,20 @@
-//! Carrying out a payment command: replay check, rate limit, then one database transaction holding the
-//! idempotency record, the payment change, its outbox event and the stored response.
+//! Carrying out a payment command: replay check and rate limit, then the writes — the idempotency
+//! record, the payment change, its outbox event and the stored response, committed together — either in a
+//! batch shared with concurrent requests (`batch`, the default) or in a transaction of its own.
 
+use crate::batch::Outcome;
+use crate::effect::{self, Written};
 use crate::error::{json_response, ApiError};
 use crate::idempotency::{self, Keyed, Reservation, SavedResponse};
 use crate::outbox;
-use crate::ratelimit::{Action, Decision};
+use crate::ratelimit::Decision;
 use crate::startup::AppState;
-use crate::storage::{self, PaymentRecord, Tx};
+use crate::storage::{self, Tx};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
-use payctl_domain::payment::Balances;
-use payctl_domain::{
-    Amount, Currency, EventId, EventType, MerchantId, PaymentEvent, PaymentId, PaymentStatus,
-    Transition, EVENT_SCHEMA_VERSION,
-};
-use serde::Serialize;
-use time::OffsetDateTime;
+use payctl_domain::{EventType, MerchantId};
 
-/// A payment as the API shows it.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PaymentView {
-    pub payment_id: PaymentId,
-    pub merchant_id: String,
-    pub status: PaymentStatus,
-    pub amount: i64,
-    pub captured_amount: i64,
-    pub refunded_amount: i64,
-    /// The part of the authorization released by a void.
-    pub voided_amount: i64,
-    pub currency: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
-    pub updated_at: OffsetDateTime,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub message: Option<&'static str>,
-}
-
-impl From<&PaymentRecord> for PaymentView {
-    fn from(p: &PaymentRecord) -> Self {
-        Self {
-            payment_id: p.id,
-            merchant_id: p.merchant_id.clone(),
-            status: p.status,
-            amount: p.amount,
-            captured_amount: p.captured,
-            refunded_amount: p.refunded,
-            voided_amount: p.voided,
-            currency: p.currency.clone(),
-            created_at: p.created_at,
-            updated_at: p.updated_at,
-            message: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub enum Command {
-    Authorize {
-        amount: Amount,
-        currency: Currency,
-    },
-    Change {
-        payment_id: PaymentId,
-        transition: Transition,
-        reason: Option<String>,
-    },
-}
-
-impl Command {
-    fn action(&self) -> Action {
-        match self {
-            Self::Authorize { .. } => Action::Authorize,
-            Self::Change { transition, .. } => match transition {
-                Transition::Capture(_) => Action::Capture,
-                Transition::Refund(_) => Action::Refund,
-                Transition::Void => Action::Void,
-            },
-        }
-    }
-}
+pub use crate::effect::{Command, PaymentView};
 
 /// Runs `command` for `merchant`, idempotently when `keyed` is given.
 pub async fn execute(
@@ -124,62 +58,25 @@ pub async fn execute(
         });
     }
 
-    let mut tx: Tx = state.db.begin().await?;
-    if let Some(k) = &keyed {
-        let retention = time::Duration::hours(i64::from(state.config.idempotency.retention_hours));
-        if let Reservation::Replay(saved) = idempotency::reserve(&mut tx, k, retention).await? {
-            tx.rollback().await?;
-            cache_later(state, k, &saved);
+    let answer = match &state.batcher {
+        Some(batcher) => match batcher
+            .submit(merchant.clone(), command.clone(), keyed.clone())
+            .await?
+        {
+            Outcome::Written(written) => Answer::Written(written),
+            Outcome::Alone => alone(state, merchant, &command, keyed.as_ref()).await?,
+        },
+        None => alone(state, merchant, &command, keyed.as_ref()).await?,
+    };
+    let Written { saved, effect } = match answer {
+        Answer::Written(written) => written,
+        Answer::Replayed(saved) => {
+            if let Some(k) = &keyed {
+                cache_later(state, k, &saved);
+            }
             return Ok(replay(state, saved));
         }
-    }
-
-    let outcome = match &command {
-        Command::Authorize { amount, currency } => {
-            authorize(&mut tx, merchant, *amount, *currency).await
-        }
-        Command::Change {
-            payment_id,
-            transition,
-            reason,
-        } => change(&mut tx, merchant, *payment_id, *transition, reason.clone()).await,
     };
-    let (saved, payment_id, effect) = match outcome {
-        Ok((payment, event, status, message)) => {
-            outbox::enqueue(&mut tx, &event).await?;
-            let mut view = PaymentView::from(&payment);
-            view.message = Some(message);
-            let body = serde_json::to_vec(&view).map_err(|e| ApiError::Internal(e.into()))?;
-            (
-                SavedResponse {
-                    status: status.as_u16(),
-                    body,
-                },
-                Some(payment.id.as_uuid()),
-                Some(event.event_type),
-            )
-        }
-        // Refusals the client caused are part of the key's history too (Stripe semantics): the same
-        // request replays the same refusal.
-        Err(e @ (ApiError::Transition(_) | ApiError::PaymentNotFound)) => {
-            if keyed.is_none() {
-                return Err(e);
-            }
-            (
-                SavedResponse {
-                    status: e.status().as_u16(),
-                    body: e.body(),
-                },
-                None,
-                None,
-            )
-        }
-        Err(e) => return Err(e),
-    };
-    if let Some(k) = &keyed {
-        idempotency::complete(&mut tx, k, &saved, payment_id).await?;
-    }
-    tx.commit().await?;
 
     if let Some(event_type) = effect {
         state.relay_wake.notify_one();
@@ -209,102 +106,80 @@ pub async fn execute(
     Ok(response)
 }
 
-type Effect = (PaymentRecord, PaymentEvent, StatusCode, &'static str);
-
-async fn authorize(
-    tx: &mut Tx,
-    merchant: &MerchantId,
-    amount: Amount,
-    currency: Currency,
-) -> Result<Effect, ApiError> {
-    let now = storage::now();
-    let payment = PaymentRecord {
-        id: PaymentId::new(),
-        merchant_id: merchant.as_str().to_owned(),
-        status: PaymentStatus::Authorized,
-        amount: amount.minor_units(),
-        captured: 0,
-        refunded: 0,
-        voided: 0,
-        currency: currency.code().to_owned(),
-        version: 0,
-        created_at: now,
-        updated_at: now,
-    };
-    storage::insert_payment(tx, &payment).await?;
-    let event = event_for(&payment, EventType::PaymentAuthorized, payment.amount, None);
-    Ok((
-        payment,
-        event,
-        // 200 like the original and Stripe: its clients check for 200 (a 201 failed every k6 flow of
-        // the original's scenario).
-        StatusCode::OK,
-        "Payment authorized successfully",
-    ))
+/// What the writes of one request came to.
+enum Answer {
+    Written(Written),
+    /// The key was used before for this same request: its stored response.
+    Replayed(SavedResponse),
 }
 
-async fn change(
-    tx: &mut Tx,
+/// One request in a transaction of its own: the key claimed first (a concurrent duplicate waits on it),
+/// then the payment row locked, changed and committed with its event and stored response.
+async fn alone(
+    state: &AppState,
     merchant: &MerchantId,
-    id: PaymentId,
-    transition: Transition,
-    reason: Option<String>,
-) -> Result<Effect, ApiError> {
-    let mut payment = storage::lock_payment(tx, id, merchant)
-        .await?
-        .ok_or(ApiError::PaymentNotFound)?;
-    let applied = payment.balances().apply(transition)?;
-    let Balances {
-        status,
-        captured,
-        refunded,
-        voided,
-        ..
-    } = applied.after;
-    payment.status = status;
-    payment.captured = captured;
-    payment.refunded = refunded;
-    payment.voided = voided;
-    payment.version += 1;
-    payment.updated_at = storage::now();
-    storage::update_balances(tx, &payment).await?;
-    let (event_type, message) = match transition {
-        Transition::Capture(_) => (EventType::PaymentCaptured, "Payment captured successfully"),
-        Transition::Refund(_) => (EventType::PaymentRefunded, "Payment refunded successfully"),
-        // After a partial capture the payment stays captured; say what the void did.
-        Transition::Void if payment.captured > 0 => (
-            EventType::PaymentVoided,
-            "The uncaptured rest of the authorization was released; what was captured stays captured",
-        ),
-        Transition::Void => (EventType::PaymentVoided, "Payment voided successfully"),
-    };
-    let event = event_for(&payment, event_type, applied.moved, reason);
-    Ok((payment, event, StatusCode::OK, message))
-}
-
-fn event_for(
-    p: &PaymentRecord,
-    event_type: EventType,
-    amount: i64,
-    reason: Option<String>,
-) -> PaymentEvent {
-    PaymentEvent {
-        event_id: EventId::new(),
-        event_type,
-        schema_version: EVENT_SCHEMA_VERSION,
-        payment_id: p.id,
-        sequence: p.version + 1,
-        merchant_id: p.merchant_id.clone(),
-        amount,
-        currency: p.currency.clone(),
-        occurred_at: p.updated_at,
-        status: p.status,
-        authorized_amount: p.amount,
-        captured_amount: p.captured,
-        refunded_amount: p.refunded,
-        voided_amount: p.voided,
-        reason,
+    command: &Command,
+    keyed: Option<&Keyed>,
+) -> Result<Answer, ApiError> {
+    let mut tx: Tx = state.db.begin().await?;
+    if let Some(k) = &keyed {
+        let retention = time::Duration::hours(i64::from(state.config.idempotency.retention_hours));
+        if let Reservation::Replay(saved) = idempotency::reserve(&mut tx, k, retention).await? {
+            tx.rollback().await?;
+            return Ok(Answer::Replayed(saved));
+        }
     }
+
+    let outcome = match command {
+        Command::Authorize { amount, currency } => {
+            match effect::authorization(merchant, *amount, *currency) {
+                Ok(effect) => storage::insert_payment(&mut tx, &effect.payment)
+                    .await
+                    .map(|()| effect)
+                    .map_err(ApiError::from),
+                Err(e) => Err(e),
+            }
+        }
+        Command::Change {
+            payment_id,
+            transition,
+            reason,
+        } => match storage::lock_payment(&mut tx, *payment_id, merchant).await? {
+            None => Err(ApiError::PaymentNotFound),
+            Some(payment) => {
+                let before = payment.version;
+                match effect::change(payment, *transition, reason.clone()) {
+                    Ok(effect) => {
+                        storage::update_balances(&mut tx, &effect.payment, before).await?;
+                        Ok(effect)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        },
+    };
+    let (saved, payment_id, effect) = match outcome {
+        Ok(effect) => {
+            outbox::enqueue(&mut tx, &effect.event).await?;
+            (
+                effect.saved,
+                Some(effect.payment.id.as_uuid()),
+                Some(effect.event.event_type),
+            )
+        }
+        Err(e) if effect::is_recorded_refusal(&e) => {
+            if keyed.is_none() {
+                return Err(e);
+            }
+            (effect::saved_refusal(&e), None, None)
+        }
+        Err(e) => return Err(e),
+    };
+    if let Some(k) = keyed {
+        idempotency::complete(&mut tx, k, &saved, payment_id).await?;
+    }
+    tx.commit().await?;
+    Ok(Answer::Written(Written { saved, effect }))
 }
 
 fn respond(saved: &SavedResponse) -> Response {

@@ -2,6 +2,7 @@
 //! and routes, used by `main` and by the integration tests alike.
 
 use crate::auth::KeyCache;
+use crate::batch::{Batcher, Writer};
 use crate::breaker::CircuitBreaker;
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub producer: FutureProducer,
     pub relay_wake: Arc<Notify>,
     pub topics_ready: Arc<AtomicBool>,
+    /// Commit batching; `None` when disabled (every request in a transaction of its own).
+    pub batcher: Option<Batcher>,
 }
 
 pub struct Application {
@@ -74,7 +77,18 @@ impl Application {
         let breaker = Arc::new(CircuitBreaker::new(config.breaker));
         let producer = kafka::producer(&config.kafka)?;
         let listener = TcpListener::bind(config.listen).await?;
+        let batcher = (!config.batch.disabled).then(|| {
+            Batcher::start(
+                Writer {
+                    db: db.clone(),
+                    metrics: metrics.clone(),
+                    retention: time::Duration::hours(i64::from(config.idempotency.retention_hours)),
+                },
+                config.batch,
+            )
+        });
         let state = AppState {
+            batcher,
             limiter: Arc::new(RateLimiter::new(redis.clone(), config.rate_limit)),
             keys: Arc::new(KeyCache::new(
                 config.auth,

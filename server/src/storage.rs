@@ -86,6 +86,51 @@ pub async fn insert_payment(tx: &mut Tx, p: &PaymentRecord) -> Result<(), sqlx::
     Ok(())
 }
 
+/// Several new payments in one statement (commit batching); nothing for none.
+pub async fn insert_payments(tx: &mut Tx, payments: &[PaymentRecord]) -> Result<(), sqlx::Error> {
+    if payments.is_empty() {
+        return Ok(());
+    }
+    let mut q = sqlx::QueryBuilder::<sqlx::MySql>::new(
+        "INSERT INTO payments (payment_id, merchant_id, status, amount, captured_amount, \
+         refunded_amount, voided_amount, currency, version, created_at, updated_at) ",
+    );
+    q.push_values(payments, |mut b, p| {
+        b.push_bind(p.id.as_uuid())
+            .push_bind(p.merchant_id.clone())
+            .push_bind(p.status.as_str())
+            .push_bind(p.amount)
+            .push_bind(p.captured)
+            .push_bind(p.refunded)
+            .push_bind(p.voided)
+            .push_bind(p.currency.clone())
+            .push_bind(p.version)
+            .push_bind(to_db(p.created_at))
+            .push_bind(to_db(p.updated_at));
+    });
+    q.build().execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Reads and locks the payments `ids` (sorted) in one statement, in payment-id order — the order every
+/// batch locks in, so two batches cannot each hold a row the other waits for. Whoever owns them.
+pub async fn lock_payments(tx: &mut Tx, ids: &[Uuid]) -> Result<Vec<PaymentRecord>, sqlx::Error> {
+    let mut q = sqlx::QueryBuilder::<sqlx::MySql>::new(format!(
+        "SELECT {PAYMENT_COLUMNS} FROM payments WHERE payment_id IN ("
+    ));
+    let mut list = q.separated(", ");
+    for id in ids {
+        list.push_bind(*id);
+    }
+    q.push(") ORDER BY payment_id FOR UPDATE");
+    q.build()
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(PaymentRecord::from_row)
+        .collect()
+}
+
 /// Reads the merchant's payment and locks its row until the transaction ends: the guard that makes two
 /// concurrent captures (or refunds) of one payment run one after the other.
 pub async fn lock_payment(
@@ -105,7 +150,12 @@ pub async fn lock_payment(
         .transpose()
 }
 
-pub async fn update_balances(tx: &mut Tx, p: &PaymentRecord) -> Result<(), sqlx::Error> {
+/// Writes `p`'s balances over the row read (under its lock) at version `before`.
+pub async fn update_balances(
+    tx: &mut Tx,
+    p: &PaymentRecord,
+    before: u32,
+) -> Result<(), sqlx::Error> {
     let done = sqlx::query(
         "UPDATE payments SET status = ?, captured_amount = ?, refunded_amount = ?, voided_amount = ?, \
          version = ?, updated_at = ? WHERE payment_id = ? AND version = ?",
@@ -117,7 +167,7 @@ pub async fn update_balances(tx: &mut Tx, p: &PaymentRecord) -> Result<(), sqlx:
     .bind(p.version)
     .bind(to_db(p.updated_at))
     .bind(p.id.as_uuid())
-    .bind(p.version - 1)
+    .bind(before)
     .execute(&mut **tx)
     .await?;
     if done.rows_affected() != 1 {

@@ -3,6 +3,7 @@
 mod admin;
 mod auth;
 mod authorize;
+mod batching;
 mod changes;
 mod contract;
 mod helpers;

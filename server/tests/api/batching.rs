@@ -1,0 +1,247 @@
+//! Commit batching: concurrent requests share a transaction, and a request that cannot be written with
+//! the others is answered exactly as it would be alone while the others commit.
+//!
+//! The tests that need two requests in one batch set the batch size to the number of requests sent at
+//! once and a long window, so the batch is written the moment the last request arrives; the
+//! `payment_commit_batch_*` metrics then show what happened.
+
+use crate::helpers::{spawn_app, spawn_app_with, TestApp};
+use futures::future::join_all;
+use reqwest::Method;
+use serde_json::json;
+
+async fn batched(max: u32) -> TestApp {
+    spawn_app_with(|c| {
+        c.batch.max = max;
+        c.batch.window_ms = 500;
+        c.batch.concurrency = 1;
+    })
+    .await
+}
+
+fn commits(app: &TestApp) -> (f64, f64) {
+    (
+        app.metric("payment_commit_batch_size_count"),
+        app.metric("payment_commit_batch_size_sum"),
+    )
+}
+
+fn splits(app: &TestApp, reason: &str) -> f64 {
+    app.metric(&format!(
+        "payment_commit_batch_split_total{{reason=\"{reason}\"}}"
+    ))
+}
+
+#[tokio::test]
+async fn concurrent_authorizations_share_commits() {
+    let app = spawn_app().await;
+    let replies = join_all((0..200).map(|i| {
+        let app = &app;
+        async move { app.authorize(100 + i, &format!("many-{i}")).await }
+    }))
+    .await;
+    assert!(replies.iter().all(|r| r.status == 200));
+    assert_eq!(app.count("SELECT COUNT(*) FROM payments").await, 200);
+    assert_eq!(app.count("SELECT COUNT(*) FROM outbox_events").await, 200);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM idempotency_keys WHERE state = 'COMPLETED' AND payment_id IS NOT NULL")
+            .await,
+        200
+    );
+    let (count, sum) = commits(&app);
+    assert_eq!(sum, 200.0, "every request was written by a batch");
+    assert!(count < 200.0, "200 requests at once took {count} commits");
+    // Each stored response is the one its client got.
+    for (i, r) in replies.iter().enumerate() {
+        let again = app.authorize(100 + i as i64, &format!("many-{i}")).await;
+        assert_eq!(again.bytes, r.bytes);
+    }
+}
+
+#[tokio::test]
+async fn in_one_batch_a_used_key_replays_and_the_other_request_commits() {
+    let app = batched(2).await;
+    let first = app.authorize(1000, "used").await;
+    assert_eq!(first.status, 200);
+    // The replay must reach the database, where the batch's insert collides with the committed key.
+    app.forget_cached_responses().await;
+    let (before_count, before_sum) = commits(&app);
+
+    let (replay, fresh) = tokio::join!(app.authorize(1000, "used"), app.authorize(2000, "fresh"));
+
+    assert_eq!(splits(&app, "duplicate_key"), 1.0, "both were in one batch");
+    assert_eq!((replay.status, &replay.bytes), (200, &first.bytes));
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+    assert_eq!(fresh.status, 200);
+    assert_eq!(fresh.header("idempotent-replayed"), None);
+    assert_eq!(fresh.json()["amount"], 2000);
+    assert_ne!(fresh.json()["paymentId"], first.json()["paymentId"]);
+    assert_eq!(app.count("SELECT COUNT(*) FROM payments").await, 2);
+    assert_eq!(app.count("SELECT COUNT(*) FROM outbox_events").await, 2);
+    // The fresh request was committed by the batch without the collider.
+    let (count, sum) = commits(&app);
+    assert_eq!((count - before_count, sum - before_sum), (1.0, 1.0));
+}
+
+#[tokio::test]
+async fn one_key_twice_in_a_batch_commits_once() {
+    let app = batched(3).await;
+    let (a, b, c) = tokio::join!(
+        app.authorize(1000, "twice"),
+        app.authorize(1000, "twice"),
+        app.authorize(5000, "twice"),
+    );
+    let mut statuses = [a.status, b.status, c.status];
+    statuses.sort();
+    assert_eq!(app.count("SELECT COUNT(*) FROM payments").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM outbox_events").await, 1);
+    // Whichever of the two equal requests came first committed; the other replays it. The different
+    // request with the same key is refused, whether it came first or not.
+    let amount = app.count("SELECT amount FROM payments").await;
+    if amount == 1000 {
+        assert_eq!(a.bytes, b.bytes);
+        c.assert_error(422, "IDEMPOTENCY_KEY_REUSED");
+    } else {
+        assert_eq!(amount, 5000);
+        a.assert_error(422, "IDEMPOTENCY_KEY_REUSED");
+        b.assert_error(422, "IDEMPOTENCY_KEY_REUSED");
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count()
+            + statuses.iter().filter(|s| **s == 422).count(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn changes_of_one_payment_in_one_batch_apply_in_turn() {
+    let app = batched(3).await;
+    let id = app.authorized_payment(1000).await;
+    let captured = app
+        .post(&format!("/payments/capture/{id}"), &json!({}))
+        .await;
+    assert_eq!(captured.status, 200, "{}", captured.json());
+
+    let refund = |key: &'static str| {
+        let app = &app;
+        let path = format!("/payments/refund/{id}");
+        async move {
+            app.request(
+                Method::POST,
+                &path,
+                Some(app.key()),
+                Some(&json!({"amount": 400})),
+                &[("Idempotency-Key", key)],
+            )
+            .await
+        }
+    };
+    let (before_count, _) = commits(&app);
+    let replies = join_all([refund("r1"), refund("r2"), refund("r3")]).await;
+    let (after_count, _) = commits(&app);
+    assert_eq!(after_count - before_count, 1.0, "three refunds, one commit");
+
+    let ok = replies.iter().filter(|r| r.status == 200).count();
+    assert_eq!(ok, 2, "two refunds of 400 fit into 1000");
+    let refused: Vec<_> = replies.iter().filter(|r| r.status != 200).collect();
+    assert_eq!(refused.len(), 1);
+    refused[0].assert_error(409, "AMOUNT_EXCEEDS_REMAINING");
+    let payment = app.get(&format!("/payments/{id}")).await.json();
+    assert_eq!(payment["refundedAmount"], 800);
+    assert_eq!(payment["status"], "PARTIALLY_REFUNDED");
+    // One event per change, each with its own sequence; the refusal is stored for its key.
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(DISTINCT JSON_VALUE(payload, '$.sequence')) FROM outbox_events \
+             WHERE payment_id = UNHEX(REPLACE('{id}', '-', '')) AND event_type = 'PAYMENT_REFUNDED'"
+        ))
+        .await,
+        2
+    );
+    app.forget_cached_responses().await;
+    for (key, reply) in ["r1", "r2", "r3"].iter().zip(&replies) {
+        let again = refund(key).await;
+        assert_eq!((again.status, &again.bytes), (reply.status, &reply.bytes));
+    }
+}
+
+#[tokio::test]
+async fn a_request_that_fails_in_its_batch_is_answered_as_alone_and_the_other_commits() {
+    let app = batched(2).await;
+    // The other merchant authenticates (its key is then cached), then disappears from the database: its
+    // payment now breaks the merchant foreign key, which only the database sees.
+    let other = &app.other_merchant;
+    let seen = app
+        .request(
+            Method::GET,
+            "/payments",
+            Some(other.key.expose()),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(seen.status, 200);
+    sqlx::query("DELETE FROM merchants WHERE merchant_id = ?")
+        .bind(other.id.as_str())
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let body = json!({"amount": 700, "currency": "USD"});
+    let orphan = app.request(
+        Method::POST,
+        "/payments/authorize",
+        Some(other.key.expose()),
+        Some(&body),
+        &[("Idempotency-Key", "orphan")],
+    );
+
+    let (bad, good) = tokio::join!(orphan, app.authorize(900, "good"));
+
+    assert_eq!(
+        splits(&app, "error"),
+        1.0,
+        "both were in one batch, which failed"
+    );
+    assert_eq!(good.status, 200, "{}", good.json());
+    assert_eq!(app.count("SELECT COUNT(*) FROM payments").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM outbox_events").await, 1);
+    // What the orphan got is what it gets from a server that does not batch.
+    let alone = spawn_app_with(|c| c.batch.disabled = true).await;
+    let reference = {
+        let other = &alone.other_merchant;
+        alone
+            .request(
+                Method::GET,
+                "/payments",
+                Some(other.key.expose()),
+                None,
+                &[],
+            )
+            .await;
+        sqlx::query("DELETE FROM merchants WHERE merchant_id = ?")
+            .bind(other.id.as_str())
+            .execute(&alone.db)
+            .await
+            .unwrap();
+        alone
+            .request(
+                Method::POST,
+                "/payments/authorize",
+                Some(other.key.expose()),
+                Some(&json!({"amount": 700, "currency": "USD"})),
+                &[("Idempotency-Key", "orphan")],
+            )
+            .await
+    };
+    assert_eq!(
+        (bad.status, bad.json()["code"].clone()),
+        (reference.status, reference.json()["code"].clone())
+    );
+    assert_ne!(bad.status, 200);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM idempotency_keys WHERE idempotency_key = 'orphan'")
+            .await,
+        0,
+        "a failed request leaves its key free"
+    );
+}
