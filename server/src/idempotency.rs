@@ -54,7 +54,8 @@ impl Keyed {
         }
     }
 
-    fn cache_key(&self, redis: &RedisClient) -> String {
+    /// Where Redis caches this key's completed response.
+    pub fn cache_key(&self, redis: &RedisClient) -> String {
         redis.key(&["idem", self.merchant.as_str(), self.key.as_str()])
     }
 }
@@ -191,14 +192,9 @@ fn encode(req: &Keyed, response: &SavedResponse) -> Vec<u8> {
     v
 }
 
-/// Looks for a completed response in Redis: `Ok(Some)` replays, `Err` is a fingerprint mismatch, and
-/// `Ok(None)` (a miss, or Redis unavailable) goes on to the database.
-pub async fn cached(redis: &RedisClient, req: &Keyed) -> Result<Option<SavedResponse>, ApiError> {
-    let value: Option<Option<Vec<u8>>> =
-        redis.run(redis::cmd("GET").arg(req.cache_key(redis))).await;
-    let Some(Some(v)) = value else {
-        return Ok(None);
-    };
+/// Reads a cache entry of `req`'s key: `Err` when it holds another request's response, `Ok(None)` when
+/// it is not an entry this code wrote.
+pub fn decode(req: &Keyed, v: &[u8]) -> Result<Option<SavedResponse>, ApiError> {
     if v.len() < 34 {
         return Ok(None);
     }

@@ -7,7 +7,7 @@ use crate::effect::{self, Written};
 use crate::error::{json_response, ApiError};
 use crate::idempotency::{self, Keyed, Reservation, SavedResponse};
 use crate::outbox;
-use crate::ratelimit::Decision;
+use crate::ratelimit::{Decision, Verdict};
 use crate::startup::AppState;
 use crate::storage::{self, Tx};
 use axum::http::{HeaderValue, StatusCode};
@@ -23,13 +23,23 @@ pub async fn execute(
     command: Command,
     keyed: Option<Keyed>,
 ) -> Result<Response, ApiError> {
-    if let Some(k) = &keyed {
-        if let Some(saved) = idempotency::cached(&state.redis, k).await? {
-            return Ok(replay(state, saved));
-        }
-    }
+    // One Redis round trip: the cached response of the key if there is one (a replay, not counted
+    // against the limit), else the rate limit's decision.
     let action = command.action();
-    let decision = state.limiter.check(merchant, action, &state.metrics).await;
+    let cache_key = keyed.as_ref().map(|k| k.cache_key(&state.redis));
+    let verdict = state
+        .limiter
+        .check_or_cached(merchant, action, cache_key.as_deref(), &state.metrics)
+        .await;
+    let decision = match (verdict, &keyed) {
+        (Verdict::Decided(decision), _) => decision,
+        (Verdict::Cached(bytes), Some(k)) => match idempotency::decode(k, &bytes)? {
+            Some(saved) => return Ok(replay(state, saved)),
+            // Not an entry we wrote (the limit was not asked): as if nothing were cached.
+            None => state.limiter.check(merchant, action, &state.metrics).await,
+        },
+        (Verdict::Cached(_), None) => state.limiter.check(merchant, action, &state.metrics).await,
+    };
     if let Decision::Limited {
         limit,
         retry_after_secs,

@@ -163,3 +163,77 @@ async fn a_retry_whose_answer_left_redis_gets_its_answer_not_429() {
         .assert_error(422, "IDEMPOTENCY_KEY_REUSED");
     assert_eq!(app.count("SELECT COUNT(*) FROM payments").await, 2);
 }
+
+/// The reads (GET, EVAL, EVALSHA) clients — not scripts — send to Redis while `during` runs, as MONITOR
+/// sees them: a marker sent afterwards tells when everything before it has been seen.
+async fn redis_round_trips<F: std::future::Future<Output = ()>>(url: &str, during: F) -> usize {
+    use futures::StreamExt;
+    let client = redis::Client::open(url).unwrap();
+    let monitor = client.get_async_monitor().await.unwrap(); // MONITOR is on once this returns
+    let mut lines = monitor.into_on_message::<String>();
+    during.await;
+    let marker = uuid::Uuid::new_v4().simple().to_string();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: String = redis::cmd("ECHO")
+        .arg(&marker)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut reads = 0;
+    while let Some(line) = tokio::time::timeout(Duration::from_secs(10), lines.next())
+        .await
+        .expect("MONITOR shows the marker")
+    {
+        if line.contains(&marker) {
+            return reads;
+        }
+        let from_script = line.contains(" lua]");
+        let command = line.split('"').nth(1).unwrap_or("").to_ascii_uppercase();
+        if !from_script && ["GET", "EVAL", "EVALSHA"].contains(&command.as_str()) {
+            reads += 1;
+        }
+    }
+    panic!("MONITOR ended before the marker");
+}
+
+#[tokio::test]
+async fn a_keyed_request_costs_one_redis_round_trip_and_a_cached_replay_is_not_counted() {
+    let (app, services) = spawn_dedicated(|c| {
+        c.rate_limit.authorize_capacity = 2;
+        c.rate_limit.authorize_window_seconds = 600;
+    })
+    .await;
+    let url = services.redis.url();
+    let first = app.authorize(1000, "once").await;
+    assert_eq!(first.status, 200);
+    let trips = redis_round_trips(&url, async {
+        assert_eq!(app.authorize(1000, "twice").await.status, 200);
+    })
+    .await;
+    assert_eq!(trips, 1, "cache lookup and rate limit in one script");
+    // Cached replays (from Redis) are answered without taking from the limit, one round trip each.
+    app.eventually(
+        "the response is cached",
+        Duration::from_secs(10),
+        || async {
+            let replayed = std::sync::atomic::AtomicBool::new(false);
+            let trips = redis_round_trips(&url, async {
+                let r = app.authorize(1000, "once").await;
+                replayed.store(
+                    r.header("idempotent-replayed") == Some("true"),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+            })
+            .await;
+            replayed.into_inner() && trips == 1
+        },
+    )
+    .await;
+    for _ in 0..5 {
+        let r = app.authorize(1000, "once").await;
+        assert_eq!((r.status, &r.bytes), (200, &first.bytes));
+    }
+    app.authorize(1000, "third")
+        .await
+        .assert_error(429, "RATE_LIMIT_EXCEEDED");
+}
