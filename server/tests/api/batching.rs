@@ -245,3 +245,78 @@ async fn a_request_that_fails_in_its_batch_is_answered_as_alone_and_the_other_co
         "a failed request leaves its key free"
     );
 }
+
+/// Whether nothing holds the payment's row lock (nor waits for it, to be granted it next).
+async fn row_free(app: &TestApp, id: &str) -> bool {
+    let mut tx = app.db.begin().await.unwrap();
+    let locked = sqlx::query(
+        "SELECT 1 FROM payments WHERE payment_id = UNHEX(REPLACE(?, '-', '')) FOR UPDATE NOWAIT",
+    )
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await;
+    tx.rollback().await.unwrap();
+    locked.is_ok()
+}
+
+/// Scenario: the handler of an unkeyed refund is dropped (the client hung up, a gateway timed out) while
+/// its batch waits for the payment's row lock. Alone, dropping the handler drops its transaction, which
+/// rolls back: nothing was refunded, and the client, who was told nothing, may send the refund again.
+/// Batched, the job stays in its batch and is committed after the requester is gone: money moves that no
+/// one was told about, and the client's retry refunds a second time.
+/// Expected: a job whose requester is gone before its batch commits is left out of the batch (its key, if
+/// any, deleted in the same transaction), as its own transaction would have been rolled back.
+async fn dropped_refund_leaves(tweak: impl FnOnce(&mut pay_server::config::Config)) -> i64 {
+    use pay_server::service::{execute, Command};
+    use payctl_domain::{PaymentId, Transition};
+    use std::time::Duration;
+
+    let app = spawn_app_with(tweak).await;
+    let id = app.authorized_payment(1000).await;
+    let captured = app
+        .post(&format!("/payments/capture/{id}"), &json!({}))
+        .await;
+    assert_eq!(captured.status, 200);
+    let mut holder = app.db.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM payments WHERE payment_id = UNHEX(REPLACE(?, '-', '')) FOR UPDATE")
+        .bind(&id)
+        .fetch_one(&mut *holder)
+        .await
+        .unwrap();
+    let refund = Command::Change {
+        payment_id: PaymentId::parse("paymentId", &id).unwrap(),
+        transition: Transition::Refund(Some(300)),
+        reason: None,
+    };
+    let handler = execute(&app.state, &app.merchant.id, refund, None);
+    // The handler is dropped while it waits for the row lock (as hyper drops it when the client goes).
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), handler)
+            .await
+            .is_err(),
+        "the refund waits for the row lock"
+    );
+    holder.rollback().await.unwrap();
+    // Whatever was waiting for the row lock has got it and finished: committed or rolled back.
+    app.eventually(
+        "the payment's row lock is free",
+        Duration::from_secs(15),
+        || row_free(&app, &id),
+    )
+    .await;
+    app.count(&format!(
+        "SELECT refunded_amount FROM payments WHERE payment_id = UNHEX(REPLACE('{id}', '-', ''))"
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn a_request_dropped_while_its_batch_waits_is_not_committed() {
+    // The reference: without batching the dropped refund is rolled back.
+    assert_eq!(dropped_refund_leaves(|c| c.batch.disabled = true).await, 0);
+    assert_eq!(
+        dropped_refund_leaves(|c| c.batch.window_ms = 1).await,
+        0,
+        "a refund whose requester was gone before the commit was committed"
+    );
+}
