@@ -320,3 +320,62 @@ async fn a_request_dropped_while_its_batch_waits_is_not_committed() {
         "a refund whose requester was gone before the commit was committed"
     );
 }
+
+/// Scenario: the statement of a batch that waits for one request's payment row is stopped (`KILL QUERY`
+/// by an operator or a watchdog, `max_statement_time`, or its connection lost): an error the code calls
+/// "unavailable", so every request of the batch is answered 503 on the grounds that "alone they would
+/// get the same 503". They would not: alone, only the request whose statement was stopped fails; an
+/// authorization that happened to share the batch is refused although nothing was wrong with it or with
+/// the database. Expected: an error of the batch's own connection or statement sends the requests on
+/// alone, as any other failure before the commit does.
+#[tokio::test]
+async fn a_stopped_batch_statement_does_not_fail_its_other_requests() {
+    use std::time::Duration;
+
+    let app = batched(2).await;
+    let id = app.authorized_payment(1000).await;
+    let mut holder = app.db.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM payments WHERE payment_id = UNHEX(REPLACE(?, '-', '')) FOR UPDATE")
+        .bind(&id)
+        .fetch_one(&mut *holder)
+        .await
+        .unwrap();
+    let (path, empty) = (format!("/payments/capture/{id}"), json!({}));
+    let capture = app.post(&path, &empty);
+    let authorize = app.authorize(700, "innocent");
+    let stop = async {
+        // The batch's lock of the payment waits behind `holder`: stop that statement.
+        let waiting = || {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT id FROM information_schema.processlist WHERE db = DATABASE() \
+                 AND info LIKE 'SELECT payment_id%FOR UPDATE'",
+            )
+            .fetch_optional(&app.db)
+        };
+        app.eventually(
+            "the batch waits for the payment's row lock",
+            Duration::from_secs(10),
+            || async { waiting().await.unwrap().is_some() },
+        )
+        .await;
+        let connection = waiting().await.unwrap().unwrap();
+        sqlx::query(&format!("KILL QUERY {connection}"))
+            .execute(&app.db)
+            .await
+            .unwrap();
+    };
+    let (_, authorized, ()) = tokio::join!(capture, authorize, stop);
+    holder.rollback().await.unwrap();
+
+    assert_eq!(
+        authorized.status,
+        200,
+        "the authorization was not the stopped statement's: {}",
+        String::from_utf8_lossy(&authorized.bytes)
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM payments WHERE amount = 700")
+            .await,
+        1
+    );
+}
