@@ -123,6 +123,8 @@ async fn gather(mut jobs: mpsc::Receiver<Job>, writer: Writer, config: BatchConf
 
 /// Why a batch was not committed.
 enum Failure {
+    /// No connection (the database is down or the pool exhausted): alone, each would wait for one again.
+    NoConnection(sqlx::Error),
     /// Some of the batch's idempotency keys exist already (or were inserted meanwhile).
     KeysTaken,
     /// Before the commit: rolled back, nothing written.
@@ -177,20 +179,22 @@ impl Writer {
                         Ok(_) | Err(_) => alone.append(&mut batch),
                     }
                 }
-                Err(Failure::BeforeCommit(e)) => {
-                    if storage::is_unavailable(&e) {
-                        // Alone they would get the same 503: answer now rather than wait again.
-                        for job in batch.drain(..) {
-                            let _ = job.reply.send(Err(ApiError::DatabaseUnavailable));
-                        }
-                    } else {
-                        tracing::debug!(error = %e, size = batch.len(), "batch rolled back; its requests go on alone");
-                        self.metrics
-                            .commit_batch_split
-                            .with_label_values(&["error"])
-                            .inc();
-                        alone.append(&mut batch);
+                Err(Failure::NoConnection(e)) => {
+                    // Alone, each would wait for a connection again and get the same 503.
+                    tracing::warn!(error = %e, "no database connection for a batch");
+                    for job in batch.drain(..) {
+                        let _ = job.reply.send(Err(ApiError::DatabaseUnavailable));
                     }
+                }
+                // Even an "unavailable" error here may be this batch's alone (its statement killed,
+                // its connection lost): the others must not pay for it, so every request goes on alone.
+                Err(Failure::BeforeCommit(e)) => {
+                    tracing::debug!(error = %e, size = batch.len(), "batch rolled back; its requests go on alone");
+                    self.metrics
+                        .commit_batch_split
+                        .with_label_values(&["error"])
+                        .inc();
+                    alone.append(&mut batch);
                 }
                 Err(Failure::Commit(e)) => {
                     let unavailable = storage::is_unavailable(&e);
@@ -239,7 +243,13 @@ impl Writer {
 
     /// Writes the whole batch in one transaction; on success, each request's result in batch order.
     async fn try_write(&self, batch: &[Job]) -> Result<Vec<Result<Written, ApiError>>, Failure> {
-        let mut tx = self.db.begin().await.map_err(Failure::BeforeCommit)?;
+        let mut tx = self.db.begin().await.map_err(|e| {
+            if storage::is_unavailable(&e) {
+                Failure::NoConnection(e)
+            } else {
+                Failure::BeforeCommit(e)
+            }
+        })?;
         let now = storage::now();
 
         // 1. Keys, sorted. An authorize's answer is known before the commit, so its key is written
@@ -300,7 +310,18 @@ impl Writer {
         let mut new_payments: Vec<PaymentRecord> = Vec::new();
         let mut events: Vec<PaymentEvent> = Vec::new();
         let mut completions: Vec<KeyRow> = Vec::new();
+        let mut abandoned: Vec<&Keyed> = Vec::new();
         for (job, auth) in batch.iter().zip(authorizations) {
+            // The requester is gone (client hung up, gateway timed out): alone, its transaction would
+            // have been dropped and rolled back, so it is left out — nothing written, its key freed — and
+            // a retry finds nothing done.
+            if job.reply.is_closed() {
+                abandoned.extend(&job.keyed);
+                results.push(Err(ApiError::Internal(anyhow::anyhow!(
+                    "the requester left before the commit"
+                ))));
+                continue;
+            }
             let outcome = match (auth, &job.command) {
                 (Some(Ok(e)), _) => {
                     new_payments.push(e.payment.clone());
@@ -388,6 +409,11 @@ impl Writer {
         crate::outbox::enqueue_all(&mut tx, &events)
             .await
             .map_err(Failure::BeforeCommit)?;
+        if !abandoned.is_empty() {
+            delete_keys(&mut tx, &abandoned)
+                .await
+                .map_err(Failure::BeforeCommit)?;
+        }
         if !completions.is_empty() {
             completions.sort_by(|a, b| (&a.merchant, &a.key).cmp(&(&b.merchant, &b.key)));
             insert_keys(&mut tx, &completions, now, self.retention, true)
@@ -397,6 +423,23 @@ impl Writer {
         tx.commit().await.map_err(Failure::Commit)?;
         Ok(results)
     }
+}
+
+/// Frees keys this transaction claimed for requests it leaves out.
+async fn delete_keys(tx: &mut Tx, keys: &[&Keyed]) -> Result<(), sqlx::Error> {
+    let mut q = QueryBuilder::<MySql>::new("DELETE FROM idempotency_keys WHERE ");
+    for (i, k) in keys.iter().enumerate() {
+        if i > 0 {
+            q.push(" OR ");
+        }
+        q.push("(merchant_id = ")
+            .push_bind(k.merchant.as_str().to_owned())
+            .push(" AND idempotency_key = ")
+            .push_bind(k.key.as_str().to_owned())
+            .push(")");
+    }
+    q.build().execute(&mut **tx).await?;
+    Ok(())
 }
 
 /// One idempotency row as a batch writes it.
