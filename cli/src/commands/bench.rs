@@ -193,7 +193,7 @@ fn step_lines(step: &Step) -> String {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     format!(
         "{} {:<9} {:>6}/s {:<7} → achieved {:>8.1}/s, p99 {}, errors {:.3} %, dropped {}\n    \
-         requests {:.1}/s, commits {}/s, batch p50 {} p99 {}\n    \
+         requests/s {:.1}, commits/s {}, batch p50 {} p99 {}\n    \
          CPU per flow {total:.2} ms, machine {:.0} % busy: {}",
         mark(step.passed),
         step.flow,
