@@ -674,6 +674,8 @@ fn bench_in_miniature_reports_every_part_and_its_driver_keeps_the_schedule() {
     ]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "bench failed:\n{out}\n{err}");
+    // The tables in the test's log: what a reader of a CI run can compare with BENCHMARKS.md's.
+    eprintln!("{out}");
     for figure in [
         "database baseline",
         "broker alone",
