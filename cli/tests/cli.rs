@@ -641,6 +641,141 @@ fn up_fast_breaker(stack: &Stack) -> Output {
 }
 
 #[test]
+fn bench_in_miniature_reports_every_part_and_its_driver_keeps_the_schedule() {
+    let home = temp_home("bench");
+    let (ports, port_args) = free_ports();
+    let stack = Stack {
+        home: &home,
+        ports: port_args.clone(),
+    };
+    let o = stack.up_with_env(&[]);
+    assert!(o.status.success(), "up failed: {:?}", text(&o));
+    let api_url = format!("http://127.0.0.1:{}/api", ports[5]);
+
+    // Every part runs and reports (the figures themselves are not asserted): the builtin driver steps,
+    // k6 cross-checks the sustained rate, and each step shows the API's commits and the generator's CPU.
+    let o = stack.run(&[
+        "bench",
+        "--baseline-seconds",
+        "1",
+        "--step",
+        "2s",
+        "--rates",
+        "10",
+        "--full-rates",
+        "5",
+        "--broker-messages",
+        "200",
+        // Generous: a debug build on a loaded 2-core CI machine; speed is measured by benchmarks.
+        "--p99-ms",
+        "2000",
+        "--api-url",
+        &api_url,
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "bench failed:\n{out}\n{err}");
+    // The tables in the test's log: what a reader of a CI run can compare with BENCHMARKS.md's.
+    eprintln!("{out}");
+    for figure in [
+        "database baseline",
+        "broker alone",
+        "authorize sustained",
+        "full flow sustained",
+        "ledger catch-up",
+        "peak RSS ingest",
+        "reconcile: clean",
+        // The step tables: commits next to requests, the generator's CPU apart from the rest.
+        "requests/s",
+        "commits/s",
+        "batch p50",
+        "batch p99",
+        "generator",
+        "other",
+        "cross-check: k6 at 10/s",
+        "cross-check: k6 at 5/s",
+    ] {
+        assert!(out.contains(figure), "bench output lacks {figure}:\n{out}");
+    }
+    assert!(
+        out.lines().any(|l| l.contains("│ k6 ")),
+        "no k6 row in the step tables:\n{out}"
+    );
+
+    // The driver itself, as JSON: 50 flows/s held for 2 s after k6's 1 s ramp from 5/s is 127 flows
+    // (27 in the ramp, 100 at the rate), every one started on schedule and answered.
+    let o = stack.run(&[
+        "bench",
+        "--json",
+        "--baseline-seconds",
+        "1",
+        "--broker-messages",
+        "0",
+        "--step",
+        "2s",
+        "--rates",
+        "50",
+        "--full-rates",
+        "5",
+        "--no-cross-check",
+        "--p99-ms",
+        "2000",
+        "--api-url",
+        &api_url,
+    ]);
+    assert!(o.status.success(), "bench --json failed: {:?}", text(&o));
+    let report: Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {:?}", text(&o)));
+    assert_camel_case(&report);
+    let step = &report["authorize"]["steps"][0];
+    assert_eq!(
+        (
+            step["driver"].as_str(),
+            step["rate"].as_u64(),
+            step["flows"].as_f64(),
+            step["errorPct"].as_f64(),
+            step["dropped"].as_f64(),
+            step["passed"].as_bool(),
+        ),
+        (
+            Some("builtin"),
+            Some(50),
+            Some(127.0),
+            Some(0.0),
+            Some(0.0),
+            Some(true)
+        ),
+        "{step:#}"
+    );
+    assert_eq!(step["latency"][0]["request"], "authorize", "{step:#}");
+    assert_eq!(step["latency"][0]["count"], 127, "{step:#}");
+    let full = &report["full"]["steps"][0];
+    let requests: Vec<&str> = full["latency"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["request"].as_str().unwrap())
+        .collect();
+    assert_eq!(requests, ["authorize", "capture", "refund"], "{full:#}");
+    assert_eq!(full["errorPct"].as_f64(), Some(0.0), "{full:#}");
+    // The figures are there whatever their values: the API's commits (null from a server without
+    // group commit) and the CPU per flow with the generator apart.
+    assert!(step.get("batches").is_some(), "{step:#}");
+    let processes: Vec<&str> = step["cpuPerFlow"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["process"].as_str().unwrap())
+        .collect();
+    assert!(
+        processes.ends_with(&["generator", "other"]) && processes.contains(&"ingest"),
+        "{processes:?}"
+    );
+    assert_eq!(report["authorize"]["sustained"], 50, "{report:#}");
+    assert_eq!(report["authorize"]["crossCheck"], Value::Null);
+    assert_eq!(report["reconcile"]["clean"], true, "{report:#}");
+}
+
+#[test]
 fn up_smoke_reconcile_down_end_to_end_on_the_native_runtime() {
     let home = temp_home("e2e");
     let (ports, port_args) = free_ports();
@@ -851,40 +986,6 @@ fn up_smoke_reconcile_down_end_to_end_on_the_native_runtime() {
 
     // After the checks that read the first consumer's metrics: this restarts it.
     load_counts_only_what_it_adds(&stack, &ports);
-
-    // bench in miniature: every part runs and reports (the figures themselves are not asserted).
-    let mut bench = vec![
-        "bench".to_string(),
-        "--baseline-seconds".into(),
-        "1".into(),
-        "--step".into(),
-        "2s".into(),
-        "--rates".into(),
-        "10".into(),
-        "--full-rates".into(),
-        "5".into(),
-        "--broker-messages".into(),
-        "200".into(),
-        "--p99-ms".into(),
-        "2000".into(),
-        "--api-url".into(),
-        format!("http://127.0.0.1:{}/api", ports[5]),
-    ];
-    bench.extend(port_args.iter().cloned());
-    let bench: Vec<&str> = bench.iter().map(String::as_str).collect();
-    let o = payctl(&home, &bench);
-    let (out, err) = text(&o);
-    assert!(o.status.success(), "bench failed:\n{out}\n{err}");
-    for figure in [
-        "database baseline",
-        "broker alone",
-        "authorize sustained",
-        "ledger catch-up",
-        "peak RSS ingest",
-        "reconcile: clean",
-    ] {
-        assert!(out.contains(figure), "bench output lacks {figure}:\n{out}");
-    }
 
     let o = payctl(
         &home,

@@ -84,7 +84,7 @@ pub async fn exec(home: &Path, a: LoadArgs) -> anyhow::Result<ExitCode> {
     };
     let keys = merchant_keys(&db, a.merchants, "load-merchant").await?;
     let flow = a.flow.name();
-    let (code, report, took) = run_k6(
+    let done = run_k6(
         home,
         &K6Run {
             api_url: &a.api_url,
@@ -97,6 +97,7 @@ pub async fn exec(home: &Path, a: LoadArgs) -> anyhow::Result<ExitCode> {
         },
     )
     .await?;
+    let (code, report, took) = (done.code, done.summary, done.took);
     let log = dir.join("k6.log");
     print_summary(&report, flow, a.rate, took);
     println!(

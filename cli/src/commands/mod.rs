@@ -137,11 +137,14 @@ pub enum Command {
   payctl load --rate 500 --duration 2m --flow full
   payctl load --no-reconcile         k6's verdict alone")]
     Load(load::LoadArgs),
-    /// Measure: the database's own limit, the highest sustained rates (authorize, full flow), ledger
-    /// catch-up and memory. Reports figures; asserts nothing.
+    /// Measure: the database's own limit, the highest sustained rates (authorize, full flow) with the
+    /// API's commits and each process's CPU per flow, ledger catch-up and memory. Reports figures;
+    /// asserts nothing.
     #[command(after_help = "Examples:
-  payctl bench                       the whole measurement (several minutes)
-  payctl bench --rates 1000,2000 --step 30s --broker-messages 0")]
+  payctl bench                       the whole measurement (several minutes); k6 cross-checks the rate
+  payctl bench --rates 1000,2000 --step 30s --broker-messages 0
+  payctl bench --driver k6           every step with k6, as `payctl load` drives
+  payctl bench --json > bench.json   the whole report as one JSON object")]
     Bench(bench::BenchArgs),
     /// Key figures live from every service's /metrics: request rate, p99, errors, breaker state,
     /// outbox backlog, consumer lag, ledger lag, DLQ (the terminal's Grafana on the native runtime).

@@ -103,8 +103,43 @@ pub struct K6Run<'a> {
     pub summary: PathBuf,
 }
 
-/// Runs k6 with a progress bar; returns its exit code, its summary and how long it took.
-pub async fn run_k6(home: &Path, run: &K6Run<'_>) -> anyhow::Result<(i32, Value, Duration)> {
+/// What a k6 run left.
+pub struct K6Done {
+    pub code: i32,
+    pub summary: Value,
+    pub took: Duration,
+    /// CPU time (user + system) k6 used: the load generator's own share of the machine.
+    pub cpu: Duration,
+}
+
+/// Whether the child `pid` has ended, reaping it: its exit code (1 after a signal) and the CPU time it
+/// used. wait4 rather than `Child::try_wait`, because only the reaping wait reports the ended
+/// process's CPU time; /proc has nothing once it is gone.
+fn reap(pid: u32) -> std::io::Result<Option<(i32, Duration)>> {
+    let mut status = 0;
+    // SAFETY: rusage is plain old data, for which all zeroes is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are to live locals; with WNOHANG, wait4 does not block.
+    let r = unsafe { libc::wait4(pid as libc::pid_t, &mut status, libc::WNOHANG, &mut usage) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if r == 0 {
+        return Ok(None);
+    }
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        1
+    };
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    Ok(Some((code, time(usage.ru_utime) + time(usage.ru_stime))))
+}
+
+/// Runs k6 with a progress bar; returns its exit code, its summary, how long it took and its CPU time.
+// `reap` waits for the child (wait4), which clippy does not see.
+#[allow(clippy::zombie_processes)]
+pub async fn run_k6(home: &Path, run: &K6Run<'_>) -> anyhow::Result<K6Done> {
     let k6 = k6()?;
     let dir = home.join("load");
     std::fs::create_dir_all(&dir)?;
@@ -113,7 +148,7 @@ pub async fn run_k6(home: &Path, run: &K6Run<'_>) -> anyhow::Result<(i32, Value,
     let ramp = (seconds(run.duration) / 10).max(1);
     let flow = run.flow.name();
     let log = dir.join("k6.log");
-    let mut child = Command::new(&k6)
+    let child = Command::new(&k6)
         .arg("run")
         .arg("--summary-export")
         .arg(&run.summary)
@@ -141,15 +176,14 @@ pub async fn run_k6(home: &Path, run: &K6Run<'_>) -> anyhow::Result<(i32, Value,
     );
     bar.set_message(format!("{flow} at {}/s", run.rate));
     let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
+    let (code, cpu) = loop {
+        if let Some(ended) = reap(child.id())? {
+            break ended;
         }
         bar.set_position(started.elapsed().as_secs().min(total));
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     bar.finish_and_clear();
-    let code = status.code().unwrap_or(1);
     let report: Value = match std::fs::read(&run.summary)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
@@ -161,7 +195,12 @@ pub async fn run_k6(home: &Path, run: &K6Run<'_>) -> anyhow::Result<(i32, Value,
             payctl_stack::process::log_tail(&log, 15).join("\n")
         ),
     };
-    Ok((code, report, started.elapsed()))
+    Ok(K6Done {
+        code,
+        summary: report,
+        took: started.elapsed(),
+        cpu,
+    })
 }
 
 #[cfg(test)]

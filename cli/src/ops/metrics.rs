@@ -96,8 +96,15 @@ fn sum(samples: &[Sample], name: &str, keep: impl Fn(&Sample) -> bool) -> f64 {
 }
 
 /// The q-quantile of the observations between two cumulative histograms (summed over every label but
-/// `le`), interpolated linearly within the bucket as Prometheus' histogram_quantile does.
-pub fn quantile_between(before: &[Sample], after: &[Sample], name: &str, q: f64) -> Option<f64> {
+/// `le`), as `histogram_quantile` computes it (see `bucket_quantile`; `lowest` is the lower edge of the
+/// lowest bucket).
+pub fn quantile_between(
+    before: &[Sample],
+    after: &[Sample],
+    name: &str,
+    q: f64,
+    lowest: f64,
+) -> Option<f64> {
     let buckets = |samples: &[Sample]| {
         let mut by_le: HashMap<String, f64> = HashMap::new();
         for s in samples.iter().filter(|s| s.name == name) {
@@ -120,21 +127,32 @@ pub fn quantile_between(before: &[Sample], after: &[Sample], name: &str, q: f64)
         })
         .collect();
     delta.sort_by(|x, y| x.0.total_cmp(&y.0));
-    let total = delta.last()?.1;
+    bucket_quantile(&delta, q, lowest)
+}
+
+/// The q-quantile of a histogram given as (upper bound, cumulative count) sorted by bound, the last
+/// +Inf, the way Prometheus' `histogram_quantile` does it: find the bucket whose cumulative count first
+/// reaches q × total, and interpolate linearly between its lower and upper bound by where the rank lies
+/// within its count; a rank in the +Inf bucket gives the highest finite bound. Prometheus takes 0 as the
+/// lower edge of the lowest bucket; `lowest` replaces it for a quantity known to be at least that
+/// (capped at the bucket's upper bound). `None` when the histogram has no observations.
+pub fn bucket_quantile(buckets: &[(f64, f64)], q: f64, lowest: f64) -> Option<f64> {
+    let total = buckets.last()?.1;
     if total <= 0.0 {
         return None;
     }
-    let rank = q * total;
-    let mut prev = (0.0, 0.0);
-    for &(bound, count) in &delta {
+    let rank = q.clamp(0.0, 1.0) * total;
+    let mut prev: Option<(f64, f64)> = None;
+    for &(bound, count) in buckets {
         if count >= rank {
+            let (start, below) = prev.unwrap_or((lowest.min(bound), 0.0));
             if bound.is_infinite() {
-                return Some(prev.0);
+                return Some(start);
             }
-            let within = (rank - prev.1) / (count - prev.1).max(f64::MIN_POSITIVE);
-            return Some(prev.0 + (bound - prev.0) * within);
+            let within = (rank - below) / (count - below).max(f64::MIN_POSITIVE);
+            return Some(start + (bound - start) * within);
         }
-        prev = (bound, count);
+        prev = Some((bound, count));
     }
     None
 }
@@ -241,7 +259,7 @@ pub fn figures(
     Figures {
         interval_seconds: seconds,
         requests_per_second: rate(&ib, &ia, "http_requests_total", &|_| true),
-        p99_ms: quantile_between(&ib, &ia, "http_request_duration_seconds_bucket", 0.99)
+        p99_ms: quantile_between(&ib, &ia, "http_request_duration_seconds_bucket", 0.99, 0.0)
             .map(|s| s * 1000.0),
         errors_4xx_per_second: rate(&ib, &ia, "http_requests_total", &status_class('4')),
         errors_5xx_per_second: rate(&ib, &ia, "http_requests_total", &status_class('5')),
@@ -291,10 +309,58 @@ mod tests {
             "h_bucket{route=\"/a\",le=\"0.01\"} 60\nh_bucket{route=\"/a\",le=\"0.1\"} 120\n\
              h_bucket{route=\"/a\",le=\"+Inf\"} 120\n",
         );
-        let p50 = quantile_between(&before, &after, "h_bucket", 0.5).unwrap();
+        let p50 = quantile_between(&before, &after, "h_bucket", 0.5, 0.0).unwrap();
         assert!((p50 - 0.01).abs() < 1e-9, "{p50}");
-        let p99 = quantile_between(&before, &after, "h_bucket", 0.99).unwrap();
+        let p99 = quantile_between(&before, &after, "h_bucket", 0.99, 0.0).unwrap();
         assert!((p99 - 0.0982).abs() < 1e-6, "{p99}");
-        assert_eq!(quantile_between(&after, &after, "h_bucket", 0.99), None);
+        assert_eq!(
+            quantile_between(&after, &after, "h_bucket", 0.99, 0.0),
+            None
+        );
+    }
+
+    /// Batch sizes (buckets 1, 2, 4, …, 256 as pay-server exports them), as (le, cumulative count).
+    fn batch_buckets(counts: [f64; 9]) -> Vec<(f64, f64)> {
+        let mut cumulative = 0.0;
+        let mut out: Vec<(f64, f64)> = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]
+            .into_iter()
+            .zip(counts)
+            .map(|(le, n)| {
+                cumulative += n;
+                (le, cumulative)
+            })
+            .collect();
+        out.push((f64::INFINITY, cumulative));
+        out
+    }
+
+    #[test]
+    fn bucket_quantile_interpolates_as_histogram_quantile_does() {
+        let close = |got: Option<f64>, want: f64| {
+            got.is_some_and(|g| (g - want).abs() < 1e-9)
+                .then_some(())
+                .ok_or(format!("{got:?}, expected {want}"))
+        };
+        // 100 commits: 10 of one request, 20 of two, 70 of five to eight.
+        let b = batch_buckets([10.0, 20.0, 0.0, 70.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        // p50: rank 50 lies 20 into the (4, 8] bucket's 70 → 4 + 4 × 20/70.
+        close(bucket_quantile(&b, 0.5, 1.0), 4.0 + 4.0 * 20.0 / 70.0).unwrap();
+        // p99: rank 99, 69 into the same bucket.
+        close(bucket_quantile(&b, 0.99, 1.0), 4.0 + 4.0 * 69.0 / 70.0).unwrap();
+        // p20: rank 20 is 10 into the (1, 2] bucket's 20.
+        close(bucket_quantile(&b, 0.2, 1.0), 1.5).unwrap();
+        // Rank within the lowest bucket: from `lowest` (Prometheus: 0) to its bound.
+        close(bucket_quantile(&b, 0.05, 0.0), 0.5).unwrap();
+        close(bucket_quantile(&b, 0.05, 1.0), 1.0).unwrap();
+        // No batching at all: every commit carried one request, and every quantile says 1.
+        let ones = batch_buckets([500.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        close(bucket_quantile(&ones, 0.99, 1.0), 1.0).unwrap();
+        // Beyond the highest finite bucket: its bound, as Prometheus answers.
+        let mut big = batch_buckets([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 10.0]);
+        big.last_mut().unwrap().1 = 20.0;
+        close(bucket_quantile(&big, 0.99, 1.0), 256.0).unwrap();
+        // An interval without observations has no quantile.
+        assert_eq!(bucket_quantile(&batch_buckets([0.0; 9]), 0.5, 1.0), None);
+        assert_eq!(bucket_quantile(&[], 0.5, 1.0), None);
     }
 }

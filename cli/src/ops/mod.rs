@@ -1,6 +1,6 @@
-//! What the commands share and no command owns: the API client, the k6 runner, the merchants payctl
-//! provisions, the breaker's admin endpoints, the DLQ, the services' metrics, bench's measurements and
-//! the store's build.
+//! What the commands share and no command owns: the API client, the k6 runner and payctl's own load
+//! driver, the merchants payctl provisions, the breaker's admin endpoints, the DLQ, the services'
+//! metrics, bench's measurements and the store's build.
 
 pub mod api;
 pub mod bench;
@@ -8,6 +8,7 @@ pub mod breaker;
 pub mod chaos;
 pub mod dlq;
 pub mod doctor;
+pub mod driver;
 pub mod endpoints;
 pub mod k6;
 pub mod merchants;

@@ -1,4 +1,4 @@
-//! The processes of this machine as /proc shows them: state, parent and CPU time.
+//! The processes of this machine as /proc shows them: state, parent and CPU time (payctl's own too).
 
 /// What payctl reads of a process's `/proc/<pid>/stat`.
 #[derive(Debug, Clone, Copy)]
@@ -31,6 +31,19 @@ pub fn stat(pid: u32) -> Option<Stat> {
     )
 }
 
+/// Clock ticks per second, the unit of `Stat::ticks` and of /proc/stat.
+pub fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64
+}
+
+/// CPU time (user + system, every thread) this process has used so far.
+pub fn own_cpu() -> std::time::Duration {
+    stat(std::process::id()).map_or(std::time::Duration::ZERO, |s| {
+        std::time::Duration::from_secs_f64(s.ticks as f64 / ticks_per_second())
+    })
+}
+
 /// Every process of this machine.
 pub fn processes() -> Vec<Stat> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
@@ -56,5 +69,14 @@ mod tests {
         let me = stat(std::process::id()).unwrap();
         assert!(matches!(me.state, 'R' | 'S'), "{me:?}");
         assert!(processes().iter().any(|p| p.pid == me.ppid));
+        // Busy for a while: our own CPU time grows by about as much.
+        let before = own_cpu();
+        let started = std::time::Instant::now();
+        let mut x = 0u64;
+        while started.elapsed() < std::time::Duration::from_millis(200) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let used = own_cpu() - before;
+        assert!(used >= std::time::Duration::from_millis(100), "{used:?}");
     }
 }
