@@ -379,3 +379,54 @@ async fn a_stopped_batch_statement_does_not_fail_its_other_requests() {
         1
     );
 }
+
+/// Bursts of 1, 2, … 24 concurrent authorizations on a private MariaDB whose `max_prepared_stmt_count`
+/// is 80, from a server with a pool of 4 connections; the statuses answered.
+async fn bursts_under_a_prepared_statement_limit(batching: bool) -> Vec<u16> {
+    let (app, _services) = crate::helpers::spawn_dedicated(|c| {
+        c.batch.disabled = !batching;
+        c.batch.window_ms = 30;
+        c.batch.concurrency = 1;
+        c.database_pool_size = 4;
+    })
+    .await;
+    sqlx::query("SET GLOBAL max_prepared_stmt_count = 80")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let mut statuses = Vec::new();
+    for n in 1..=24 {
+        let replies = join_all((0..n).map(|i| {
+            let app = &app;
+            async move { app.authorize(100 + i, &format!("burst-{n}-{i}")).await }
+        }))
+        .await;
+        statuses.extend(replies.iter().map(|r| r.status));
+    }
+    statuses
+}
+
+/// Scenario: prepared statements. sqlx prepares every distinct SQL text once per connection and keeps up
+/// to `statement_cache_capacity` (256) of them on the server. Alone, a connection needs about ten texts;
+/// a batch's multi-row INSERTs and IN lists have one text per batch size, for keys (claimed and
+/// completed), payments, events, row locks and the taken-keys read: up to ~6 × commit-batch-max, so
+/// every connection soon holds its 256. With the defaults that is 32 × 256 = 8,192 statements per
+/// instance: two instances exceed MariaDB's default `max_prepared_stmt_count` (16,382), with the
+/// consumer's own on top. Past it every new prepare fails (1461), the batches fail and their requests go
+/// alone, whose statements the LRU cache has meanwhile evicted: 500 for requests that alone get 200.
+/// Scaled down here (pool of 4, limit 80; alone the server needs about 40).
+/// Expected: batch statements that do not multiply per batch size (e.g. not persistent —
+/// `.persistent(false)` — or padded to a few fixed sizes), so batching stays within what alone uses.
+#[tokio::test]
+async fn batch_statements_do_not_exhaust_the_servers_prepared_statements() {
+    let alone = bursts_under_a_prepared_statement_limit(false).await;
+    assert!(alone.iter().all(|s| *s == 200), "alone: {alone:?}");
+    let batched = bursts_under_a_prepared_statement_limit(true).await;
+    let failed = batched.iter().filter(|s| **s != 200).count();
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} authorizations refused: {batched:?}",
+        batched.len()
+    );
+}
