@@ -430,3 +430,122 @@ async fn batch_statements_do_not_exhaust_the_servers_prepared_statements() {
         batched.len()
     );
 }
+
+/// Two instances on one database, both batching (up to 4 batches at once each), with 120 keyed changes
+/// of four payments each sent one to three times at once to either instance (a client retrying on
+/// another instance) and some unkeyed ones: no 5xx, every answer of one key is the same bytes, each
+/// payment's totals are the sum of what its original 200s moved, and it has one event per change.
+#[tokio::test]
+async fn two_batching_instances_share_keys_and_payments() {
+    use rand::{Rng, SeedableRng};
+    use std::collections::{BTreeMap, HashMap};
+
+    let a = spawn_app_with(|c| {
+        c.batch.window_ms = 3;
+        c.batch.concurrency = 4;
+    })
+    .await;
+    let b = a.peer(|_| {}).await;
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let id = a.authorized_payment(100_000).await;
+        let captured = a
+            .post(
+                &format!("/payments/capture/{id}"),
+                &json!({"amount": 60_000}),
+            )
+            .await;
+        assert_eq!(captured.status, 200);
+        ids.push(id);
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    // (instance a?, payment, kind, amount, key)
+    let mut requests = Vec::new();
+    for k in 0..120 {
+        let id = rng.gen_range(0..ids.len());
+        let kind = ["capture", "refund", "refund"][rng.gen_range(0..3)];
+        let amount: i64 = rng.gen_range(1..3000);
+        for _ in 0..rng.gen_range(1..4) {
+            requests.push((
+                rng.gen_bool(0.5),
+                id,
+                kind,
+                amount,
+                Some(format!("key-{k}")),
+            ));
+        }
+        if rng.gen_bool(0.3) {
+            requests.push((rng.gen_bool(0.5), id, kind, amount, None));
+        }
+    }
+    let replies = join_all(requests.iter().map(|(on_a, id, kind, amount, key)| {
+        let app = if *on_a { &a } else { &b };
+        let path = format!("/payments/{kind}/{}", ids[*id]);
+        async move {
+            let headers: Vec<(&str, &str)> = key
+                .iter()
+                .map(|k| ("Idempotency-Key", k.as_str()))
+                .collect();
+            app.request(
+                Method::POST,
+                &path,
+                Some(app.key()),
+                Some(&json!({ "amount": amount })),
+                &headers,
+            )
+            .await
+        }
+    }))
+    .await;
+
+    let mut by_key: HashMap<&str, Vec<&crate::helpers::Reply>> = HashMap::new();
+    // Per payment: (captured, refunded) moved by original 200s.
+    let mut moved: BTreeMap<usize, (i64, i64)> = BTreeMap::new();
+    for ((_, id, kind, amount, key), r) in requests.iter().zip(&replies) {
+        assert!(r.status < 500, "{}", String::from_utf8_lossy(&r.bytes));
+        let code = r.json()["code"].as_str().unwrap_or("").to_owned();
+        if code == "IDEMPOTENCY_IN_PROGRESS" || code == "LOCK_TIMEOUT" {
+            continue;
+        }
+        if let Some(k) = key {
+            by_key.entry(k.as_str()).or_default().push(r);
+        }
+        if r.status == 200 && r.header("idempotent-replayed").is_none() {
+            let m = moved.entry(*id).or_default();
+            if *kind == "capture" {
+                m.0 += amount;
+            } else {
+                m.1 += amount;
+            }
+        }
+    }
+    for (key, answers) in &by_key {
+        let first = answers[0];
+        assert!(
+            answers
+                .iter()
+                .all(|r| (r.status, &r.bytes) == (first.status, &first.bytes)),
+            "{key}: {:?}",
+            answers
+                .iter()
+                .map(|r| String::from_utf8_lossy(&r.bytes))
+                .collect::<Vec<_>>()
+        );
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let payment = a.get(&format!("/payments/{id}")).await.json();
+        let (captured, refunded) = moved.get(&i).copied().unwrap_or_default();
+        assert_eq!(payment["capturedAmount"], 60_000 + captured, "{payment}");
+        assert_eq!(payment["refundedAmount"], refunded, "{payment}");
+        let row = format!("payment_id = UNHEX(REPLACE('{id}', '-', ''))");
+        let version = a
+            .count(&format!(
+                "SELECT CAST(version AS SIGNED) FROM payments WHERE {row}"
+            ))
+            .await;
+        let events = a
+            .count(&format!("SELECT COUNT(*) FROM outbox_events WHERE {row}"))
+            .await;
+        assert_eq!(events, version + 1, "one event per change of {id}");
+    }
+}

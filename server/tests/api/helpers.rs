@@ -292,6 +292,39 @@ impl TestApp {
         TopicReader::of(self).read(base).await
     }
 
+    /// A second instance of the server on this app's database, Redis prefix and topics (as two ingest
+    /// instances behind a load balancer), with the same merchants.
+    pub async fn peer(&self, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        let mut config = (*self.state.config).clone();
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        tweak(&mut config);
+        let app = Application::build(config.clone())
+            .await
+            .expect("the peer builds");
+        let address = format!("http://{}", app.local_addr());
+        let state = app.state().clone();
+        let shutdown = app.shutdown_token();
+        let server = tokio::spawn(app.run());
+        TestApp {
+            address,
+            client: self.client.clone(),
+            db: self.db.clone(),
+            state,
+            merchant: TestMerchant {
+                id: self.merchant.id.clone(),
+                key: self.merchant.key.clone(),
+            },
+            other_merchant: TestMerchant {
+                id: self.other_merchant.id.clone(),
+                key: self.other_merchant.key.clone(),
+            },
+            kafka_bootstrap: self.kafka_bootstrap.clone(),
+            topic_prefix: config.kafka.topic_prefix.clone(),
+            shutdown,
+            server: Some(server),
+        }
+    }
+
     pub async fn stop(mut self) {
         self.shutdown.cancel();
         if let Some(s) = self.server.take() {
