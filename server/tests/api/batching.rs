@@ -549,3 +549,88 @@ async fn two_batching_instances_share_keys_and_payments() {
         assert_eq!(events, version + 1, "one event per change of {id}");
     }
 }
+
+/// Scenario: head-of-line blocking. A batch keeps its writer (one of `commit-batch-concurrency`) while it
+/// waits for a row lock, up to the lock-wait timeout. Changes of one busy payment (its row held by a
+/// long transaction, or hammered by one merchant's retries) fill every writer, and every other request of
+/// the instance — other payments, other merchants, plain authorizations that lock nothing — waits behind
+/// them, then is answered late or times out at its client. Alone, only the requests for the busy payment
+/// wait. Expected: an authorization touching nothing busy is answered while the busy row is still held.
+#[tokio::test]
+async fn a_busy_payment_does_not_hold_up_unrelated_requests() {
+    use std::time::Duration;
+
+    let app = spawn_app_with(|c| {
+        c.batch.window_ms = 1;
+        c.batch.concurrency = 2;
+        c.database_lock_wait_timeout_seconds = 25;
+    })
+    .await;
+    let id = app.authorized_payment(1000).await;
+    let mut holder = app.db.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM payments WHERE payment_id = UNHEX(REPLACE(?, '-', '')) FOR UPDATE")
+        .bind(&id)
+        .fetch_one(&mut *holder)
+        .await
+        .unwrap();
+    let waiting = || async {
+        app.count(
+            "SELECT COUNT(*) FROM information_schema.processlist WHERE db = DATABASE() \
+             AND info LIKE 'SELECT payment_id%FOR UPDATE'",
+        )
+        .await
+    };
+    // Two captures of the busy payment, one after the other, so each is a batch of its own.
+    let path = format!("/payments/capture/{id}");
+    let body = json!({"amount": 100});
+    let first = tokio::spawn({
+        let (client, url, key) = (
+            app.client.clone(),
+            format!("{}{path}", app.address),
+            app.key().to_owned(),
+        );
+        let body = body.clone();
+        async move {
+            client
+                .post(url)
+                .bearer_auth(key)
+                .json(&body)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }
+    });
+    app.eventually("one batch waits", Duration::from_secs(10), || async {
+        waiting().await == 1
+    })
+    .await;
+    let second = tokio::spawn({
+        let (client, url, key) = (
+            app.client.clone(),
+            format!("{}{path}", app.address),
+            app.key().to_owned(),
+        );
+        async move {
+            client
+                .post(url)
+                .bearer_auth(key)
+                .json(&body)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }
+    });
+    app.eventually("two batches wait", Duration::from_secs(10), || async {
+        waiting().await == 2
+    })
+    .await;
+
+    // A bound, not a synchronisation: alone this answers in milliseconds; here it would wait for the
+    // 25 s lock wait of the two batches.
+    let unrelated =
+        tokio::time::timeout(Duration::from_secs(10), app.authorize(500, "unrelated")).await;
+    holder.rollback().await.unwrap();
+    let _ = (first.await, second.await);
+    let unrelated = unrelated.expect("an authorization waited behind the busy payment's batches");
+    assert_eq!(unrelated.status, 200);
+}
