@@ -152,7 +152,7 @@ impl Writer {
                 Ok(results) => {
                     self.metrics.commit_batch_size.observe(batch.len() as f64);
                     for (job, result) in batch.drain(..).zip(results) {
-                        let _ = job.reply.send(result.map(Outcome::Written));
+                        let _ = job.reply.send(result);
                     }
                 }
                 Err(Failure::KeysTaken) => {
@@ -235,14 +235,15 @@ impl Writer {
         if !any {
             return Ok(HashSet::new());
         }
-        let rows = q.build().fetch_all(&self.db).await?;
+        // Rare, and one text per number of keys: not kept prepared (see `statement_chunks`).
+        let rows = q.build().persistent(false).fetch_all(&self.db).await?;
         rows.iter()
             .map(|r| Ok((r.try_get("merchant_id")?, r.try_get("idempotency_key")?)))
             .collect()
     }
 
     /// Writes the whole batch in one transaction; on success, each request's result in batch order.
-    async fn try_write(&self, batch: &[Job]) -> Result<Vec<Result<Written, ApiError>>, Failure> {
+    async fn try_write(&self, batch: &[Job]) -> Result<Vec<Result<Outcome, ApiError>>, Failure> {
         let mut tx = self.db.begin().await.map_err(|e| {
             if storage::is_unavailable(&e) {
                 Failure::NoConnection(e)
@@ -284,7 +285,9 @@ impl Writer {
             }
         }
 
-        // 2. The payments changed, locked in one statement in payment-id order.
+        // 2. The payments changed, locked in payment-id order without waiting: a row another transaction
+        // holds (a busy payment, the consumer's foreign-key check) is skipped, and its requests go on alone
+        // after this batch, so one busy payment never holds up the rest of the batch nor the writers.
         let mut ids: Vec<Uuid> = batch
             .iter()
             .filter_map(|j| match &j.command {
@@ -296,7 +299,7 @@ impl Writer {
         ids.dedup();
         let mut locked: HashMap<Uuid, (PaymentRecord, u32)> = HashMap::new();
         if !ids.is_empty() {
-            for p in storage::lock_payments(&mut tx, &ids)
+            for p in storage::lock_free_payments(&mut tx, &ids)
                 .await
                 .map_err(Failure::BeforeCommit)?
             {
@@ -306,10 +309,11 @@ impl Writer {
         }
 
         // 3. Each request's effect in arrival order: several changes of one payment apply in turn.
-        let mut results: Vec<Result<Written, ApiError>> = Vec::with_capacity(batch.len());
+        let mut results: Vec<Result<Outcome, ApiError>> = Vec::with_capacity(batch.len());
         let mut new_payments: Vec<PaymentRecord> = Vec::new();
         let mut events: Vec<PaymentEvent> = Vec::new();
         let mut completions: Vec<KeyRow> = Vec::new();
+        // Keys claimed above for requests left out of the batch: freed in it.
         let mut abandoned: Vec<&Keyed> = Vec::new();
         for (job, auth) in batch.iter().zip(authorizations) {
             // The requester is gone (client hung up, gateway timed out): alone, its transaction would
@@ -336,6 +340,12 @@ impl Writer {
                         reason,
                     },
                 ) => match locked.get_mut(&payment_id.as_uuid()) {
+                    // Busy (skipped) or absent: alone it waits for the row or answers 404.
+                    None => {
+                        abandoned.extend(&job.keyed);
+                        results.push(Ok(Outcome::Alone));
+                        continue;
+                    }
                     Some((p, _)) if p.merchant_id == job.merchant.as_str() => {
                         match effect::change(p.clone(), *transition, reason.clone()) {
                             Ok(e) => {
@@ -365,20 +375,20 @@ impl Writer {
                     }
                     let effect = Some(e.event.event_type);
                     events.push(e.event);
-                    Ok(Written {
+                    Ok(Outcome::Written(Written {
                         saved: e.saved,
                         effect,
-                    })
+                    }))
                 }
                 Err(err) if effect::is_recorded_refusal(&err) && job.keyed.is_some() => {
                     let saved = effect::saved_refusal(&err);
                     if let (true, Some(k)) = (is_change, &job.keyed) {
                         completions.push(KeyRow::completed(k, &saved, None));
                     }
-                    Ok(Written {
+                    Ok(Outcome::Written(Written {
                         saved,
                         effect: None,
-                    })
+                    }))
                 }
                 // Alone, this request would have failed before writing anything: roll back and let it.
                 Err(_) if job.keyed.is_some() => {
@@ -438,7 +448,7 @@ async fn delete_keys(tx: &mut Tx, keys: &[&Keyed]) -> Result<(), sqlx::Error> {
             .push_bind(k.key.as_str().to_owned())
             .push(")");
     }
-    q.build().execute(&mut **tx).await?;
+    q.build().persistent(false).execute(&mut **tx).await?;
     Ok(())
 }
 
@@ -474,6 +484,19 @@ impl KeyRow {
 /// Inserts `rows` in one statement; with `complete`, rows this transaction claimed are completed instead
 /// (their response written over the claim).
 async fn insert_keys(
+    tx: &mut Tx,
+    rows: &[KeyRow],
+    now: time::OffsetDateTime,
+    retention: time::Duration,
+    complete: bool,
+) -> Result<(), sqlx::Error> {
+    for chunk in payctl_db::statement_chunks(rows) {
+        insert_key_rows(tx, chunk, now, retention, complete).await?;
+    }
+    Ok(())
+}
+
+async fn insert_key_rows(
     tx: &mut Tx,
     rows: &[KeyRow],
     now: time::OffsetDateTime,

@@ -88,9 +88,13 @@ pub async fn insert_payment(tx: &mut Tx, p: &PaymentRecord) -> Result<(), sqlx::
 
 /// Several new payments in one statement (commit batching); nothing for none.
 pub async fn insert_payments(tx: &mut Tx, payments: &[PaymentRecord]) -> Result<(), sqlx::Error> {
-    if payments.is_empty() {
-        return Ok(());
+    for chunk in payctl_db::statement_chunks(payments) {
+        insert_payment_rows(tx, chunk).await?;
     }
+    Ok(())
+}
+
+async fn insert_payment_rows(tx: &mut Tx, payments: &[PaymentRecord]) -> Result<(), sqlx::Error> {
     let mut q = sqlx::QueryBuilder::<sqlx::MySql>::new(
         "INSERT INTO payments (payment_id, merchant_id, status, amount, captured_amount, \
          refunded_amount, voided_amount, currency, version, created_at, updated_at) ",
@@ -112,23 +116,28 @@ pub async fn insert_payments(tx: &mut Tx, payments: &[PaymentRecord]) -> Result<
     Ok(())
 }
 
-/// Reads and locks the payments `ids` (sorted) in one statement, in payment-id order — the order every
-/// batch locks in, so two batches cannot each hold a row the other waits for. Whoever owns them.
-pub async fn lock_payments(tx: &mut Tx, ids: &[Uuid]) -> Result<Vec<PaymentRecord>, sqlx::Error> {
-    let mut q = sqlx::QueryBuilder::<sqlx::MySql>::new(format!(
-        "SELECT {PAYMENT_COLUMNS} FROM payments WHERE payment_id IN ("
-    ));
-    let mut list = q.separated(", ");
-    for id in ids {
-        list.push_bind(*id);
+/// Reads and locks those of the payments `ids` (sorted) that no other transaction holds, in payment-id
+/// order, without waiting: a row held elsewhere is left out, like one that does not exist. Whoever owns
+/// them.
+pub async fn lock_free_payments(
+    tx: &mut Tx,
+    ids: &[Uuid],
+) -> Result<Vec<PaymentRecord>, sqlx::Error> {
+    let mut locked = Vec::with_capacity(ids.len());
+    for chunk in payctl_db::statement_chunks(ids) {
+        let mut q = sqlx::QueryBuilder::<sqlx::MySql>::new(format!(
+            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE payment_id IN ("
+        ));
+        let mut list = q.separated(", ");
+        for id in chunk {
+            list.push_bind(*id);
+        }
+        q.push(") ORDER BY payment_id FOR UPDATE SKIP LOCKED");
+        for row in q.build().fetch_all(&mut **tx).await? {
+            locked.push(PaymentRecord::from_row(&row)?);
+        }
     }
-    q.push(") ORDER BY payment_id FOR UPDATE");
-    q.build()
-        .fetch_all(&mut **tx)
-        .await?
-        .iter()
-        .map(PaymentRecord::from_row)
-        .collect()
+    Ok(locked)
 }
 
 /// Reads the merchant's payment and locks its row until the transaction ends: the guard that makes two
