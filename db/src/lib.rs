@@ -48,24 +48,6 @@ pub fn pool(
     Ok(pool)
 }
 
-/// Splits `rows` for multi-row statements into chunks whose sizes are powers of two (at most 256), largest
-/// first. sqlx prepares every statement text once per connection and keeps it, and MariaDB counts what all
-/// connections keep against `max_prepared_stmt_count` (16,382 by default): with one text per batch size a
-/// few instances would exhaust it and every later prepare would fail. Chunked, a connection holds at most
-/// nine texts of each multi-row statement.
-pub fn statement_chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
-    let mut rest = rows;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let size = 1usize << (usize::BITS - 1 - rest.len().leading_zeros()).min(8);
-        let (chunk, tail) = rest.split_at(size);
-        rest = tail;
-        Some(chunk)
-    })
-}
-
 /// The server's error number (`ER_*`), if `e` is an error the MariaDB server sent.
 pub fn mysql_error_number(e: &sqlx::Error) -> Option<u16> {
     e.as_database_error()
@@ -201,30 +183,6 @@ pub async fn migrate_when_available(db: &MySqlPool) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn chunks_are_powers_of_two_largest_first_and_cover_every_row() {
-        let sizes = |n: usize| -> Vec<usize> {
-            let rows: Vec<usize> = (0..n).collect();
-            let chunks: Vec<&[usize]> = super::statement_chunks(&rows).collect();
-            assert_eq!(chunks.concat(), rows, "every row once, in order");
-            chunks.iter().map(|c| c.len()).collect()
-        };
-        assert_eq!(sizes(0), Vec::<usize>::new());
-        assert_eq!(sizes(1), vec![1]);
-        assert_eq!(sizes(13), vec![8, 4, 1]);
-        assert_eq!(sizes(64), vec![64]);
-        assert_eq!(sizes(1000), vec![256, 256, 256, 128, 64, 32, 8]);
-        let mut texts = std::collections::BTreeSet::new();
-        for n in 1..=1000 {
-            texts.extend(sizes(n));
-        }
-        assert_eq!(
-            texts.len(),
-            9,
-            "one statement text per power of two up to 256"
-        );
-    }
-
     use super::*;
 
     /// Every number has one class at most, and the classes hold what the comments say.

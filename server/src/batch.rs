@@ -235,7 +235,7 @@ impl Writer {
         if !any {
             return Ok(HashSet::new());
         }
-        // Rare, and one text per number of keys: not kept prepared (see `statement_chunks`).
+        // One text per number of keys: not kept prepared (see `storage::insert_payments`).
         let rows = q.build().persistent(false).fetch_all(&self.db).await?;
         rows.iter()
             .map(|r| Ok((r.try_get("merchant_id")?, r.try_get("idempotency_key")?)))
@@ -490,19 +490,6 @@ async fn insert_keys(
     retention: time::Duration,
     complete: bool,
 ) -> Result<(), sqlx::Error> {
-    for chunk in payctl_db::statement_chunks(rows) {
-        insert_key_rows(tx, chunk, now, retention, complete).await?;
-    }
-    Ok(())
-}
-
-async fn insert_key_rows(
-    tx: &mut Tx,
-    rows: &[KeyRow],
-    now: time::OffsetDateTime,
-    retention: time::Duration,
-    complete: bool,
-) -> Result<(), sqlx::Error> {
     let mut q = QueryBuilder::<MySql>::new(
         "INSERT INTO idempotency_keys (merchant_id, idempotency_key, request_fingerprint, state, \
          response_status, response_body, payment_id, created_at, expires_at) ",
@@ -529,6 +516,7 @@ async fn insert_key_rows(
              response_body = VALUES(response_body), payment_id = VALUES(payment_id)",
         );
     }
-    q.build().execute(&mut **tx).await?;
+    // One text per number of rows: not kept prepared (see `storage::insert_payments`).
+    q.build().persistent(false).execute(&mut **tx).await?;
     Ok(())
 }

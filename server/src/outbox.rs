@@ -42,24 +42,25 @@ pub async fn enqueue(tx: &mut Tx, event: &PaymentEvent) -> Result<(), sqlx::Erro
 
 /// Several events in one statement, in the order given (commit batching); nothing for none.
 pub async fn enqueue_all(tx: &mut Tx, events: &[PaymentEvent]) -> Result<(), sqlx::Error> {
-    for chunk in payctl_db::statement_chunks(events) {
-        let mut payloads = Vec::with_capacity(chunk.len());
-        for event in chunk {
-            payloads
-                .push(serde_json::to_string(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?);
-        }
-        let mut q = sqlx::QueryBuilder::<sqlx::MySql>::new(
-            "INSERT INTO outbox_events (event_id, payment_id, event_type, payload, created_at) ",
-        );
-        q.push_values(chunk.iter().zip(payloads), |mut b, (event, payload)| {
-            b.push_bind(event.event_id.as_uuid())
-                .push_bind(event.payment_id.as_uuid())
-                .push_bind(event.event_type.as_str())
-                .push_bind(payload)
-                .push_bind(storage::to_db(event.occurred_at));
-        });
-        q.build().execute(&mut **tx).await?;
+    if events.is_empty() {
+        return Ok(());
     }
+    let mut payloads = Vec::with_capacity(events.len());
+    for event in events {
+        payloads.push(serde_json::to_string(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?);
+    }
+    let mut q = sqlx::QueryBuilder::<sqlx::MySql>::new(
+        "INSERT INTO outbox_events (event_id, payment_id, event_type, payload, created_at) ",
+    );
+    q.push_values(events.iter().zip(payloads), |mut b, (event, payload)| {
+        b.push_bind(event.event_id.as_uuid())
+            .push_bind(event.payment_id.as_uuid())
+            .push_bind(event.event_type.as_str())
+            .push_bind(payload)
+            .push_bind(storage::to_db(event.occurred_at));
+    });
+    // One text per number of rows: not kept prepared (see `storage::insert_payments`).
+    q.build().persistent(false).execute(&mut **tx).await?;
     Ok(())
 }
 

@@ -86,15 +86,14 @@ pub async fn insert_payment(tx: &mut Tx, p: &PaymentRecord) -> Result<(), sqlx::
     Ok(())
 }
 
-/// Several new payments in one statement (commit batching); nothing for none.
+/// Several new payments in one statement (commit batching); nothing for none. Multi-row statements have
+/// one text per number of rows, so they are not kept prepared: kept, every connection would soon hold
+/// one per batch size, and the server's `max_prepared_stmt_count` (shared by all connections) would run
+/// out.
 pub async fn insert_payments(tx: &mut Tx, payments: &[PaymentRecord]) -> Result<(), sqlx::Error> {
-    for chunk in payctl_db::statement_chunks(payments) {
-        insert_payment_rows(tx, chunk).await?;
+    if payments.is_empty() {
+        return Ok(());
     }
-    Ok(())
-}
-
-async fn insert_payment_rows(tx: &mut Tx, payments: &[PaymentRecord]) -> Result<(), sqlx::Error> {
     let mut q = sqlx::QueryBuilder::<sqlx::MySql>::new(
         "INSERT INTO payments (payment_id, merchant_id, status, amount, captured_amount, \
          refunded_amount, voided_amount, currency, version, created_at, updated_at) ",
@@ -112,7 +111,7 @@ async fn insert_payment_rows(tx: &mut Tx, payments: &[PaymentRecord]) -> Result<
             .push_bind(to_db(p.created_at))
             .push_bind(to_db(p.updated_at));
     });
-    q.build().execute(&mut **tx).await?;
+    q.build().persistent(false).execute(&mut **tx).await?;
     Ok(())
 }
 
@@ -123,21 +122,21 @@ pub async fn lock_free_payments(
     tx: &mut Tx,
     ids: &[Uuid],
 ) -> Result<Vec<PaymentRecord>, sqlx::Error> {
-    let mut locked = Vec::with_capacity(ids.len());
-    for chunk in payctl_db::statement_chunks(ids) {
-        let mut q = sqlx::QueryBuilder::<sqlx::MySql>::new(format!(
-            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE payment_id IN ("
-        ));
-        let mut list = q.separated(", ");
-        for id in chunk {
-            list.push_bind(*id);
-        }
-        q.push(") ORDER BY payment_id FOR UPDATE SKIP LOCKED");
-        for row in q.build().fetch_all(&mut **tx).await? {
-            locked.push(PaymentRecord::from_row(&row)?);
-        }
+    let mut q = sqlx::QueryBuilder::<sqlx::MySql>::new(format!(
+        "SELECT {PAYMENT_COLUMNS} FROM payments WHERE payment_id IN ("
+    ));
+    let mut list = q.separated(", ");
+    for id in ids {
+        list.push_bind(*id);
     }
-    Ok(locked)
+    q.push(") ORDER BY payment_id FOR UPDATE SKIP LOCKED");
+    q.build()
+        .persistent(false)
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(PaymentRecord::from_row)
+        .collect()
 }
 
 /// Reads the merchant's payment and locks its row until the transaction ends: the guard that makes two
