@@ -139,9 +139,9 @@ impl Writer {
         // replays it, or gets 422 for a different request).
         let mut claimed = HashSet::new();
         let (mut batch, mut alone): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|job| {
-            job.keyed.as_ref().is_none_or(|k| {
-                claimed.insert((k.merchant.as_str().to_owned(), k.key.as_str().to_owned()))
-            })
+            job.keyed
+                .as_ref()
+                .is_none_or(|k| claimed.insert(identity(k)))
         });
         // Keys taken between our check and our insert send us round again; twice more at most.
         for _ in 0..3 {
@@ -164,12 +164,9 @@ impl Writer {
                         Ok(taken) if !taken.is_empty() => {
                             let (keep, go): (Vec<Job>, Vec<Job>) =
                                 batch.into_iter().partition(|job| {
-                                    job.keyed.as_ref().is_none_or(|k| {
-                                        !taken.contains(&(
-                                            k.merchant.as_str().to_owned(),
-                                            k.key.as_str().to_owned(),
-                                        ))
-                                    })
+                                    job.keyed
+                                        .as_ref()
+                                        .is_none_or(|k| !taken.contains(&identity(k)))
                                 });
                             batch = keep;
                             alone.extend(go);
@@ -217,24 +214,14 @@ impl Writer {
 
     /// The batch's keys that exist now (committed), read without locking.
     async fn taken_keys(&self, batch: &[Job]) -> Result<HashSet<(String, String)>, sqlx::Error> {
+        let keys: Vec<&Keyed> = batch.iter().filter_map(|j| j.keyed.as_ref()).collect();
+        if keys.is_empty() {
+            return Ok(HashSet::new());
+        }
         let mut q = QueryBuilder::<MySql>::new(
             "SELECT merchant_id, idempotency_key FROM idempotency_keys WHERE ",
         );
-        let mut any = false;
-        for k in batch.iter().filter_map(|j| j.keyed.as_ref()) {
-            if any {
-                q.push(" OR ");
-            }
-            any = true;
-            q.push("(merchant_id = ")
-                .push_bind(k.merchant.as_str().to_owned())
-                .push(" AND idempotency_key = ")
-                .push_bind(k.key.as_str().to_owned())
-                .push(")");
-        }
-        if !any {
-            return Ok(HashSet::new());
-        }
+        push_key_list(&mut q, &keys);
         // One text per number of keys: not kept prepared (see `storage::insert_payments`).
         let rows = q.build().persistent(false).fetch_all(&self.db).await?;
         rows.iter()
@@ -438,18 +425,29 @@ impl Writer {
 /// Frees keys this transaction claimed for requests it leaves out.
 async fn delete_keys(tx: &mut Tx, keys: &[&Keyed]) -> Result<(), sqlx::Error> {
     let mut q = QueryBuilder::<MySql>::new("DELETE FROM idempotency_keys WHERE ");
+    push_key_list(&mut q, keys);
+    q.build().persistent(false).execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// `(merchant_id = ? AND idempotency_key = ?) OR …` for `keys` (at least one).
+fn push_key_list(q: &mut QueryBuilder<'_, MySql>, keys: &[&Keyed]) {
     for (i, k) in keys.iter().enumerate() {
         if i > 0 {
             q.push(" OR ");
         }
+        let (merchant, key) = identity(k);
         q.push("(merchant_id = ")
-            .push_bind(k.merchant.as_str().to_owned())
+            .push_bind(merchant)
             .push(" AND idempotency_key = ")
-            .push_bind(k.key.as_str().to_owned())
+            .push_bind(key)
             .push(")");
     }
-    q.build().persistent(false).execute(&mut **tx).await?;
-    Ok(())
+}
+
+/// A key as the database tells keys apart: (merchant, key).
+fn identity(k: &Keyed) -> (String, String) {
+    (k.merchant.as_str().to_owned(), k.key.as_str().to_owned())
 }
 
 /// One idempotency row as a batch writes it.

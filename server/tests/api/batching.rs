@@ -277,12 +277,7 @@ async fn dropped_refund_leaves(tweak: impl FnOnce(&mut pay_server::config::Confi
         .post(&format!("/payments/capture/{id}"), &json!({}))
         .await;
     assert_eq!(captured.status, 200);
-    let mut holder = app.db.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM payments WHERE payment_id = UNHEX(REPLACE(?, '-', '')) FOR UPDATE")
-        .bind(&id)
-        .fetch_one(&mut *holder)
-        .await
-        .unwrap();
+    let holder = app.hold_payment_lock(&id).await;
     let refund = Command::Change {
         payment_id: PaymentId::parse("paymentId", &id).unwrap(),
         transition: Transition::Refund(Some(300)),
@@ -334,12 +329,7 @@ async fn a_stopped_batch_statement_does_not_fail_its_other_requests() {
 
     let app = batched(2).await;
     let id = app.authorized_payment(1000).await;
-    let mut holder = app.db.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM payments WHERE payment_id = UNHEX(REPLACE(?, '-', '')) FOR UPDATE")
-        .bind(&id)
-        .fetch_one(&mut *holder)
-        .await
-        .unwrap();
+    let holder = app.hold_payment_lock(&id).await;
     let (path, empty) = (format!("/payments/capture/{id}"), json!({}));
     let capture = app.post(&path, &empty);
     let authorize = app.authorize(700, "innocent");
@@ -567,12 +557,7 @@ async fn a_busy_payment_does_not_hold_up_unrelated_requests() {
     })
     .await;
     let id = app.authorized_payment(1000).await;
-    let mut holder = app.db.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM payments WHERE payment_id = UNHEX(REPLACE(?, '-', '')) FOR UPDATE")
-        .bind(&id)
-        .fetch_one(&mut *holder)
-        .await
-        .unwrap();
+    let holder = app.hold_payment_lock(&id).await;
     let waiting = || async {
         app.count(
             "SELECT COUNT(*) FROM information_schema.processlist WHERE db = DATABASE() \

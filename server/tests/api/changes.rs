@@ -240,12 +240,7 @@ async fn concurrent_partial_captures_and_refunds_never_exceed_the_amount() {
 async fn a_row_lock_held_too_long_is_lock_timeout_not_idempotency_in_progress() {
     let app = crate::helpers::spawn_app_with(|c| c.database_lock_wait_timeout_seconds = 1).await;
     let id = app.authorized_payment(1000).await;
-    let mut holder = app.db.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM payments WHERE payment_id = UNHEX(REPLACE(?, '-', '')) FOR UPDATE")
-        .bind(&id)
-        .fetch_one(&mut *holder)
-        .await
-        .unwrap();
+    let holder = app.hold_payment_lock(&id).await;
     // Unkeyed: there is no idempotency key to be "in progress".
     let r = app
         .post(&format!("/payments/capture/{id}"), &json!({}))

@@ -262,6 +262,19 @@ impl TestApp {
         }
     }
 
+    /// A transaction holding payment `id`'s row lock until it ends (another request's change, slowed).
+    pub async fn hold_payment_lock(&self, id: &str) -> sqlx::Transaction<'static, sqlx::MySql> {
+        let mut holder = self.db.begin().await.unwrap();
+        sqlx::query(
+            "SELECT 1 FROM payments WHERE payment_id = UNHEX(REPLACE(?, '-', '')) FOR UPDATE",
+        )
+        .bind(id)
+        .fetch_one(&mut *holder)
+        .await
+        .unwrap();
+        holder
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         sqlx::query_scalar::<_, i64>(sql)
             .fetch_one(&self.db)
