@@ -3,13 +3,15 @@
 //!
 //! Everything here follows "parse, don't validate": a value of [`Amount`], [`Currency`], [`MerchantId`],
 //! [`IdempotencyKey`] or [`PaymentId`] can only be built through its `parse`, so code that holds one may
-//! trust it. The SQL schema lives beside this crate in `migrations/`; both services apply it at start-up.
+//! trust it. [`settlement`] holds what the mock acquirer, the settlement worker and reconciliation share
+//! (fees, business dates, the statement format). The SQL schema lives beside this crate in `migrations/`; both services apply it at start-up.
 
 pub mod event;
 pub mod ids;
 pub mod ledger;
 pub mod money;
 pub mod payment;
+pub mod settlement;
 
 pub use event::{EventType, PaymentEvent, EVENT_SCHEMA_VERSION};
 pub use ids::{EventId, IdempotencyKey, MerchantId, PaymentId};
