@@ -11,10 +11,10 @@ pub struct Clock {
 }
 
 impl Clock {
-    /// Now (to the microsecond DATETIME(6) keeps), or the fixed time.
+    /// Now (to the microsecond `settled_at` keeps), or the fixed time.
     pub fn now(&self) -> OffsetDateTime {
         let fixed = *self.fixed.lock().unwrap_or_else(|p| p.into_inner());
-        fixed.unwrap_or_else(payctl_db::now)
+        fixed.unwrap_or_else(crate::store::now)
     }
 
     /// Fixes the time (`None`: the system clock again).

@@ -13,23 +13,31 @@ use std::time::Duration;
     name = "pay-acquirer",
     version,
     about = "Mock card acquirer: settles captures and refunds and serves daily statements",
-    long_about = "Mock card acquirer: a real HTTP service with its own MariaDB database. It settles \
+    long_about = "Mock card acquirer: a real HTTP service with its own SQLite database file. It settles \
 captures and refunds (POST /v1/settlements, idempotent by Idempotency-Key), slowly and sometimes \
 failing like a real acquirer, and serves each business day's statement as CSV \
 (GET /v1/statements/{date}), optionally with seeded discrepancies for reconciliation tests.",
     after_help = "Examples:\n  \
-APP_ACQUIRER_DATABASE_URL=mysql://root@127.0.0.1:13306/acquirer pay-acquirer\n  \
-pay-acquirer --database-url mysql://root@127.0.0.1:13306/acquirer --latency-ms 0 --failure-rate 0\n  \
-pay-acquirer --database-url … --fees default=250,m-1=180 --time-zone UTC --seed 42"
+APP_ACQUIRER_DATABASE_URL='sqlite:///var/lib/acquirer/acquirer.db?mode=rwc' pay-acquirer\n  \
+pay-acquirer --database-url 'sqlite://acquirer.db?mode=rwc' --latency-ms 0 --failure-rate 0\n  \
+pay-acquirer --fees default=250,m-1=180 --time-zone UTC --seed 42"
 )]
 pub struct Config {
     /// Address to listen on (port 0: any free port).
     #[arg(long, env = "APP_ACQUIRER_BIND", default_value = "127.0.0.1:18095")]
     pub bind: SocketAddr,
 
-    /// MariaDB URL of the acquirer's own database (not the payments database), e.g.
-    /// mysql://root@127.0.0.1:13306/acquirer. Its migrations are applied at start-up.
-    #[arg(long, env = "APP_ACQUIRER_DATABASE_URL")]
+    /// SQLite URL of the acquirer's own database file (not the payments database):
+    /// sqlite:///var/lib/acquirer/acquirer.db?mode=rwc is the absolute path /var/lib/acquirer/acquirer.db,
+    /// sqlite://acquirer.db?mode=rwc is acquirer.db in the working directory. The file (and its
+    /// directory) is created when missing and its migrations are applied at start-up; it is opened in
+    /// WAL mode, so keep its directory (the -wal and -shm files beside it) on one persistent volume.
+    #[arg(
+        long,
+        env = "APP_ACQUIRER_DATABASE_URL",
+        default_value = "sqlite://acquirer.db?mode=rwc",
+        value_parser = parse_database_url
+    )]
     pub database_url: String,
 
     /// Largest number of open database connections.
@@ -64,6 +72,13 @@ pub struct Config {
     /// Log format: `text` for people, `json` for containers.
     #[arg(long, env = "APP_ACQUIRER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// A `sqlite:` URL SQLite can open (checked here so a wrong one is a usage error, not a start-up failure).
+fn parse_database_url(url: &str) -> Result<String, String> {
+    crate::db::options(url)
+        .map(|_| url.to_owned())
+        .map_err(|e| format!("{e:#}"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -211,13 +226,37 @@ mod tests {
 
     #[test]
     fn defaults_are_the_original_gateway() {
-        let c = Config::parse_from(["pay-acquirer", "--database-url", "mysql://x/acquirer"]);
+        let c = Config::parse_from(["pay-acquirer"]);
+        assert_eq!(c.database_url, "sqlite://acquirer.db?mode=rwc");
         assert_eq!(c.bind.to_string(), "127.0.0.1:18095");
         assert_eq!(c.latency_ms.to_string(), "1000-3000");
         assert_eq!(c.failure_rate.get(), 0.05);
         assert_eq!(c.fees, FeeSchedule::default());
         assert_eq!(c.time_zone.iana_name(), Some("Asia/Seoul"));
         assert_eq!(c.seed, None);
+    }
+
+    #[test]
+    fn database_urls_are_sqlite_urls() {
+        let c = Config::try_parse_from([
+            "pay-acquirer",
+            "--database-url",
+            "sqlite:///var/lib/acquirer/acquirer.db?mode=rwc",
+        ])
+        .unwrap();
+        let options = crate::db::options(&c.database_url).unwrap();
+        assert_eq!(
+            options.get_filename(),
+            std::path::Path::new("/var/lib/acquirer/acquirer.db")
+        );
+        let relative = crate::db::options("sqlite://acquirer.db?mode=rwc").unwrap();
+        assert_eq!(relative.get_filename(), std::path::Path::new("acquirer.db"));
+        for bad in ["mysql://root@127.0.0.1:13306/acquirer", "acquirer.db", ""] {
+            assert!(
+                Config::try_parse_from(["pay-acquirer", "--database-url", bad]).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
@@ -234,6 +273,7 @@ mod tests {
             "APP_ACQUIRER_TIME_ZONE",
             "APP_ACQUIRER_SEED",
             "APP_ACQUIRER_LOG_FORMAT",
+            "sqlite:///var/lib/acquirer/acquirer.db?mode=rwc",
         ] {
             assert!(help.contains(env), "{env} missing from --help:\n{help}");
         }

@@ -97,9 +97,9 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        // Down, out of connections, read-only, a lock not released in time: not the request's fault,
-        // and the same request passes later. 503 with Retry-After, never 500.
-        if payctl_db::is_unavailable(&e) || payctl_db::is_lock_wait(&e) {
+        // Closed, out of connections, read-only, the write lock not released in time: not the request's
+        // fault, and the same request passes later. 503 with Retry-After, never 500.
+        if crate::db::is_unavailable(&e) {
             tracing::warn!(error = %e, "database unavailable");
             Self::DatabaseUnavailable
         } else {

@@ -1,5 +1,5 @@
-//! `pay-acquirer`: a mock card acquirer, run as a real HTTP service with its own MariaDB database, for
-//! settlement and reconciliation (issue 15).
+//! `pay-acquirer`: a mock card acquirer, run as a real HTTP service with its own SQLite database file
+//! (see [`db`]), for settlement and reconciliation (issue 15).
 //!
 //! Our settlement worker submits each captured or refunded payment to it (`POST /v1/settlements`); it
 //! answers like the original system's mock gateway (1–3 s per call, 5 % failures, some of them after the
@@ -10,6 +10,7 @@
 pub mod chaos;
 pub mod clock;
 pub mod config;
+pub mod db;
 pub mod error;
 pub mod metrics;
 pub mod routes;

@@ -9,7 +9,8 @@
 //! | `GET /v1/statements/{date}` | the business date's statement, CSV; `drop,amount,duplicate,unknown,seed` damage it |
 //! | `GET /v1/statements/{date}/discrepancies` | what those parameters did, JSON |
 //! | `POST /v1/admin/outage`, `GET`/`PUT /v1/admin/settings` | misbehaviour controls, never refused |
-//! | `GET /health`, `GET /metrics` | |
+//! | `GET /health`, `GET /ready` | 200 `{"status":"UP"}` when the database answers `SELECT 1`, else 503 |
+//! | `GET /metrics` | |
 
 use crate::chaos::{Failure, Settings};
 use crate::config::{FailureRate, LatencyRange};
@@ -49,6 +50,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/outage", post(start_outage))
         .route("/v1/admin/settings", get(settings).put(change_settings))
         .route("/health", get(health))
+        // What the Docker image's HEALTHCHECK asks: the same answer as /health.
+        .route("/ready", get(health))
         .route("/metrics", get(metrics))
         .fallback(|req: Request| async move {
             ApiError::NotFound(format!("no route {}", req.uri().path()))

@@ -5,23 +5,19 @@ use crate::chaos::{Chaos, Settings};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::{routes, store};
-use sqlx::MySqlPool;
+use crate::{db, routes, store};
+use anyhow::Context;
+use sqlx::SqlitePool;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-
-/// How long a request waits for a connection, and for another request's row lock (the same key).
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
-const LOCK_WAIT_SECONDS: u32 = 5;
 
 /// Everything a request handler may need. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
-    pub db: MySqlPool,
+    pub db: SqlitePool,
     pub chaos: Arc<Chaos>,
     pub clock: Arc<Clock>,
     pub metrics: Arc<Metrics>,
@@ -34,15 +30,14 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connects, applies the acquirer's migrations and binds the listener; does not serve yet.
+    /// Opens (creating when missing) the database file, applies the acquirer's migrations and binds the
+    /// listener; does not serve yet.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let db = payctl_db::pool(
-            &config.database_url,
-            config.database_pool_size,
-            ACQUIRE_TIMEOUT,
-            LOCK_WAIT_SECONDS,
-        )?;
-        payctl_db::run_when_available(&store::MIGRATOR, &db).await?;
+        let db = db::connect(&config.database_url, config.database_pool_size).await?;
+        store::MIGRATOR
+            .run(&db)
+            .await
+            .context("applying the acquirer's migrations")?;
         let metrics = Metrics::new();
         let chaos = Chaos::new(
             Settings {

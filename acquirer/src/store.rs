@@ -4,9 +4,14 @@
 //! Idempotency lives in the row itself: `idempotency_key` is UNIQUE, and the row carries the hash of the
 //! request and the response it was answered with, written by one INSERT (one transaction). A second
 //! request with the key finds the row and replays the stored bytes, or is refused (422) when its hash
-//! differs. Two requests racing with one key both INSERT; InnoDB makes the second wait on the first's
-//! key lock and then fail with a duplicate key, after which it reads the committed row like any replay —
-//! so there is never a second row, and nothing to clean up.
+//! differs. Two requests racing with one key both INSERT … ON CONFLICT(idempotency_key) DO NOTHING:
+//! SQLite runs one write at a time (the other waits up to the busy timeout), so the second finds the
+//! first's committed row, inserts nothing, and reads that row like any replay — there is never a second
+//! row, and nothing to clean up.
+//!
+//! Stored representations (see the migration): ids as hyphenated lower-case UUID text, `settled_at` as
+//! INTEGER microseconds since the Unix epoch (UTC), `business_date` as TEXT YYYY-MM-DD, the response as
+//! a BLOB of the bytes sent.
 
 use crate::clock::Clock;
 use crate::error::ApiError;
@@ -14,9 +19,9 @@ use payctl_domain::settlement::{business_date, fee_and_net, SettlementType, Stat
 use payctl_domain::{Amount, Currency, EventId, IdempotencyKey, MerchantId, PaymentId};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::MySqlPool;
+use sqlx::SqlitePool;
 use time::format_description::well_known::Rfc3339;
-use time::{Date, OffsetDateTime, PrimitiveDateTime};
+use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -73,7 +78,7 @@ pub enum Outcome {
 /// Settles `request` under `key` once: the first call writes the row and its response, later calls with
 /// the same request replay that response, with another request they are refused.
 pub async fn settle(
-    db: &MySqlPool,
+    db: &SqlitePool,
     key: &IdempotencyKey,
     request: &SettlementRequest,
     bps: u32,
@@ -81,9 +86,8 @@ pub async fn settle(
     clock: &Clock,
 ) -> Result<Outcome, ApiError> {
     let hash = request.hash();
-    // Three rounds at most: find → insert → (duplicate) find again. A third round only follows a lock
-    // wait or deadlock, which a retry resolves.
-    for _ in 0..3 {
+    // Two rounds at most: find → insert → (the key was taken meanwhile) find again, which finds it.
+    for _ in 0..2 {
         if let Some(outcome) = existing(db, key, &hash).await? {
             return Ok(outcome);
         }
@@ -113,37 +117,36 @@ pub async fn settle(
         let inserted = sqlx::query(
             "INSERT INTO acquirer_settlements (reference, idempotency_key, request_hash, type, \
              merchant_id, payment_id, event_id, gross, fee, net, currency, settled_at, \
-             business_date, response) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             business_date, response) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (idempotency_key) DO NOTHING",
         )
         .bind(&reference)
         .bind(key.as_str())
         .bind(&hash)
         .bind(request.kind.as_str())
         .bind(request.merchant_id.as_str())
-        .bind(request.payment_id.as_uuid())
-        .bind(request.event_id.as_uuid())
+        .bind(uuid_text(request.payment_id.as_uuid()))
+        .bind(uuid_text(request.event_id.as_uuid()))
         .bind(gross)
         .bind(fee)
         .bind(net)
         .bind(request.currency.code())
-        .bind(payctl_db::to_db(settled_at))
-        .bind(day)
-        .bind(&response)
+        .bind(to_micros(settled_at))
+        .bind(date_text(day))
+        .bind(response.as_bytes())
         .execute(db)
-        .await;
-        match inserted {
-            Ok(_) => return Ok(Outcome::Settled(response)),
-            // Another request with this key committed first: replay (or refuse) from its row.
-            Err(e) if payctl_db::is_duplicate_key(&e) || payctl_db::is_lock_wait(&e) => continue,
-            Err(e) => return Err(e.into()),
+        .await?;
+        if inserted.rows_affected() == 1 {
+            return Ok(Outcome::Settled(response));
         }
+        // Another request with this key committed first: replay (or refuse) from its row.
     }
     Err(ApiError::DatabaseUnavailable)
 }
 
 /// The answer for a key already used: its response when the request is the same, 422 otherwise.
 async fn existing(
-    db: &MySqlPool,
+    db: &SqlitePool,
     key: &IdempotencyKey,
     hash: &str,
 ) -> Result<Option<Outcome>, ApiError> {
@@ -167,7 +170,7 @@ fn new_reference() -> String {
 
 /// The stored response of settlement `reference`.
 pub async fn response_by_reference(
-    db: &MySqlPool,
+    db: &SqlitePool,
     reference: &str,
 ) -> Result<Option<String>, ApiError> {
     let response: Option<Vec<u8>> =
@@ -178,21 +181,20 @@ pub async fn response_by_reference(
     response.map(utf8).transpose()
 }
 
-/// A stored response. MariaDB's JSON is a LONGTEXT with a binary collation, which the driver hands over
-/// as bytes; they are the bytes we stored, so they are UTF-8.
+/// A stored response: the BLOB of the bytes we sent, which were UTF-8.
 fn utf8(bytes: Vec<u8>) -> Result<String, ApiError> {
     String::from_utf8(bytes).map_err(|e| ApiError::Internal(e.into()))
 }
 
 /// The stored responses of every settlement of event `event_id`, oldest first.
 pub async fn responses_by_event(
-    db: &MySqlPool,
+    db: &SqlitePool,
     event_id: EventId,
 ) -> Result<Vec<String>, ApiError> {
     let responses: Vec<Vec<u8>> = sqlx::query_scalar(
         "SELECT response FROM acquirer_settlements WHERE event_id = ? ORDER BY settled_at, reference",
     )
-    .bind(event_id.as_uuid())
+    .bind(uuid_text(event_id.as_uuid()))
     .fetch_all(db)
     .await?;
     responses.into_iter().map(utf8).collect()
@@ -200,24 +202,24 @@ pub async fn responses_by_event(
 
 type LineRow = (
     String,
-    Uuid,
-    Uuid,
+    String,
+    String,
     String,
     String,
     i64,
     i64,
     i64,
     String,
-    PrimitiveDateTime,
+    i64,
 );
 
 /// Every settlement of business date `day`, as statement lines ordered by settled_at, then reference.
-pub async fn statement_lines(db: &MySqlPool, day: Date) -> Result<Vec<StatementLine>, ApiError> {
+pub async fn statement_lines(db: &SqlitePool, day: Date) -> Result<Vec<StatementLine>, ApiError> {
     let rows: Vec<LineRow> = sqlx::query_as(
         "SELECT reference, payment_id, event_id, merchant_id, type, gross, fee, net, currency, \
          settled_at FROM acquirer_settlements WHERE business_date = ? ORDER BY settled_at, reference",
     )
-    .bind(day)
+    .bind(date_text(day))
     .fetch_all(db)
     .await?;
     rows.into_iter()
@@ -240,24 +242,68 @@ pub async fn statement_lines(db: &MySqlPool, day: Date) -> Result<Vec<StatementL
                             "settlement {reference} has type {kind:?}"
                         ))
                     })?,
+                    payment_id: parse_uuid(&reference, &payment_id)?,
+                    event_id: parse_uuid(&reference, &event_id)?,
+                    settled_at: from_micros(&reference, at)?,
                     acquirer_reference: reference,
-                    payment_id,
-                    event_id,
                     merchant_id,
                     gross,
                     fee,
                     net,
                     currency,
-                    settled_at: payctl_db::from_db(at),
                 })
             },
         )
         .collect()
 }
 
+/// How ids are stored: hyphenated lower-case UUID text.
+fn uuid_text(id: Uuid) -> String {
+    id.hyphenated().to_string()
+}
+
+fn parse_uuid(reference: &str, text: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(text).map_err(|e| {
+        ApiError::Internal(anyhow::anyhow!(
+            "settlement {reference} has id {text:?}: {e}"
+        ))
+    })
+}
+
+/// How `business_date` is stored: YYYY-MM-DD.
+fn date_text(day: Date) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    day.format(&format).unwrap_or_else(|_| day.to_string())
+}
+
+/// How `settled_at` is stored: microseconds since the Unix epoch, UTC. (Any time the service makes,
+/// [`now`] or a test's fixed time, has whole microseconds; finer parts would be dropped.)
+pub fn to_micros(t: OffsetDateTime) -> i64 {
+    // ±292,000 years fit in an i64 of microseconds; `time`'s range (±9999 years) is far inside.
+    (t.unix_timestamp_nanos() / 1_000) as i64
+}
+
+fn from_micros(reference: &str, micros: i64) -> Result<OffsetDateTime, ApiError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000).map_err(|e| {
+        ApiError::Internal(anyhow::anyhow!(
+            "settlement {reference} has settled_at {micros}: {e}"
+        ))
+    })
+}
+
+/// Now, in UTC, to the microsecond (what `settled_at` keeps).
+pub fn now() -> OffsetDateTime {
+    let t = OffsetDateTime::now_utc();
+    t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(t)
+}
+
 /// Used by health checks: does the database answer?
-pub async fn ping(db: &MySqlPool) -> bool {
-    sqlx::query("SELECT 1").execute(db).await.is_ok()
+pub async fn ping(db: &SqlitePool) -> bool {
+    sqlx::query_scalar::<_, i64>("SELECT 1")
+        .fetch_one(db)
+        .await
+        .is_ok_and(|one| one == 1)
 }
 
 /// `OffsetDateTime` in RFC 3339, for responses.

@@ -1,21 +1,47 @@
-//! Test harness: one MariaDB per test binary (`payctl_stack::testing::shared_mariadb`), a fresh database
-//! per test, and the acquirer started through `startup` on port 0, as `main` starts it.
+//! Test harness: a fresh SQLite file per test (under the target's tmp directory, removed afterwards) and
+//! the acquirer started through `startup` on port 0, as `main` starts it.
 
 use pay_acquirer::config::Config;
 use pay_acquirer::startup::{AppState, Application};
 use payctl_stack::testing;
 use serde_json::{json, Value};
-use sqlx::MySqlPool;
-use std::path::Path;
+use sqlx::SqlitePool;
+use std::path::PathBuf;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
-    pub db: MySqlPool,
+    /// A pool of the test's own on the app's database file, for looking at the rows.
+    pub db: SqlitePool,
     pub state: AppState,
     shutdown: CancellationToken,
+    /// The database file's directory when this app owns it (removed when the app is dropped).
+    _file: Option<TempDb>,
+}
+
+/// A directory of its own holding one database file, removed (with the file) when dropped.
+pub struct TempDb {
+    dir: PathBuf,
+    pub url: String,
+}
+
+impl TempDb {
+    pub fn new() -> Self {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join("acquirer-tests")
+            .join(uuid::Uuid::new_v4().simple().to_string());
+        // The app creates the directory and the file: this is what a fresh volume looks like.
+        let url = format!("sqlite://{}?mode=rwc", dir.join("acquirer.db").display());
+        Self { dir, url }
+    }
+}
+
+impl Drop for TempDb {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// An acquirer with no latency and no failures.
@@ -23,7 +49,16 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
+/// An acquirer on a fresh database file of its own.
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let file = TempDb::new();
+    let mut app = spawn_app_on(&file.url, tweak).await;
+    app._file = Some(file);
+    app
+}
+
+/// An acquirer on the database at `url`, which outlives it (for restarts on the same file).
+pub async fn spawn_app_on(url: &str, tweak: impl FnOnce(&mut Config)) -> TestApp {
     // Logs only when asked for: RUST_LOG=pay_acquirer=debug cargo test … -- --nocapture
     if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
         let _ = tracing_subscriber::fmt()
@@ -31,26 +66,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
             .with_test_writer()
             .try_init();
     }
-    let port = tokio::task::spawn_blocking(|| {
-        testing::shared_mariadb(Path::new(env!("CARGO_TARGET_TMPDIR")))
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .port()
-    })
-    .await
-    .unwrap();
-    let unique = uuid::Uuid::new_v4().simple().to_string();
-    let database = format!("acq_{}", &unique[..16]);
-    let root = format!("mysql://root@127.0.0.1:{port}/");
-    let admin = MySqlPool::connect(&root).await.expect("connect as root");
-    sqlx::query(&format!("CREATE DATABASE {database}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    admin.close().await;
-
-    let db_url = format!("{root}{database}");
-    let mut config = Config::for_tests(&db_url);
+    let mut config = Config::for_tests(url);
     tweak(&mut config);
     let app = Application::build(config).await.expect("the app builds");
     let address = format!("http://{}", app.local_addr());
@@ -63,9 +79,19 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap(),
-        db: MySqlPool::connect(&db_url).await.unwrap(),
+        db: pay_acquirer::db::connect(url, 2).await.unwrap(),
         state,
         shutdown,
+        _file: None,
+    }
+}
+
+impl TestApp {
+    /// Stops the app as a restart would: no more requests served, every connection to the file closed.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.state.db.close().await;
+        self.db.close().await;
     }
 }
 

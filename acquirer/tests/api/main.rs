@@ -1,5 +1,5 @@
-//! Integration tests of pay-acquirer against a real MariaDB (one per test binary, a fresh database per
-//! test). One file per feature.
+//! Integration tests of pay-acquirer on its real SQLite database (a fresh file per test). One file per
+//! feature.
 
 mod chaos;
 mod helpers;

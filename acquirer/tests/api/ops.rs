@@ -8,9 +8,14 @@ async fn health_says_up_when_the_database_answers() {
     let app = spawn_app().await;
     let r = app.get("/health").await;
     assert_eq!((r.status, r.json()), (200, json!({"status": "UP"})));
+    // /ready (the Docker image's HEALTHCHECK) answers as /health does.
+    let r = app.get("/ready").await;
+    assert_eq!((r.status, r.json()), (200, json!({"status": "UP"})));
     app.db.close().await;
     app.state.db.close().await;
     let r = app.get("/health").await;
+    assert_eq!((r.status, r.json()), (503, json!({"status": "DOWN"})));
+    let r = app.get("/ready").await;
     assert_eq!((r.status, r.json()), (503, json!({"status": "DOWN"})));
 }
 

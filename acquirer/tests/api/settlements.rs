@@ -1,6 +1,6 @@
 //! Settling: fees, idempotent replays, key reuse, strict bodies, concurrency, reads.
 
-use crate::helpers::{settlement, spawn_app, spawn_app_with};
+use crate::helpers::{settlement, spawn_app, spawn_app_on, spawn_app_with, TempDb};
 use payctl_domain::settlement::FeeSchedule;
 use serde_json::{json, Value};
 
@@ -251,4 +251,48 @@ async fn keys_that_differ_only_in_case_are_different_keys() {
         b.text()
     );
     assert_eq!(app.rows().await, 2);
+}
+
+#[tokio::test]
+async fn settlements_survive_a_restart_on_the_same_file() {
+    let file = TempDb::new();
+    let app = spawn_app_on(&file.url, |_| {}).await;
+    let body = settlement("CAPTURE", "m-1", 10_020, "KRW");
+    // 2026-03-01 10:00 in Seoul.
+    app.state.clock.fix(Some(
+        time::macros::datetime!(2026-03-01 01:00:00.123456 UTC),
+    ));
+    let first = app.settle("restart-1", &body).await;
+    assert_eq!(first.status, 201, "{}", first.text());
+    let statement = app.get("/v1/statements/2026-03-01").await;
+    assert_eq!(statement.status, 200, "{}", statement.text());
+    assert_eq!(statement.text().lines().count(), 2, "{}", statement.text());
+    app.stop().await;
+
+    let again = spawn_app_on(&file.url, |_| {}).await;
+    let r = again.settle("restart-1", &body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("idempotent-replayed"), Some("true"));
+    assert_eq!(
+        r.bytes, first.bytes,
+        "byte-identical replay after the restart"
+    );
+    let reference = first.json()["reference"].as_str().unwrap().to_owned();
+    assert_eq!(
+        again
+            .get(&format!("/v1/settlements/{reference}"))
+            .await
+            .bytes,
+        first.bytes
+    );
+    let after = again.get("/v1/statements/2026-03-01").await;
+    assert_eq!(after.status, 200);
+    assert_eq!(after.bytes, statement.bytes, "the statement is unchanged");
+    let lines = payctl_domain::settlement::parse_statement(&after.text()).unwrap();
+    assert_eq!(
+        lines[0].settled_at,
+        time::macros::datetime!(2026-03-01 01:00:00.123456 UTC),
+        "settled_at kept to the microsecond"
+    );
+    assert_eq!(again.rows().await, 1);
 }
