@@ -165,19 +165,10 @@ pub fn from_db(t: PrimitiveDateTime) -> OffsetDateTime {
 
 /// Applies the migrations, waiting (up to about a minute) for the database to come up first.
 pub async fn migrate_when_available(db: &MySqlPool) -> anyhow::Result<()> {
-    run_when_available(&MIGRATOR, db).await
-}
-
-/// Applies `migrator`'s migrations (another service's schema, e.g. the mock acquirer's), waiting (up to
-/// about a minute) for the database to come up first.
-pub async fn run_when_available(
-    migrator: &sqlx::migrate::Migrator,
-    db: &MySqlPool,
-) -> anyhow::Result<()> {
     let mut delay = Duration::from_millis(200);
     let mut attempt = 0;
     loop {
-        match migrator.run(db).await {
+        match MIGRATOR.run(db).await {
             Ok(()) => return Ok(()),
             Err(sqlx::migrate::MigrateError::Execute(e)) if is_unavailable(&e) && attempt < 30 => {
                 tracing::warn!(error = %e, "database not reachable yet; retrying");

@@ -2,8 +2,6 @@
 //!
 //! [`shared`] starts one set per test binary (tests then isolate themselves by database name, Redis key
 //! prefix and topic prefix); [`Services::start`] gives a test private instances it may stop and restart.
-//! [`shared_mariadb`] is a MariaDB alone, for test binaries that need nothing else (the mock acquirer):
-//! they neither wait for nor require a Redis and a tansu.
 
 use crate::process::pid_alive;
 use crate::{free_port, Lifetime, MariaDb, Redis, Tansu};
@@ -73,22 +71,6 @@ impl Drop for Services {
 pub fn shared(root: &Path) -> &'static Mutex<Services> {
     static SHARED: OnceLock<Mutex<Services>> = OnceLock::new();
     SHARED.get_or_init(|| Mutex::new(Services::start(root, "shared").expect("test services start")))
-}
-
-/// A MariaDB alone, shared by every test of this binary (tests isolate themselves by database name).
-pub fn shared_mariadb(root: &Path) -> &'static Mutex<MariaDb> {
-    static SHARED: OnceLock<Mutex<MariaDb>> = OnceLock::new();
-    SHARED.get_or_init(|| {
-        let dir = state_root(root).join(format!("{}-mariadb", std::process::id()));
-        let start = || -> anyhow::Result<MariaDb> {
-            let mut mariadb = MariaDb::new(&dir, free_port()?, Lifetime::TiedToThisProcess);
-            // Test data is throw-away: trade durability for speed.
-            mariadb.extra_args = vec!["--innodb-flush-log-at-trx-commit=2".into()];
-            mariadb.start()?;
-            Ok(mariadb)
-        };
-        Mutex::new(start().expect("test MariaDB starts"))
-    })
 }
 
 /// Polls `condition` every 50 ms until it holds; panics naming `what` after `timeout`. The one way
