@@ -32,6 +32,7 @@ use std::process::ExitCode;
   payctl reconcile                        run the ledger invariants (exit 1 on a violation)
   payctl cb test                          stop Kafka, prove payments go on and nothing is lost
   payctl dlq inject invalid-json          send poison; then `payctl dlq tail` shows it dead-lettered
+  payctl acquirer outage --for 30s        the acquirer refuses every settlement call for 30 s
   payctl logs ingest -f                   follow the API's log
   payctl down --volumes                   stop everything and delete its data
 
@@ -152,6 +153,7 @@ fn defaults_of(ports: &stack::Ports) -> Vec<(&'static str, String)> {
         ("kafka_port", ports.kafka_port.to_string()),
         ("ingest_port", ports.ingest_port.to_string()),
         ("consumer_port", ports.consumer_port.to_string()),
+        ("acquirer_port", ports.acquirer_port.to_string()),
         ("prometheus_port", ports.prometheus_port.to_string()),
         ("gateway_port", ports.gateway_port.to_string()),
         ("grafana_port", ports.grafana_port.to_string()),

@@ -409,7 +409,8 @@ fn monitoring_matches_the_running_services(ports: &[u16]) {
     rt.block_on(async {
         let http = reqwest::Client::new();
         let mut exported = std::collections::BTreeSet::new();
-        for port in [ports[3], ports[4]] {
+        // The API, the consumer and the acquirer.
+        for port in [ports[3], ports[4], ports[7]] {
             let body = http
                 .get(format!("http://127.0.0.1:{port}/metrics"))
                 .send()
@@ -463,15 +464,20 @@ fn monitoring_matches_the_running_services(ports: &[u16]) {
         for _ in 0..100 {
             up = get(format!("{prometheus}/api/v1/query?query=up")).await;
             let jobs = jobs_up(&up);
-            if jobs.iter().any(|j| j == "ingest") && jobs.iter().any(|j| j == "consumer") {
+            if ["ingest", "consumer", "acquirer"]
+                .iter()
+                .all(|job| jobs.iter().any(|j| j == job))
+            {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
         let jobs = jobs_up(&up);
         assert!(
-            jobs.iter().any(|j| j == "ingest") && jobs.iter().any(|j| j == "consumer"),
-            "Prometheus scrapes both services: {up:#}"
+            ["ingest", "consumer", "acquirer"]
+                .iter()
+                .all(|job| jobs.iter().any(|j| j == job)),
+            "Prometheus scrapes every service: {up:#}"
         );
         let rules = get(format!("{prometheus}/api/v1/rules")).await;
         let loaded = rules["data"]["groups"][0]["rules"]
@@ -805,6 +811,7 @@ fn up_smoke_reconcile_down_end_to_end_on_the_native_runtime() {
             "mariadb",
             "redis",
             "kafka",
+            "acquirer",
             "ingest",
             "consumer",
             "prometheus",
@@ -1952,6 +1959,7 @@ fn completion_knows_services_and_statuses_without_a_stack() {
             "mariadb",
             "redis",
             "kafka",
+            "acquirer",
             "ingest",
             "consumer",
             "prometheus",
@@ -2078,7 +2086,7 @@ fn daily_commands_against_a_native_stack() {
     let o = stack.run(&["status", "--json"]);
     assert_eq!(o.status.code(), Some(0));
     let s: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(s["services"].as_array().unwrap().len(), 7, "{s:#}");
+    assert_eq!(s["services"].as_array().unwrap().len(), 8, "{s:#}");
     assert_eq!(s["storeUrl"], format!("http://127.0.0.1:{gateway}/"));
     assert_eq!(s["apiUrl"], format!("http://127.0.0.1:{gateway}/api"));
     assert_eq!(
@@ -2313,7 +2321,158 @@ fn daily_commands_against_a_native_stack() {
         "{payment_id} in {ids:?}"
     );
     let services = completions_for(&["payctl", "--home", &h, "logs", ""]);
-    assert_eq!(services.len(), 7, "{services:?}");
+    assert_eq!(services.len(), 8, "{services:?}");
+
+    acquirer_commands(&stack, ports[7]);
+}
+
+/// `payctl acquirer` against the stack's real acquirer: settings, statements (clean, and with exactly
+/// the discrepancies asked for, the same for the same seed), and an outage that refuses settlement calls.
+fn acquirer_commands(stack: &Stack, acquirer_port: u16) {
+    use payctl_domain::settlement::parse_statement;
+    let o = stack.run(&[
+        "acquirer",
+        "settings",
+        "--latency-ms",
+        "0",
+        "--failure-rate",
+        "0",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let settings: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(settings["failureRate"], 0.0, "{settings}");
+
+    let base = format!("http://127.0.0.1:{acquirer_port}");
+    let submit = |n: usize| -> (u16, Value) {
+        let body = serde_json::json!({
+            "type": if n % 3 == 2 { "REFUND" } else { "CAPTURE" },
+            "merchantId": "m-acq-test",
+            "paymentId": format!("00000000-0000-7000-8000-{n:012}"),
+            "eventId": format!("00000000-0000-7000-9000-{n:012}"),
+            "amount": 10_000 + n as i64,
+            "currency": "KRW",
+        });
+        tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let r = reqwest::Client::new()
+                .post(format!("{base}/v1/settlements"))
+                .header("Idempotency-Key", format!("cli-test-{n}"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json().await.unwrap_or(Value::Null))
+        })
+    };
+    let mut events = Vec::new();
+    let mut date = String::new();
+    for n in 0..6 {
+        let (status, v) = submit(n);
+        assert_eq!(status, 201, "{v}");
+        events.push(v["eventId"].as_str().unwrap().to_owned());
+        date = v["businessDate"].as_str().unwrap().to_owned();
+    }
+
+    let dir = stack.home.join("statements");
+    std::fs::create_dir_all(&dir).unwrap();
+    let clean = dir.join("clean.csv");
+    let o = stack.run(&[
+        "acquirer",
+        "statement",
+        "--date",
+        &date,
+        "--out",
+        clean.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["lines"], 6, "{v}");
+    assert_eq!(v["injected"], serde_json::json!([]), "{v}");
+    let lines = parse_statement(&std::fs::read_to_string(&clean).unwrap()).unwrap();
+    let mut listed: Vec<String> = lines.iter().map(|l| l.event_id.to_string()).collect();
+    listed.sort();
+    events.sort();
+    assert_eq!(listed, events);
+
+    let injected = |file: &str, seed: &str| -> (Value, String) {
+        let path = dir.join(file);
+        let o = stack.run(&[
+            "acquirer",
+            "statement",
+            "--date",
+            &date,
+            "--inject",
+            "drop=1,amount=1,duplicate=1,unknown=2",
+            "--seed",
+            seed,
+            "--out",
+            path.to_str().unwrap(),
+            "--json",
+        ]);
+        assert!(o.status.success(), "{:?}", text(&o));
+        (
+            serde_json::from_slice(&o.stdout).unwrap(),
+            std::fs::read_to_string(path).unwrap(),
+        )
+    };
+    let (v, first) = injected("a.csv", "9");
+    assert_eq!(v["lines"], 6 - 1 + 1 + 2, "{v}");
+    let kinds: Vec<&str> = v["injected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["kind"].as_str().unwrap())
+        .collect();
+    for (kind, count) in [("drop", 1), ("amount", 1), ("duplicate", 1), ("unknown", 2)] {
+        assert_eq!(kinds.iter().filter(|k| **k == kind).count(), count, "{v}");
+    }
+    let dropped = v["injected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["kind"] == "drop")
+        .unwrap()["eventId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let lines = parse_statement(&first).unwrap();
+    assert!(lines.iter().all(|l| l.event_id.to_string() != dropped));
+    assert_eq!(
+        injected("b.csv", "9").1,
+        first,
+        "the same seed, the same statement"
+    );
+    assert_ne!(
+        injected("c.csv", "10").1,
+        first,
+        "another seed, other lines"
+    );
+
+    // More discrepancies than lines: a one-line error, exit 1.
+    let o = stack.run(&[
+        "acquirer",
+        "statement",
+        "--date",
+        &date,
+        "--inject",
+        "drop=7",
+        "--out",
+        "-",
+    ]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    // An outage refuses settlement calls until it ends.
+    let o = stack.run(&["acquirer", "outage", "--for", "30s"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(text(&o).0.contains("refuses every settlement call until"));
+    assert_eq!(submit(100).0, 503);
+    let o = stack.run(&["acquirer", "outage", "--for", "0s"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert_eq!(submit(100).0, 201);
 }
 
 /// Review (issue 17): `--junit` to a path that cannot be written is found only after the run, and its

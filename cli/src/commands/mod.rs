@@ -2,6 +2,7 @@
 //! runtime, the stack definition) and prints what they return. No operation knows which command called
 //! it.
 
+pub mod acquirer;
 pub mod api;
 pub mod bench;
 pub mod cb;
@@ -159,6 +160,11 @@ pub enum Command {
   payctl dlq tail -n 5 --json
   payctl dlq replay --id 0:3         send one record back once its cause is fixed")]
     Dlq(dlq::DlqArgs),
+    /// The mock acquirer the platform settles with: outages, latency and failures, statements.
+    #[command(after_help = "Examples:
+  payctl acquirer outage --for 30s   refuse every settlement call for 30 s
+  payctl acquirer statement --date 2026-12-05 --inject drop=1,unknown=2 --seed 7")]
+    Acquirer(acquirer::AcquirerArgs),
     /// This payctl's version and git commit, and those of the running API and consumer.
     Version(version::VersionArgs),
     /// Print a shell completion script: payctl completions bash > /etc/bash_completion.d/payctl
@@ -198,6 +204,7 @@ pub async fn exec(home: &Path, command: Command) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => bench::exec(home, args).await,
         Command::Top(args) => top::exec(home, args).await,
         Command::Dlq(args) => dlq::exec(args).await,
+        Command::Acquirer(args) => acquirer::exec(args).await,
         Command::Version(args) => version::exec(home, args).await,
         Command::Completions(args) => completions::exec(args),
     }

@@ -1,7 +1,8 @@
-//! What the commands share and no command owns: the API client, the k6 runner and payctl's own load
+//! What the commands share and no command owns: the API and acquirer clients, the k6 runner and payctl's own load
 //! driver, the merchants payctl provisions, the breaker's admin endpoints, the DLQ, the services'
 //! metrics, bench's measurements and the store's build.
 
+pub mod acquirer;
 pub mod api;
 pub mod bench;
 pub mod breaker;

@@ -150,24 +150,34 @@ fn write_pid(home: &Path, name: &str, pid: Option<u32>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The platform's binaries beside this executable (same cargo profile), built first if missing.
-fn binaries() -> anyhow::Result<(PathBuf, PathBuf)> {
+/// The platform's services, each a binary of this workspace.
+const SERVICE_BINARIES: [&str; 3] = ["pay-server", "pay-consumer", "pay-acquirer"];
+
+/// The platform's binary `name` (one of [`SERVICE_BINARIES`]) beside this executable (same cargo
+/// profile); all of them are built first if one is missing.
+fn binary(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let dir = exe.parent().context("executable has no directory")?;
-    let (server, consumer) = (dir.join("pay-server"), dir.join("pay-consumer"));
-    if !server.exists() || !consumer.exists() {
-        eprintln!("building pay-server and pay-consumer …");
+    let missing = || SERVICE_BINARIES.iter().any(|b| !dir.join(b).exists());
+    if missing() {
+        eprintln!("building {} …", SERVICE_BINARIES.join(", "));
         let mut cargo = Command::new("cargo");
-        cargo.args(["build", "-p", "pay-server", "-p", "pay-consumer"]);
+        cargo.arg("build");
+        for b in SERVICE_BINARIES {
+            cargo.args(["-p", b]);
+        }
         if dir.ends_with("release") {
             cargo.arg("--release");
         }
         let status = cargo.status().context("running cargo build")?;
-        if !status.success() || !server.exists() || !consumer.exists() {
-            bail!("could not build the services (cargo build -p pay-server -p pay-consumer)");
+        if !status.success() || missing() {
+            bail!(
+                "could not build the services (cargo build -p {})",
+                SERVICE_BINARIES.join(" -p ")
+            );
         }
     }
-    Ok((server, consumer))
+    Ok(dir.join(name))
 }
 
 /// What the native runtime runs, the package that provides it, and how to install it.
@@ -235,7 +245,7 @@ async fn up(home: &Path, ports: &Ports, ingest: u16, no_install: bool) -> anyhow
         }
     }
     // Built now when missing, before anything starts.
-    binaries()?;
+    binary("pay-server")?;
     build_store_if_missing();
     stack::save(home, &stack)?;
     // This directory's stack runs natively from now on: a Docker stack stopped here earlier (`down`
@@ -425,8 +435,9 @@ fn log_path(home: &Path, service: &str) -> anyhow::Result<PathBuf> {
         "gateway" => "gateway.log".to_owned(),
         "prometheus" => "prometheus.log".to_owned(),
         "consumer" => "consumer.log".to_owned(),
+        "acquirer" => "acquirer.log".to_owned(),
         s if s == "ingest" || s.starts_with("ingest-") => format!("{s}.log"),
-        other => bail!("unknown service '{other}'; one of: mariadb, redis, kafka, ingest[-N], consumer, prometheus, gateway"),
+        other => bail!("unknown service '{other}'; one of: mariadb, redis, kafka, acquirer, ingest[-N], consumer, prometheus, gateway"),
     };
     Ok(home.join(service).join(file))
 }
@@ -503,13 +514,21 @@ async fn start_service(home: &Path, ports: &Ports, svc: &Svc, stack: &[Svc]) -> 
             tansu.start()?;
             return write_pid(home, name, tansu.pid());
         }
+        Kind::Acquirer => {
+            let mut cmd = Command::new(binary("pay-acquirer")?);
+            cmd.env("APP_ACQUIRER_BIND", format!("127.0.0.1:{port}"))
+                .env(
+                    "APP_ACQUIRER_DATABASE_URL",
+                    format!("sqlite://{}?mode=rwc", dir.join("acquirer.db").display()),
+                );
+            cmd
+        }
         Kind::Ingest | Kind::Consumer => {
-            let (server, consumer) = binaries()?;
-            let mut cmd = Command::new(if kind == Kind::Ingest {
-                server
+            let mut cmd = Command::new(binary(if kind == Kind::Ingest {
+                "pay-server"
             } else {
-                consumer
-            });
+                "pay-consumer"
+            })?);
             cmd.env("APP_LISTEN", format!("127.0.0.1:{port}"))
                 .env("APP_DATABASE_URL", database_url(home, ports)?)
                 .env(

@@ -13,6 +13,7 @@ pub fn prometheus_targets(
     for (job, kind) in [
         ("ingest", Kind::Ingest),
         ("consumer", Kind::Consumer),
+        ("acquirer", Kind::Acquirer),
         ("prometheus", Kind::Prometheus),
     ] {
         let targets: Vec<serde_json::Value> = stack

@@ -19,23 +19,26 @@ pub async fn healthy(kind: Kind, port: u16) -> bool {
         Kind::Kafka => tokio::task::spawn_blocking(move || kafka_answers(port))
             .await
             .unwrap_or(false),
-        Kind::Ingest | Kind::Consumer | Kind::Gateway | Kind::Prometheus | Kind::Grafana => {
-            reqwest::Client::new()
-                .get(format!(
-                    "http://127.0.0.1:{port}/{}",
-                    match kind {
-                        Kind::Gateway => "health",
-                        Kind::Prometheus => "-/ready",
-                        Kind::Grafana => "api/health",
-                        _ => "ready",
-                    }
-                ))
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await
-                .map(|r| r.status().is_success())
-                .unwrap_or(false)
-        }
+        Kind::Ingest
+        | Kind::Consumer
+        | Kind::Acquirer
+        | Kind::Gateway
+        | Kind::Prometheus
+        | Kind::Grafana => reqwest::Client::new()
+            .get(format!(
+                "http://127.0.0.1:{port}/{}",
+                match kind {
+                    Kind::Gateway | Kind::Acquirer => "health",
+                    Kind::Prometheus => "-/ready",
+                    Kind::Grafana => "api/health",
+                    _ => "ready",
+                }
+            ))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .map(|r| r.status().is_success())
+            .unwrap_or(false),
     }
 }
 

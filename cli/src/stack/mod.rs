@@ -36,6 +36,9 @@ pub struct Ports {
     /// Ledger consumer (pay-consumer) health and metrics port.
     #[arg(long, env = "PAYCTL_CONSUMER_PORT", default_value_t = 18091)]
     pub consumer_port: u16,
+    /// The mock acquirer (pay-acquirer): settles captures and refunds, delivers statements.
+    #[arg(long, env = "PAYCTL_ACQUIRER_PORT", default_value_t = 18095)]
+    pub acquirer_port: u16,
     /// Prometheus: scrapes every service, evaluates the alert rules (monitoring/prometheus).
     #[arg(long, env = "PAYCTL_PROMETHEUS_PORT", default_value_t = 19090)]
     pub prometheus_port: u16,
@@ -63,6 +66,7 @@ impl Ports {
             kafka_port: port(Kind::Kafka, self.kafka_port),
             ingest_port: port(Kind::Ingest, self.ingest_port),
             consumer_port: port(Kind::Consumer, self.consumer_port),
+            acquirer_port: port(Kind::Acquirer, self.acquirer_port),
             prometheus_port: port(Kind::Prometheus, self.prometheus_port),
             gateway_port: port(Kind::Gateway, self.gateway_port),
             grafana_port: port(Kind::Grafana, self.grafana_port),
@@ -79,6 +83,7 @@ impl Default for Ports {
             kafka_port: 19092,
             ingest_port: 18080,
             consumer_port: 18091,
+            acquirer_port: 18095,
             prometheus_port: 19090,
             gateway_port: 8080,
             grafana_port: 13000,
@@ -91,6 +96,8 @@ pub enum Kind {
     MariaDb,
     Redis,
     Kafka,
+    /// The mock acquirer: an outside party's service with its own database (SQLite in its data dir).
+    Acquirer,
     Ingest,
     Consumer,
     Prometheus,
@@ -119,6 +126,7 @@ pub fn plan(ports: &Ports, ingest: u16) -> Vec<Svc> {
         svc("mariadb", Kind::MariaDb, ports.mariadb_port),
         svc("redis", Kind::Redis, ports.redis_port),
         svc("kafka", Kind::Kafka, ports.kafka_port),
+        svc("acquirer", Kind::Acquirer, ports.acquirer_port),
     ];
     for i in 0..ingest.max(1) {
         let name = if i == 0 {
@@ -157,7 +165,7 @@ pub fn depends_on(svc: &Svc, stack: &[Svc]) -> Vec<String> {
             .map(|s| s.name.clone())
             .collect(),
         Kind::Grafana => vec!["prometheus".into()],
-        Kind::MariaDb | Kind::Redis | Kind::Kafka | Kind::Prometheus => Vec::new(),
+        Kind::MariaDb | Kind::Redis | Kind::Kafka | Kind::Acquirer | Kind::Prometheus => Vec::new(),
     };
     names.retain(|d| stack.iter().any(|s| &s.name == d));
     names
@@ -252,6 +260,7 @@ pub fn on_ports(stack: Vec<Svc>, ports: &Ports) -> Vec<Svc> {
                     ports.ingest_port + ingest - 1
                 }
                 Kind::Consumer => ports.consumer_port,
+                Kind::Acquirer => ports.acquirer_port,
                 Kind::Prometheus => ports.prometheus_port,
                 Kind::Gateway => ports.gateway_port,
                 Kind::Grafana => ports.grafana_port,
@@ -276,10 +285,11 @@ pub fn saved_service(home: &Path, ports: &Ports, name: &str) -> anyhow::Result<S
 }
 
 /// Every service of the stack definition, in start order (API instances after the first are `ingest-N`).
-pub const SERVICE_NAMES: [&str; 8] = [
+pub const SERVICE_NAMES: [&str; 9] = [
     "mariadb",
     "redis",
     "kafka",
+    "acquirer",
     "ingest",
     "consumer",
     "prometheus",
@@ -366,6 +376,7 @@ mod tests {
                 "mariadb",
                 "redis",
                 "kafka",
+                "acquirer",
                 "ingest",
                 "ingest-2",
                 "ingest-3",
@@ -433,6 +444,7 @@ mod tests {
             kafka_port: 3,
             ingest_port: 4,
             consumer_port: 10,
+            acquirer_port: 14,
             prometheus_port: 11,
             gateway_port: 12,
             grafana_port: 13,
@@ -504,7 +516,7 @@ mod tests {
             .iter()
             .map(|s| s.port)
             .collect();
-        assert_eq!(moved, [1, 2, 3, 4, 5, 6, 10, 11, 12, 13]);
+        assert_eq!(moved, [1, 2, 3, 14, 4, 5, 6, 10, 11, 12, 13]);
         let same = on_ports(stack.clone(), &Ports::default().of(&stack));
         assert_eq!(
             same.iter().map(|s| (&s.name, s.port)).collect::<Vec<_>>(),
@@ -517,11 +529,11 @@ mod tests {
         let home = std::env::temp_dir().join(format!("payctl-stack-{}", std::process::id()));
         std::fs::create_dir_all(&home).unwrap();
         assert!(saved(&home).is_none());
-        assert_eq!(saved_plan(&home, &Ports::default()).len(), 7);
+        assert_eq!(saved_plan(&home, &Ports::default()).len(), 8);
         save(&home, &plan(&Ports::default(), 2)).unwrap();
         let back = saved(&home).unwrap();
-        assert_eq!(back[4].name, "ingest-2");
-        assert_eq!(saved_plan(&home, &Ports::default()).len(), 8);
+        assert_eq!(back[5].name, "ingest-2");
+        assert_eq!(saved_plan(&home, &Ports::default()).len(), 9);
         let elsewhere = Ports {
             kafka_port: 29092,
             ..Ports::default()

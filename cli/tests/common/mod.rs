@@ -3,7 +3,7 @@
 use payctl_stack::free_port;
 use std::net::TcpListener;
 
-const PORT_FLAGS: [&str; 7] = [
+const PORT_FLAGS: [&str; 8] = [
     "--mariadb-port",
     "--redis-port",
     "--kafka-port",
@@ -11,6 +11,7 @@ const PORT_FLAGS: [&str; 7] = [
     "--consumer-port",
     "--gateway-port",
     "--prometheus-port",
+    "--acquirer-port",
 ];
 
 /// Free ports for every service (the ingest range gets room for 3 instances), as flags.

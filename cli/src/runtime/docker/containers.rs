@@ -46,6 +46,13 @@ pub struct Images {
         default_value = "payctl/pay-consumer:dev"
     )]
     pub consumer_image: String,
+    /// The mock acquirer image (built from compose/rust-service.Dockerfile).
+    #[arg(
+        long,
+        env = "PAYCTL_ACQUIRER_IMAGE",
+        default_value = "payctl/pay-acquirer:dev"
+    )]
+    pub acquirer_image: String,
     /// The gateway image: nginx and the built store (compose/gateway.Dockerfile).
     #[arg(
         long,
@@ -122,6 +129,7 @@ const RUST_CONTEXT: &[&str] = &[
     "stack",
     "server",
     "consumer",
+    "acquirer",
     "cli",
     "monitoring",
     "compose/rust-service.Dockerfile",
@@ -137,6 +145,7 @@ pub fn container_port(kind: Kind) -> u16 {
         Kind::Kafka => 9092,
         Kind::Ingest => 8080,
         Kind::Consumer => 8081,
+        Kind::Acquirer => 8095,
         Kind::Prometheus => 9090,
         Kind::Gateway => 80,
         Kind::Grafana => 3000,
@@ -336,6 +345,24 @@ pub fn containers(
                         // Static group membership: a restarted consumer takes its own place at once.
                         ("APP_CONSUMER_INSTANCE_ID", format!("payctl-{}", svc.name)),
                     ]);
+                }
+                Kind::Acquirer => {
+                    c.image = images.acquirer_image.clone();
+                    c.build = Some(Build {
+                        dockerfile: "compose/rust-service.Dockerfile",
+                        service: Some("pay-acquirer"),
+                        context: RUST_CONTEXT,
+                    });
+                    c.env = env(&[
+                        ("APP_ACQUIRER_BIND", format!("{listen_ip}:{port}")),
+                        (
+                            "APP_ACQUIRER_DATABASE_URL",
+                            "sqlite:///var/lib/acquirer/acquirer.db?mode=rwc".into(),
+                        ),
+                        // The image's health check reads the port from here.
+                        ("HEALTH_PORT", port.to_string()),
+                    ]);
+                    c.volume = Some("/var/lib/acquirer");
                 }
                 Kind::Prometheus => {
                     c.image = images.prometheus_image.clone();
