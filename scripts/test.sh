@@ -66,7 +66,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --workspace 2>&1 | tee "$log" || status=$?
+cargo test --workspace --no-fail-fast 2>&1 | tee "$log" || status=$?
 # The Docker runtime against a real engine (starts dockerd when it can; one line and a skip when not).
 ./scripts/docker-test.sh 2>&1 | tee -a "$log" || status=1
 # One closing line for the whole run, summed over every test binary and the Docker steps.

@@ -238,6 +238,31 @@ impl Writer {
                 Failure::BeforeCommit(e)
             }
         })?;
+        match self.stage(&mut tx, batch).await {
+            Ok(results) => {
+                tx.commit().await.map_err(Failure::Commit)?;
+                Ok(results)
+            }
+            Err(failure) => {
+                // Rolled back before anyone goes on alone: a dropped transaction is rolled back only
+                // when its connection is next used, and until then its uncommitted keys hold off the
+                // same keys' requests on other connections (they got 409 IN_PROGRESS after the lock
+                // wait, CI stop 21). A failed rollback closes the connection, which ends it as well.
+                if let Err(e) = tx.rollback().await {
+                    tracing::debug!(error = %e, "rolling back a failed batch");
+                }
+                Err(failure)
+            }
+        }
+    }
+
+    /// Everything of the batch's transaction but its commit; on success, each request's result in
+    /// batch order.
+    async fn stage(
+        &self,
+        tx: &mut Tx,
+        batch: &[Job],
+    ) -> Result<Vec<Result<Outcome, ApiError>>, Failure> {
         let now = storage::now();
 
         // 1. Keys, sorted. An authorize's answer is known before the commit, so its key is written
@@ -265,7 +290,7 @@ impl Writer {
         }
         keys.sort_by(|a, b| (&a.merchant, &a.key).cmp(&(&b.merchant, &b.key)));
         if !keys.is_empty() {
-            match insert_keys(&mut tx, &keys, now, self.retention, false).await {
+            match insert_keys(tx, &keys, now, self.retention, false).await {
                 Ok(()) => {}
                 Err(e) if storage::is_duplicate_key(&e) => return Err(Failure::KeysTaken),
                 Err(e) => return Err(Failure::BeforeCommit(e)),
@@ -286,7 +311,7 @@ impl Writer {
         ids.dedup();
         let mut locked: HashMap<Uuid, (PaymentRecord, u32)> = HashMap::new();
         if !ids.is_empty() {
-            for p in storage::lock_free_payments(&mut tx, &ids)
+            for p in storage::lock_free_payments(tx, &ids)
                 .await
                 .map_err(Failure::BeforeCommit)?
             {
@@ -396,28 +421,27 @@ impl Writer {
             }
         }
         for (p, before) in changed.values() {
-            storage::update_balances(&mut tx, p, *before)
+            storage::update_balances(tx, p, *before)
                 .await
                 .map_err(Failure::BeforeCommit)?;
         }
-        storage::insert_payments(&mut tx, &new_payments)
+        storage::insert_payments(tx, &new_payments)
             .await
             .map_err(Failure::BeforeCommit)?;
-        crate::outbox::enqueue_all(&mut tx, &events)
+        crate::outbox::enqueue_all(tx, &events)
             .await
             .map_err(Failure::BeforeCommit)?;
         if !abandoned.is_empty() {
-            delete_keys(&mut tx, &abandoned)
+            delete_keys(tx, &abandoned)
                 .await
                 .map_err(Failure::BeforeCommit)?;
         }
         if !completions.is_empty() {
             completions.sort_by(|a, b| (&a.merchant, &a.key).cmp(&(&b.merchant, &b.key)));
-            insert_keys(&mut tx, &completions, now, self.retention, true)
+            insert_keys(tx, &completions, now, self.retention, true)
                 .await
                 .map_err(Failure::BeforeCommit)?;
         }
-        tx.commit().await.map_err(Failure::Commit)?;
         Ok(results)
     }
 }
