@@ -139,13 +139,23 @@ pub struct Snapshot {
     pub slow_call_rate_value: f64,
 }
 
+/// Where the breaker reads the time: the monotonic clock, or a test's own (so the wait in OPEN is
+/// tested without sleeping).
+pub type Clock = Box<dyn Fn() -> Instant + Send + Sync>;
+
 pub struct CircuitBreaker {
     config: Settings,
     inner: Mutex<Inner>,
+    clock: Clock,
 }
 
 impl CircuitBreaker {
     pub fn new(config: Settings) -> Self {
+        Self::with_clock(config, Box::new(Instant::now))
+    }
+
+    pub fn with_clock(config: Settings, clock: Clock) -> Self {
+        let now = clock();
         let state = match config.initial_state {
             InitialState::Closed => State::Closed,
             InitialState::Disabled => State::Disabled,
@@ -154,11 +164,12 @@ impl CircuitBreaker {
         };
         Self {
             config,
+            clock,
             inner: Mutex::new(Inner {
                 transitions: VecDeque::new(),
                 state,
                 window: VecDeque::new(),
-                opened_at: Instant::now(),
+                opened_at: now,
                 half_open_permits: 0,
                 not_permitted: 0,
             }),
@@ -210,7 +221,7 @@ impl CircuitBreaker {
                 let left = self
                     .config
                     .wait_in_open()
-                    .saturating_sub(inner.opened_at.elapsed());
+                    .saturating_sub((self.clock)().saturating_duration_since(inner.opened_at));
                 (0, Some(left))
             }
             State::ForcedOpen => (0, Some(Duration::from_secs(1))),
@@ -271,7 +282,10 @@ impl CircuitBreaker {
     }
 
     fn maybe_half_open(&self, inner: &mut Inner) {
-        if inner.state == State::Open && inner.opened_at.elapsed() >= self.config.wait_in_open() {
+        if inner.state == State::Open
+            && (self.clock)().saturating_duration_since(inner.opened_at)
+                >= self.config.wait_in_open()
+        {
             self.transition(inner, State::HalfOpen);
         }
     }
@@ -299,7 +313,7 @@ impl CircuitBreaker {
             inner.window.clear();
         }
         if to == State::Open {
-            inner.opened_at = Instant::now();
+            inner.opened_at = (self.clock)();
         }
         if to == State::HalfOpen {
             inner.half_open_permits = self.config.permitted_in_half_open;
@@ -342,6 +356,30 @@ impl CircuitBreaker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    /// A clock the test moves by hand.
+    #[derive(Clone)]
+    struct ManualClock(Arc<Mutex<Instant>>);
+
+    impl ManualClock {
+        fn new() -> Self {
+            Self(Arc::new(Mutex::new(Instant::now())))
+        }
+        fn advance(&self, d: Duration) {
+            *self.0.lock().unwrap() += d;
+        }
+        fn clock(&self) -> Clock {
+            let me = self.clone();
+            Box::new(move || *me.0.lock().unwrap())
+        }
+    }
+
+    /// A breaker on a manual clock.
+    fn breaker() -> (CircuitBreaker, ManualClock) {
+        let clock = ManualClock::new();
+        (CircuitBreaker::with_clock(config(), clock.clock()), clock)
+    }
 
     fn config() -> Settings {
         Settings {
@@ -372,7 +410,7 @@ mod tests {
 
     #[test]
     fn opens_on_failure_rate_then_half_opens_and_closes_after_good_probes() {
-        let b = CircuitBreaker::new(config());
+        let (b, clock) = breaker();
         for _ in 0..5 {
             assert!(b.try_acquire());
             b.record(FAST, true);
@@ -380,7 +418,10 @@ mod tests {
         assert_eq!(b.state(), State::Open);
         assert!(!b.try_acquire());
         assert_eq!(b.snapshot().number_of_not_permitted_calls, 1);
-        std::thread::sleep(Duration::from_millis(60));
+        clock.advance(Duration::from_millis(49));
+        assert_eq!(b.state(), State::Open, "still waiting in OPEN");
+        assert_eq!(b.capacity(10), (0, Some(Duration::from_millis(1))));
+        clock.advance(Duration::from_millis(11));
         assert_eq!(b.state(), State::HalfOpen);
         for _ in 0..3 {
             assert!(b.try_acquire());
@@ -401,9 +442,9 @@ mod tests {
 
     #[test]
     fn failed_probes_reopen() {
-        let b = CircuitBreaker::new(config());
+        let (b, clock) = breaker();
         b.force(State::Open);
-        std::thread::sleep(Duration::from_millis(60));
+        clock.advance(Duration::from_millis(60));
         for _ in 0..3 {
             assert!(b.try_acquire());
             b.record(FAST, true);
@@ -434,10 +475,10 @@ mod tests {
 
     #[test]
     fn operator_states_behave() {
-        let b = CircuitBreaker::new(config());
+        let (b, clock) = breaker();
         b.force(State::ForcedOpen);
         assert!(!b.try_acquire());
-        std::thread::sleep(Duration::from_millis(60));
+        clock.advance(Duration::from_millis(60));
         assert_eq!(b.state(), State::ForcedOpen, "forced open never half-opens");
         b.force(State::Disabled);
         for _ in 0..10 {
