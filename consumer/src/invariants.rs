@@ -200,9 +200,16 @@ pub async fn check(db: &MySqlPool, settle: Duration) -> Result<Report, sqlx::Err
     Ok(Report { checks })
 }
 
+/// The `errorType` of the settlement worker's DLQ records (pay-settlement's `dlq::ERROR_TYPE`).
+pub const SETTLEMENT_FAILED: &str = "SETTLEMENT_FAILED";
+
 /// "Nothing is left unexplained in the DLQ": a record is explained when it can never apply (not an
 /// event, unknown payment, contradicts the payment) or its event is in the ledger after all. A record
 /// that would apply now — its cause was fixed — must be replayed, and is reported.
+///
+/// A settlement worker's record (`SETTLEMENT_FAILED`) is about the acquirer, not the ledger (its event
+/// is usually in the ledger): it is explained once its settlement is SETTLED (replayed, or a late
+/// answer), and reported while the settlement is anything else.
 /// `records` are (id as `partition:offset`, the DLQ record's JSON).
 pub async fn dlq_check(
     db: &MySqlPool,
@@ -210,6 +217,12 @@ pub async fn dlq_check(
 ) -> Result<Check, sqlx::Error> {
     let mut violations = Vec::new();
     for (id, record) in records {
+        if record["errorType"].as_str() == Some(SETTLEMENT_FAILED) {
+            if let Some(v) = settlement_violation(db, id, record).await? {
+                violations.push(v);
+            }
+            continue;
+        }
         let topic = record["originalTopic"].as_str().unwrap_or_default();
         let payload = record["payload"].as_str().map(str::as_bytes);
         // The topic prefix is whatever precedes the base topic name.
@@ -251,5 +264,42 @@ pub async fn dlq_check(
     Ok(Check {
         name: "nothing unexplained in the DLQ",
         violations,
+    })
+}
+
+/// A `SETTLEMENT_FAILED` record is explained only by its settlement being SETTLED.
+async fn settlement_violation(
+    db: &MySqlPool,
+    id: &str,
+    record: &serde_json::Value,
+) -> Result<Option<Violation>, sqlx::Error> {
+    let event_id = record["payload"]
+        .as_str()
+        .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+        .and_then(|p| {
+            p["eventId"]
+                .as_str()
+                .and_then(|e| uuid::Uuid::parse_str(e).ok())
+        });
+    let Some(event_id) = event_id else {
+        return Ok(Some(Violation {
+            subject: format!("DLQ record {id}"),
+            detail: "SETTLEMENT_FAILED record without a readable event id".into(),
+        }));
+    };
+    let status: Option<String> =
+        sqlx::query_scalar("SELECT status FROM settlements WHERE event_id = ?")
+            .bind(event_id)
+            .fetch_optional(db)
+            .await?;
+    Ok(match status.as_deref() {
+        Some("SETTLED") => None,
+        other => Some(Violation {
+            subject: format!("DLQ record {id}"),
+            detail: format!(
+                "settlement of event {event_id} is {}; fix the cause and replay it: payctl dlq replay --id {id}",
+                other.unwrap_or("missing")
+            ),
+        }),
     })
 }

@@ -230,13 +230,8 @@ pub struct AuthConfig {
     pub unknown_key_ttl_seconds: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum InitialBreakerState {
-    Closed,
-    Disabled,
-    ForcedOpen,
-    MetricsOnly,
-}
+/// The breaker's state at start-up (shared with every breaker of payctl's).
+pub use payctl_breaker::InitialState as InitialBreakerState;
 
 /// The Kafka publisher's circuit breaker: Resilience4j's settings with the original's values as defaults.
 #[derive(Debug, Clone, Copy, Args)]
@@ -301,6 +296,21 @@ impl BreakerConfig {
     }
     pub fn wait_in_open(&self) -> Duration {
         Duration::from_millis(self.wait_in_open_ms)
+    }
+
+    /// The shared breaker's settings, named after what this one guards.
+    pub fn settings(&self) -> payctl_breaker::Settings {
+        payctl_breaker::Settings {
+            name: "kafka-publisher",
+            sliding_window_size: self.sliding_window_size,
+            minimum_calls: self.minimum_calls,
+            failure_rate_threshold: self.failure_rate_threshold,
+            slow_call_rate_threshold: self.slow_call_rate_threshold,
+            slow_call_duration_ms: self.slow_call_duration_ms,
+            wait_in_open_ms: self.wait_in_open_ms,
+            permitted_in_half_open: self.permitted_in_half_open,
+            initial_state: self.initial_state,
+        }
     }
 }
 

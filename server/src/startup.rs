@@ -74,7 +74,7 @@ impl Application {
         metrics
             .known_key_ttl
             .set(i64::try_from(config.auth.known_key_ttl_seconds).unwrap_or(i64::MAX));
-        let breaker = Arc::new(CircuitBreaker::new(config.breaker));
+        let breaker = Arc::new(CircuitBreaker::new(config.breaker.settings()));
         let producer = kafka::producer(&config.kafka)?;
         let listener = TcpListener::bind(config.listen).await?;
         let batcher = (!config.batch.disabled).then(|| {
