@@ -1,4 +1,4 @@
-# pay-server, pay-consumer and pay-acquirer: one Dockerfile, the SERVICE build argument picks the binary.
+# pay-server, pay-consumer, pay-settlement and pay-acquirer: one Dockerfile, the SERVICE build argument picks the binary.
 #
 # Stages, in the order the classic builder runs them (it builds every stage up to the target, so the
 # stage that needs no Rust toolchain comes before the ones that do):
@@ -46,13 +46,14 @@ COPY --from=planner /src/recipe.json recipe.json
 # Every dependency of the two services (librdkafka's C build included) in this layer: rebuilt only
 # when the recipe (a Cargo.toml or Cargo.lock) changes, not when a source file does. The same packages
 # and flags as the build below, or their features differ and the build compiles every dependency again.
-RUN cargo chef cook --release --locked --recipe-path recipe.json -p pay-server -p pay-consumer -p pay-acquirer
+RUN cargo chef cook --release --locked --recipe-path recipe.json -p pay-server -p pay-consumer -p pay-settlement -p pay-acquirer
 COPY . .
 # The commit the binaries report (build/git_commit.rs; the context has no .git). payctl passes it;
 # declared here so that a new commit does not invalidate the dependency layer above.
 ARG PAYCTL_GIT_COMMIT=
-RUN cargo build --release --locked -p pay-server -p pay-consumer -p pay-acquirer \
-    && mkdir /out && cp target/release/pay-server target/release/pay-consumer target/release/pay-acquirer /out/
+RUN cargo build --release --locked -p pay-server -p pay-consumer -p pay-settlement -p pay-acquirer \
+    && mkdir /out && cp target/release/pay-server target/release/pay-consumer target/release/pay-settlement \
+       target/release/pay-acquirer /out/
 
 FROM runtime AS release
 ARG SERVICE=pay-server

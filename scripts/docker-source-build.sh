@@ -43,11 +43,11 @@ fi
 export PAYCTL_HOME PAYCTL_PROJECT=payctl-src
 PAYCTL_HOME=$(mktemp -d)
 export PAYCTL_MARIADB_PORT=33306 PAYCTL_REDIS_PORT=36379 PAYCTL_KAFKA_PORT=39092 PAYCTL_INGEST_PORT=38080
-export PAYCTL_CONSUMER_PORT=38091 PAYCTL_ACQUIRER_PORT=38095 PAYCTL_PROMETHEUS_PORT=39090 PAYCTL_GATEWAY_PORT=38088
+export PAYCTL_CONSUMER_PORT=38091 PAYCTL_ACQUIRER_PORT=38095 PAYCTL_SETTLEMENT_PORT=38092 PAYCTL_PROMETHEUS_PORT=39090 PAYCTL_GATEWAY_PORT=38088
 export PAYCTL_API_URL=http://127.0.0.1:38088/api
 export PAYCTL_MARIADB_IMAGE=payctl-test/mariadb:1 PAYCTL_REDIS_IMAGE=payctl-test/redis:1 PAYCTL_KAFKA_IMAGE=$kafka
 export PAYCTL_SERVER_IMAGE=payctl-src/pay-server:test PAYCTL_CONSUMER_IMAGE=payctl-src/pay-consumer:test
-export PAYCTL_ACQUIRER_IMAGE=payctl-src/pay-acquirer:test
+export PAYCTL_ACQUIRER_IMAGE=payctl-src/pay-acquirer:test PAYCTL_SETTLEMENT_IMAGE=payctl-src/pay-settlement:test
 export PAYCTL_GATEWAY_IMAGE=payctl-src/gateway:test PAYCTL_PROMETHEUS_IMAGE=payctl-src/prometheus:test
 cargo build -q -p payctl
 payctl="${CARGO_TARGET_DIR:-target}/debug/payctl"
@@ -61,7 +61,7 @@ status=0
 "$payctl" smoke || status=1
 "$payctl" version || status=1
 # Nothing of the build in the shipped image: one binary, no sources, no target/.
-for image in "$PAYCTL_SERVER_IMAGE" "$PAYCTL_CONSUMER_IMAGE" "$PAYCTL_ACQUIRER_IMAGE"; do
+for image in "$PAYCTL_SERVER_IMAGE" "$PAYCTL_CONSUMER_IMAGE" "$PAYCTL_ACQUIRER_IMAGE" "$PAYCTL_SETTLEMENT_IMAGE"; do
   docker image history --no-trunc --format '{{.CreatedBy}}' "$image" | grep -q 'cargo' \
     && { echo "$image has a cargo step in its history"; status=1; }
   docker run --rm --entrypoint sh "$image" -c '! ls /src /target 2> /dev/null' || status=1

@@ -144,7 +144,7 @@ if command -v node > /dev/null 2>&1 && command -v npm > /dev/null 2>&1; then
   fi
 fi
 
-cargo build -q -p payctl -p pay-server -p pay-consumer -p pay-acquirer
+cargo build -q -p payctl -p pay-server -p pay-consumer -p pay-settlement -p pay-acquirer
 payctl="$target/debug/payctl"
 # How every up here builds and runs (the same arguments give the same images: no rebuild between ups).
 up_args=(up --runtime docker --network host --without grafana --build-network host
@@ -158,12 +158,12 @@ export PAYCTL_HOME
 PAYCTL_HOME=$(mktemp -d)
 export PAYCTL_PROJECT=payctl-ci
 export PAYCTL_MARIADB_PORT=23306 PAYCTL_REDIS_PORT=26379 PAYCTL_KAFKA_PORT=29092 PAYCTL_INGEST_PORT=28080
-export PAYCTL_CONSUMER_PORT=28091 PAYCTL_ACQUIRER_PORT=28095 PAYCTL_PROMETHEUS_PORT=29090 PAYCTL_GATEWAY_PORT=28088
+export PAYCTL_CONSUMER_PORT=28091 PAYCTL_ACQUIRER_PORT=28095 PAYCTL_SETTLEMENT_PORT=28092 PAYCTL_PROMETHEUS_PORT=29090 PAYCTL_GATEWAY_PORT=28088
 export PAYCTL_API_URL=http://127.0.0.1:28088/api
 export PAYCTL_MARIADB_IMAGE=payctl-test/mariadb:1 PAYCTL_REDIS_IMAGE=payctl-test/redis:1
 export PAYCTL_KAFKA_IMAGE="payctl-test/kafka:$tansu_sum"
 export PAYCTL_SERVER_IMAGE=payctl-ci/pay-server:test PAYCTL_CONSUMER_IMAGE=payctl-ci/pay-consumer:test
-export PAYCTL_ACQUIRER_IMAGE=payctl-ci/pay-acquirer:test
+export PAYCTL_ACQUIRER_IMAGE=payctl-ci/pay-acquirer:test PAYCTL_SETTLEMENT_IMAGE=payctl-ci/pay-settlement:test
 export PAYCTL_GATEWAY_IMAGE=payctl-ci/gateway:test PAYCTL_PROMETHEUS_IMAGE=payctl-ci/prometheus:test
 
 left_behind() {
@@ -308,7 +308,7 @@ dead_docker_host_is_named() {
 rebuilt_code_runs() {
   local note="rebuilt-$$-$RANDOM" out
   # The same packages as the first build: the same features, so only pay-server's main is compiled.
-  PAY_SERVER_BUILD_NOTE=$note cargo build -q -p payctl -p pay-server -p pay-consumer -p pay-acquirer || return 1
+  PAY_SERVER_BUILD_NOTE=$note cargo build -q -p payctl -p pay-server -p pay-consumer -p pay-settlement -p pay-acquirer || return 1
   out=$("$payctl" "${up_args[@]}" "${prebuilt[@]}" 2>&1) || { echo "$out"; return 1; }
   grep -q "building payctl-ci/pay-server:test (its inputs changed)" <<< "$out" \
     && ! grep -q "building payctl-ci/pay-consumer" <<< "$out" \
@@ -323,7 +323,7 @@ rebuilt_code_runs() {
 newer_glibc_refused() {
   local dir out rc=0
   dir=$(mktemp -d)
-  cp "$target/debug/pay-server" "$target/debug/pay-consumer" "$target/debug/pay-acquirer" "$dir/"
+  cp "$target/debug/pay-server" "$target/debug/pay-consumer" "$target/debug/pay-acquirer" "$target/debug/pay-settlement" "$dir/"
   # Its need of GLIBC_2.34 turned into 2.99: what a binary from a newer system looks like to the loader.
   perl -0777 -pi -e 's/GLIBC_2\.34\x00/GLIBC_2.99\x00/g' "$dir/pay-server"
   out=$("$dir/pay-server" --help 2>&1 || true)

@@ -154,6 +154,7 @@ fn defaults_of(ports: &stack::Ports) -> Vec<(&'static str, String)> {
         ("ingest_port", ports.ingest_port.to_string()),
         ("consumer_port", ports.consumer_port.to_string()),
         ("acquirer_port", ports.acquirer_port.to_string()),
+        ("settlement_port", ports.settlement_port.to_string()),
         ("prometheus_port", ports.prometheus_port.to_string()),
         ("gateway_port", ports.gateway_port.to_string()),
         ("grafana_port", ports.grafana_port.to_string()),

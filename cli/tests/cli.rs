@@ -409,8 +409,8 @@ fn monitoring_matches_the_running_services(ports: &[u16]) {
     rt.block_on(async {
         let http = reqwest::Client::new();
         let mut exported = std::collections::BTreeSet::new();
-        // The API, the consumer and the acquirer.
-        for port in [ports[3], ports[4], ports[7]] {
+        // The API, the consumer, the acquirer and the settlement worker.
+        for port in [ports[3], ports[4], ports[7], ports[8]] {
             let body = http
                 .get(format!("http://127.0.0.1:{port}/metrics"))
                 .send()
@@ -464,7 +464,7 @@ fn monitoring_matches_the_running_services(ports: &[u16]) {
         for _ in 0..100 {
             up = get(format!("{prometheus}/api/v1/query?query=up")).await;
             let jobs = jobs_up(&up);
-            if ["ingest", "consumer", "acquirer"]
+            if ["ingest", "consumer", "acquirer", "settlement"]
                 .iter()
                 .all(|job| jobs.iter().any(|j| j == job))
             {
@@ -474,7 +474,7 @@ fn monitoring_matches_the_running_services(ports: &[u16]) {
         }
         let jobs = jobs_up(&up);
         assert!(
-            ["ingest", "consumer", "acquirer"]
+            ["ingest", "consumer", "acquirer", "settlement"]
                 .iter()
                 .all(|job| jobs.iter().any(|j| j == job)),
             "Prometheus scrapes every service: {up:#}"
@@ -814,6 +814,7 @@ fn up_smoke_reconcile_down_end_to_end_on_the_native_runtime() {
             "acquirer",
             "ingest",
             "consumer",
+            "settlement",
             "prometheus",
             "gateway"
         ]
@@ -2086,7 +2087,7 @@ fn daily_commands_against_a_native_stack() {
     let o = stack.run(&["status", "--json"]);
     assert_eq!(o.status.code(), Some(0));
     let s: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(s["services"].as_array().unwrap().len(), 8, "{s:#}");
+    assert_eq!(s["services"].as_array().unwrap().len(), 9, "{s:#}");
     assert_eq!(s["storeUrl"], format!("http://127.0.0.1:{gateway}/"));
     assert_eq!(s["apiUrl"], format!("http://127.0.0.1:{gateway}/api"));
     assert_eq!(
@@ -2321,7 +2322,7 @@ fn daily_commands_against_a_native_stack() {
         "{payment_id} in {ids:?}"
     );
     let services = completions_for(&["payctl", "--home", &h, "logs", ""]);
-    assert_eq!(services.len(), 8, "{services:?}");
+    assert_eq!(services.len(), 9, "{services:?}");
 
     acquirer_commands(&stack, ports[7]);
 }

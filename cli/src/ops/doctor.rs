@@ -259,7 +259,7 @@ mod tests {
     fn every_port_of_the_stack_definition_is_checked() {
         let r = report(Path::new("/nonexistent"), &Ports::default(), false);
         let checked: Vec<u16> = r.ports.iter().map(|c| c.port).collect();
-        for p in [13306, 16379, 19092, 18095, 18080, 18091, 19090, 8080] {
+        for p in [13306, 16379, 19092, 18095, 18080, 18091, 18092, 19090, 8080] {
             assert!(checked.contains(&p), "{p} not checked: {checked:?}");
         }
     }

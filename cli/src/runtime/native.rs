@@ -151,7 +151,12 @@ fn write_pid(home: &Path, name: &str, pid: Option<u32>) -> anyhow::Result<()> {
 }
 
 /// The platform's services, each a binary of this workspace.
-const SERVICE_BINARIES: [&str; 3] = ["pay-server", "pay-consumer", "pay-acquirer"];
+const SERVICE_BINARIES: [&str; 4] = [
+    "pay-server",
+    "pay-consumer",
+    "pay-settlement",
+    "pay-acquirer",
+];
 
 /// The platform's binary `name` (one of [`SERVICE_BINARIES`]) beside this executable (same cargo
 /// profile); all of them are built first if one is missing.
@@ -436,8 +441,9 @@ fn log_path(home: &Path, service: &str) -> anyhow::Result<PathBuf> {
         "prometheus" => "prometheus.log".to_owned(),
         "consumer" => "consumer.log".to_owned(),
         "acquirer" => "acquirer.log".to_owned(),
+        "settlement" => "settlement.log".to_owned(),
         s if s == "ingest" || s.starts_with("ingest-") => format!("{s}.log"),
-        other => bail!("unknown service '{other}'; one of: mariadb, redis, kafka, acquirer, ingest[-N], consumer, prometheus, gateway"),
+        other => bail!("unknown service '{other}'; one of: mariadb, redis, kafka, acquirer, ingest[-N], consumer, settlement, prometheus, gateway"),
     };
     Ok(home.join(service).join(file))
 }
@@ -523,12 +529,18 @@ async fn start_service(home: &Path, ports: &Ports, svc: &Svc, stack: &[Svc]) -> 
                 );
             cmd
         }
-        Kind::Ingest | Kind::Consumer => {
-            let mut cmd = Command::new(binary(if kind == Kind::Ingest {
-                "pay-server"
-            } else {
-                "pay-consumer"
+        Kind::Ingest | Kind::Consumer | Kind::Settlement => {
+            let mut cmd = Command::new(binary(match kind {
+                Kind::Ingest => "pay-server",
+                Kind::Consumer => "pay-consumer",
+                _ => "pay-settlement",
             })?);
+            if kind == Kind::Settlement {
+                cmd.env(
+                    "APP_ACQUIRER_URL",
+                    format!("http://127.0.0.1:{}", ports.acquirer_port),
+                );
+            }
             cmd.env("APP_LISTEN", format!("127.0.0.1:{port}"))
                 .env("APP_DATABASE_URL", database_url(home, ports)?)
                 .env(

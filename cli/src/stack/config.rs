@@ -14,6 +14,7 @@ pub fn prometheus_targets(
         ("ingest", Kind::Ingest),
         ("consumer", Kind::Consumer),
         ("acquirer", Kind::Acquirer),
+        ("settlement", Kind::Settlement),
         ("prometheus", Kind::Prometheus),
     ] {
         let targets: Vec<serde_json::Value> = stack

@@ -22,6 +22,7 @@ pub async fn healthy(kind: Kind, port: u16) -> bool {
         Kind::Ingest
         | Kind::Consumer
         | Kind::Acquirer
+        | Kind::Settlement
         | Kind::Gateway
         | Kind::Prometheus
         | Kind::Grafana => reqwest::Client::new()

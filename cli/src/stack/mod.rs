@@ -36,6 +36,9 @@ pub struct Ports {
     /// Ledger consumer (pay-consumer) health and metrics port.
     #[arg(long, env = "PAYCTL_CONSUMER_PORT", default_value_t = 18091)]
     pub consumer_port: u16,
+    /// The settlement worker (pay-settlement) health and metrics port.
+    #[arg(long, env = "PAYCTL_SETTLEMENT_PORT", default_value_t = 18092)]
+    pub settlement_port: u16,
     /// The mock acquirer (pay-acquirer): settles captures and refunds, delivers statements.
     #[arg(long, env = "PAYCTL_ACQUIRER_PORT", default_value_t = 18095)]
     pub acquirer_port: u16,
@@ -67,6 +70,7 @@ impl Ports {
             ingest_port: port(Kind::Ingest, self.ingest_port),
             consumer_port: port(Kind::Consumer, self.consumer_port),
             acquirer_port: port(Kind::Acquirer, self.acquirer_port),
+            settlement_port: port(Kind::Settlement, self.settlement_port),
             prometheus_port: port(Kind::Prometheus, self.prometheus_port),
             gateway_port: port(Kind::Gateway, self.gateway_port),
             grafana_port: port(Kind::Grafana, self.grafana_port),
@@ -84,6 +88,7 @@ impl Default for Ports {
             ingest_port: 18080,
             consumer_port: 18091,
             acquirer_port: 18095,
+            settlement_port: 18092,
             prometheus_port: 19090,
             gateway_port: 8080,
             grafana_port: 13000,
@@ -100,6 +105,8 @@ pub enum Kind {
     Acquirer,
     Ingest,
     Consumer,
+    /// The settlement worker: captures and refunds to the acquirer.
+    Settlement,
     Prometheus,
     Gateway,
     /// Docker runtime only: not packaged for the native one.
@@ -141,6 +148,7 @@ pub fn plan(ports: &Ports, ingest: u16) -> Vec<Svc> {
         });
     }
     v.push(svc("consumer", Kind::Consumer, ports.consumer_port));
+    v.push(svc("settlement", Kind::Settlement, ports.settlement_port));
     v.push(svc("prometheus", Kind::Prometheus, ports.prometheus_port));
     v.push(svc("gateway", Kind::Gateway, ports.gateway_port));
     v
@@ -157,6 +165,13 @@ pub fn depends_on(svc: &Svc, stack: &[Svc]) -> Vec<String> {
             "mariadb".into(),
             "redis".into(),
             "kafka".into(),
+            "ingest".into(),
+        ],
+        // Like the consumer (the first API instance creates the topics), and the acquirer it calls.
+        Kind::Settlement => vec![
+            "mariadb".into(),
+            "kafka".into(),
+            "acquirer".into(),
             "ingest".into(),
         ],
         Kind::Gateway => stack
@@ -261,6 +276,7 @@ pub fn on_ports(stack: Vec<Svc>, ports: &Ports) -> Vec<Svc> {
                 }
                 Kind::Consumer => ports.consumer_port,
                 Kind::Acquirer => ports.acquirer_port,
+                Kind::Settlement => ports.settlement_port,
                 Kind::Prometheus => ports.prometheus_port,
                 Kind::Gateway => ports.gateway_port,
                 Kind::Grafana => ports.grafana_port,
@@ -285,13 +301,14 @@ pub fn saved_service(home: &Path, ports: &Ports, name: &str) -> anyhow::Result<S
 }
 
 /// Every service of the stack definition, in start order (API instances after the first are `ingest-N`).
-pub const SERVICE_NAMES: [&str; 9] = [
+pub const SERVICE_NAMES: [&str; 10] = [
     "mariadb",
     "redis",
     "kafka",
     "acquirer",
     "ingest",
     "consumer",
+    "settlement",
     "prometheus",
     "gateway",
     "grafana",
@@ -381,6 +398,7 @@ mod tests {
                 "ingest-2",
                 "ingest-3",
                 "consumer",
+                "settlement",
                 "prometheus",
                 "gateway",
                 "grafana"
@@ -445,6 +463,7 @@ mod tests {
             ingest_port: 4,
             consumer_port: 10,
             acquirer_port: 14,
+            settlement_port: 15,
             prometheus_port: 11,
             gateway_port: 12,
             grafana_port: 13,
@@ -516,7 +535,7 @@ mod tests {
             .iter()
             .map(|s| s.port)
             .collect();
-        assert_eq!(moved, [1, 2, 3, 14, 4, 5, 6, 10, 11, 12, 13]);
+        assert_eq!(moved, [1, 2, 3, 14, 4, 5, 6, 10, 15, 11, 12, 13]);
         let same = on_ports(stack.clone(), &Ports::default().of(&stack));
         assert_eq!(
             same.iter().map(|s| (&s.name, s.port)).collect::<Vec<_>>(),
@@ -529,7 +548,7 @@ mod tests {
         let home = std::env::temp_dir().join(format!("payctl-stack-{}", std::process::id()));
         std::fs::create_dir_all(&home).unwrap();
         assert!(saved(&home).is_none());
-        assert_eq!(saved_plan(&home, &Ports::default()).len(), 8);
+        assert_eq!(saved_plan(&home, &Ports::default()).len(), 10);
         save(&home, &plan(&Ports::default(), 2)).unwrap();
         let back = saved(&home).unwrap();
         assert_eq!(back[5].name, "ingest-2");

@@ -3,7 +3,7 @@
 use payctl_stack::free_port;
 use std::net::TcpListener;
 
-const PORT_FLAGS: [&str; 8] = [
+const PORT_FLAGS: [&str; 9] = [
     "--mariadb-port",
     "--redis-port",
     "--kafka-port",
@@ -12,6 +12,7 @@ const PORT_FLAGS: [&str; 8] = [
     "--gateway-port",
     "--prometheus-port",
     "--acquirer-port",
+    "--settlement-port",
 ];
 
 /// Free ports for every service (the ingest range gets room for 3 instances), as flags.

@@ -69,7 +69,7 @@ fn upstream_probe(kind: Kind) -> Option<&'static str> {
         Kind::Grafana => {
             Some(r#"["CMD", "wget", "-q", "-O", "/dev/null", "http://localhost:3000/api/health"]"#)
         }
-        Kind::Ingest | Kind::Consumer | Kind::Acquirer | Kind::Gateway => None,
+        Kind::Ingest | Kind::Consumer | Kind::Settlement | Kind::Acquirer | Kind::Gateway => None,
     }
 }
 

@@ -46,6 +46,13 @@ pub struct Images {
         default_value = "payctl/pay-consumer:dev"
     )]
     pub consumer_image: String,
+    /// The settlement worker image (built from compose/rust-service.Dockerfile).
+    #[arg(
+        long,
+        env = "PAYCTL_SETTLEMENT_IMAGE",
+        default_value = "payctl/pay-settlement:dev"
+    )]
+    pub settlement_image: String,
     /// The mock acquirer image (built from compose/rust-service.Dockerfile).
     #[arg(
         long,
@@ -130,6 +137,8 @@ const RUST_CONTEXT: &[&str] = &[
     "server",
     "consumer",
     "acquirer",
+    "settlement",
+    "breaker",
     "cli",
     "monitoring",
     "compose/rust-service.Dockerfile",
@@ -146,6 +155,7 @@ pub fn container_port(kind: Kind) -> u16 {
         Kind::Ingest => 8080,
         Kind::Consumer => 8081,
         Kind::Acquirer => 8095,
+        Kind::Settlement => 8092,
         Kind::Prometheus => 9090,
         Kind::Gateway => 80,
         Kind::Grafana => 3000,
@@ -324,11 +334,11 @@ pub fn containers(
                     ]);
                     c.volume = Some("/var/lib/kafka/data");
                 }
-                Kind::Ingest | Kind::Consumer => {
-                    let (image, service) = if svc.kind == Kind::Ingest {
-                        (&images.server_image, "pay-server")
-                    } else {
-                        (&images.consumer_image, "pay-consumer")
+                Kind::Ingest | Kind::Consumer | Kind::Settlement => {
+                    let (image, service) = match svc.kind {
+                        Kind::Ingest => (&images.server_image, "pay-server"),
+                        Kind::Consumer => (&images.consumer_image, "pay-consumer"),
+                        _ => (&images.settlement_image, "pay-settlement"),
                     };
                     c.image = image.clone();
                     c.build = Some(Build {
@@ -345,6 +355,12 @@ pub fn containers(
                         // Static group membership: a restarted consumer takes its own place at once.
                         ("APP_CONSUMER_INSTANCE_ID", format!("payctl-{}", svc.name)),
                     ]);
+                    if svc.kind == Kind::Settlement {
+                        c.env.push((
+                            "APP_ACQUIRER_URL".into(),
+                            format!("http://{}", peer(Kind::Acquirer)),
+                        ));
+                    }
                 }
                 Kind::Acquirer => {
                     c.image = images.acquirer_image.clone();

@@ -105,7 +105,7 @@ pub struct DockerArgs {
     /// Network mode for image builds (RUN steps), e.g. host where the default bridge is unavailable.
     #[arg(long, env = "PAYCTL_BUILD_NETWORK")]
     pub build_network: Option<String>,
-    /// Put pay-server, pay-consumer and pay-acquirer from this directory into their images instead of compiling in a
+    /// Put pay-server, pay-consumer, pay-settlement and pay-acquirer from this directory into their images instead of compiling in a
     /// container (e.g. target/release).
     #[arg(long, env = "PAYCTL_PREBUILT", value_name = "DIR")]
     pub prebuilt: Option<PathBuf>,
