@@ -3,7 +3,7 @@
 mod common;
 
 use common::free_ports;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -2324,13 +2324,15 @@ fn daily_commands_against_a_native_stack() {
     let services = completions_for(&["payctl", "--home", &h, "logs", ""]);
     assert_eq!(services.len(), 9, "{services:?}");
 
-    acquirer_commands(&stack, ports[7]);
+    acquirer_commands(&stack, gateway, ports[7]);
 }
 
-/// `payctl acquirer` against the stack's real acquirer: settings, statements (clean, and with exactly
-/// the discrepancies asked for, the same for the same seed), and an outage that refuses settlement calls.
-fn acquirer_commands(stack: &Stack, acquirer_port: u16) {
-    use payctl_domain::settlement::parse_statement;
+/// `payctl acquirer` and `payctl reconcile --statement/--date` against the stack's real acquirer and
+/// settlement worker: payments settle, a clean statement reconciles (exit 0), each injected discrepancy is
+/// reported exactly (kind and ids) and nothing else, the same seed gives the same statement, and an
+/// outage refuses the acquirer's API until it ends.
+fn acquirer_commands(stack: &Stack, gateway: u16, acquirer_port: u16) {
+    use payctl_domain::settlement::{business_date, parse_statement, parse_time_zone};
     let o = stack.run(&[
         "acquirer",
         "settings",
@@ -2344,102 +2346,72 @@ fn acquirer_commands(stack: &Stack, acquirer_port: u16) {
     let settings: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(settings["failureRate"], 0.0, "{settings}");
 
-    let base = format!("http://127.0.0.1:{acquirer_port}");
-    let submit = |n: usize| -> (u16, Value) {
-        let body = serde_json::json!({
-            "type": if n % 3 == 2 { "REFUND" } else { "CAPTURE" },
-            "merchantId": "m-acq-test",
-            "paymentId": format!("00000000-0000-7000-8000-{n:012}"),
-            "eventId": format!("00000000-0000-7000-9000-{n:012}"),
-            "amount": 10_000 + n as i64,
-            "currency": "KRW",
-        });
-        tokio::runtime::Runtime::new().unwrap().block_on(async {
-            let r = reqwest::Client::new()
-                .post(format!("{base}/v1/settlements"))
-                .header("Idempotency-Key", format!("cli-test-{n}"))
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            let status = r.status().as_u16();
-            (status, r.json().await.unwrap_or(Value::Null))
-        })
-    };
-    let mut events = Vec::new();
-    let mut date = String::new();
-    for n in 0..6 {
-        let (status, v) = submit(n);
-        assert_eq!(status, 201, "{v}");
-        events.push(v["eventId"].as_str().unwrap().to_owned());
-        date = v["businessDate"].as_str().unwrap().to_owned();
+    // Two smoke runs: two captures and four refunds, each settled by the worker.
+    let api = format!("http://127.0.0.1:{gateway}/api");
+    for _ in 0..2 {
+        let o = payctl(stack.home, &["smoke", "--api-url", &api]);
+        assert!(o.status.success(), "smoke: {:?}", text(&o));
     }
-
+    let zone = parse_time_zone("Asia/Seoul").unwrap();
+    let date = business_date(time::OffsetDateTime::now_utc(), &zone);
+    let date = format!(
+        "{:04}-{:02}-{:02}",
+        date.year(),
+        u8::from(date.month()),
+        date.day()
+    );
     let dir = stack.home.join("statements");
     std::fs::create_dir_all(&dir).unwrap();
     let clean = dir.join("clean.csv");
-    let o = stack.run(&[
-        "acquirer",
-        "statement",
-        "--date",
-        &date,
-        "--out",
-        clean.to_str().unwrap(),
-        "--json",
-    ]);
-    assert!(o.status.success(), "{:?}", text(&o));
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["lines"], 6, "{v}");
-    assert_eq!(v["injected"], serde_json::json!([]), "{v}");
-    let lines = parse_statement(&std::fs::read_to_string(&clean).unwrap()).unwrap();
-    let mut listed: Vec<String> = lines.iter().map(|l| l.event_id.to_string()).collect();
-    listed.sort();
-    events.sort();
-    assert_eq!(listed, events);
+    let statement = |args: &[&str]| -> Value {
+        let mut all = vec!["acquirer", "statement", "--date", &date, "--json"];
+        all.extend(args);
+        let o = stack.run(&all);
+        assert!(o.status.success(), "{:?}", text(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while statement(&["--out", clean.to_str().unwrap()])["lines"] != 6 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "6 settlements within 60 s: {}",
+            std::fs::read_to_string(&clean).unwrap()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let reconcile = |args: &[&str]| -> (Option<i32>, Value) {
+        let mut all = vec!["reconcile", "--json"];
+        all.extend(args);
+        let o = stack.run(&all);
+        (
+            o.status.code(),
+            serde_json::from_slice(&o.stdout).unwrap_or(Value::Null),
+        )
+    };
+    let (code, v) = reconcile(&["--date", &date]);
+    assert_eq!(
+        (code, &v["clean"], &v["matched"]),
+        (Some(0), &Value::Bool(true), &json!(6)),
+        "{v:#}"
+    );
+    let (code, v) = reconcile(&["--statement", clean.to_str().unwrap()]);
+    assert_eq!((code, &v["matched"]), (Some(0), &json!(6)), "{v:#}");
 
     let injected = |file: &str, seed: &str| -> (Value, String) {
         let path = dir.join(file);
-        let o = stack.run(&[
-            "acquirer",
-            "statement",
-            "--date",
-            &date,
+        let v = statement(&[
             "--inject",
             "drop=1,amount=1,duplicate=1,unknown=2",
             "--seed",
             seed,
             "--out",
             path.to_str().unwrap(),
-            "--json",
         ]);
-        assert!(o.status.success(), "{:?}", text(&o));
-        (
-            serde_json::from_slice(&o.stdout).unwrap(),
-            std::fs::read_to_string(path).unwrap(),
-        )
+        (v, std::fs::read_to_string(path).unwrap())
     };
     let (v, first) = injected("a.csv", "9");
     assert_eq!(v["lines"], 6 - 1 + 1 + 2, "{v}");
-    let kinds: Vec<&str> = v["injected"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["kind"].as_str().unwrap())
-        .collect();
-    for (kind, count) in [("drop", 1), ("amount", 1), ("duplicate", 1), ("unknown", 2)] {
-        assert_eq!(kinds.iter().filter(|k| **k == kind).count(), count, "{v}");
-    }
-    let dropped = v["injected"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["kind"] == "drop")
-        .unwrap()["eventId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let lines = parse_statement(&first).unwrap();
-    assert!(lines.iter().all(|l| l.event_id.to_string() != dropped));
+    assert_eq!(parse_statement(&first).unwrap().len(), 8);
     assert_eq!(
         injected("b.csv", "9").1,
         first,
@@ -2450,6 +2422,51 @@ fn acquirer_commands(stack: &Stack, acquirer_port: u16) {
         first,
         "another seed, other lines"
     );
+
+    // Reconciled: each discrepancy exactly as injected, and nothing else; the exceptions as CSV too.
+    let exceptions = dir.join("exceptions.csv");
+    let (code, r) = reconcile(&[
+        "--statement",
+        dir.join("a.csv").to_str().unwrap(),
+        "--exceptions",
+        exceptions.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(1), "{r:#}");
+    let kind_of = |k: &str| match k {
+        "drop" => "missing_at_acquirer",
+        "amount" => "amount_mismatch",
+        "duplicate" => "duplicate",
+        "unknown" => "missing_at_us",
+        other => panic!("{other}"),
+    };
+    let mut expected: Vec<(String, String)> = v["injected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                kind_of(i["kind"].as_str().unwrap()).to_owned(),
+                i["eventId"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let mut reported: Vec<(String, String)> = r["exceptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap().to_owned(),
+                e["eventId"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    expected.sort();
+    reported.sort();
+    assert_eq!(reported, expected, "{r:#}");
+    assert_eq!(r["matched"], 4, "{r:#}");
+    let csv = std::fs::read_to_string(&exceptions).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 5, "{csv}");
 
     // More discrepancies than lines: a one-line error, exit 1.
     let o = stack.run(&[
@@ -2466,14 +2483,20 @@ fn acquirer_commands(stack: &Stack, acquirer_port: u16) {
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 
-    // An outage refuses settlement calls until it ends.
+    // An outage refuses the acquirer's API until it ends.
+    let health = || -> u16 {
+        let url = format!("http://127.0.0.1:{acquirer_port}/v1/statements/{date}");
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(async { reqwest::get(url).await.unwrap().status().as_u16() })
+    };
     let o = stack.run(&["acquirer", "outage", "--for", "30s"]);
     assert!(o.status.success(), "{:?}", text(&o));
     assert!(text(&o).0.contains("refuses every settlement call until"));
-    assert_eq!(submit(100).0, 503);
+    assert_eq!(health(), 503);
     let o = stack.run(&["acquirer", "outage", "--for", "0s"]);
     assert!(o.status.success(), "{:?}", text(&o));
-    assert_eq!(submit(100).0, 201);
+    assert_eq!(health(), 200);
 }
 
 /// Review (issue 17): `--junit` to a path that cannot be written is found only after the run, and its

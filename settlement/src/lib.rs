@@ -13,4 +13,5 @@ pub mod dispatch;
 pub mod dlq;
 pub mod metrics;
 pub mod startup;
+pub mod statement;
 pub mod store;

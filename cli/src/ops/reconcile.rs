@@ -45,3 +45,20 @@ pub async fn check(home: &Path, ports: &Ports, settle: Duration) -> anyhow::Resu
     }
     Ok(report)
 }
+
+/// The acquirer's statement of business date `date` matched with our settlements and ledger.
+pub async fn statement(
+    home: &Path,
+    ports: &Ports,
+    date: time::Date,
+    lines: &[payctl_domain::settlement::StatementLine],
+) -> anyhow::Result<pay_settlement::statement::Matching> {
+    require_running(ports.mariadb_port)?;
+    let db = sqlx::MySqlPool::connect(&database_url(home, ports)?).await?;
+    let (ours, of_the_date) = pay_settlement::statement::records_for(&db, date, lines).await?;
+    Ok(pay_settlement::statement::match_statement(
+        lines,
+        &ours,
+        &of_the_date,
+    ))
+}
