@@ -4,5 +4,6 @@
 mod chaos;
 mod helpers;
 mod ops;
+mod review;
 mod settlements;
 mod statements;

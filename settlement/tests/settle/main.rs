@@ -2,6 +2,7 @@
 //! HTTP. Each test waits on conditions (never on a fixed sleep) and checks the acquirer's own rows.
 
 mod helpers;
+mod review;
 
 use helpers::{assert_settled_exactly_once, env, event, MERCHANT};
 use payctl_domain::{EventType, PaymentId};
