@@ -33,7 +33,8 @@ CREATE TABLE acquirer_settlements (
     business_date    TEXT    NOT NULL
                      CHECK (business_date GLOB '[0-9][0-9][0-9][0-9]-[0-1][0-9]-[0-3][0-9]'),
     response         BLOB    NOT NULL CHECK (length(response) > 0),
-    CONSTRAINT uk_acquirer_settlements_key UNIQUE (idempotency_key),
+    -- Keys are the merchant's own: one merchant's key never blocks or replays another's.
+    CONSTRAINT uk_acquirer_settlements_key UNIQUE (merchant_id, idempotency_key),
     CONSTRAINT ck_acquirer_settlements_amounts CHECK (gross > 0 AND fee >= 0 AND net = gross - fee)
 ) STRICT;
 

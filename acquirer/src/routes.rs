@@ -6,8 +6,8 @@
 //! | `POST /v1/settlements` | settle (header `Idempotency-Key`): 201 first time, 200 replay, 422 key reused |
 //! | `GET /v1/settlements/{reference}` | one settlement's stored response |
 //! | `GET /v1/settlements?eventId=` | every settlement of an event (the worker's recovery) |
-//! | `GET /v1/statements/{date}` | the business date's statement, CSV; `drop,amount,duplicate,unknown,seed` damage it |
-//! | `GET /v1/statements/{date}/discrepancies` | what those parameters did, JSON |
+//! | `GET /v1/statements/{date}` | the business date's statement, CSV; `drop,amount,duplicate,unknown,seed` damage it; header `Statement-Version` |
+//! | `GET /v1/statements/{date}/discrepancies` | what those parameters did, JSON; pass `version` (the CSV's `Statement-Version`) to describe that very statement |
 //! | `POST /v1/admin/outage`, `GET`/`PUT /v1/admin/settings` | misbehaviour controls, never refused |
 //! | `GET /health`, `GET /ready` | 200 `{"status":"UP"}` when the database answers `SELECT 1`, else 503 |
 //! | `GET /metrics` | |
@@ -233,14 +233,18 @@ struct StatementQuery {
     unknown: usize,
     #[serde(default)]
     seed: u64,
+    /// The statement as it was at this version (a `Statement-Version` header), not as it is now.
+    #[serde(default)]
+    version: Option<i64>,
 }
 
-/// The statement of `date` as the acquirer would send it, damaged as the query asks, and what was done.
+/// The statement of `date` as the acquirer would send it, damaged as the query asks, what was done, and
+/// the version it was read at.
 async fn damaged_statement(
     state: &AppState,
     date: &str,
     q: StatementQuery,
-) -> Result<(Vec<StatementLine>, Vec<Injected>), ApiError> {
+) -> Result<(Vec<StatementLine>, Vec<Injected>, i64), ApiError> {
     let format = time::macros::format_description!("[year]-[month]-[day]");
     let day = Date::parse(date, &format).map_err(|_| {
         ApiError::validation(FieldError::new(
@@ -248,7 +252,7 @@ async fn damaged_statement(
             format!("{date:?} is not a date YYYY-MM-DD"),
         ))
     })?;
-    let lines = store::statement_lines(&state.db, day).await?;
+    let (lines, version) = store::statement_lines(&state.db, day, q.version).await?;
     let spec = Injection {
         drop: q.drop,
         amount: q.amount,
@@ -256,7 +260,7 @@ async fn damaged_statement(
         unknown: q.unknown,
     };
     if spec.is_empty() {
-        return Ok((lines, Vec::new()));
+        return Ok((lines, Vec::new(), version));
     }
     let empty_day = lines.is_empty();
     let (mut lines, manifest) =
@@ -270,7 +274,7 @@ async fn damaged_statement(
             lines.iter_mut().for_each(|l| l.settled_at = noon);
         }
     }
-    Ok((lines, manifest))
+    Ok((lines, manifest, version))
 }
 
 /// `GET /v1/statements/{date}`: CSV, see [`payctl_domain::settlement`].
@@ -279,14 +283,20 @@ async fn statement(
     Path(date): Path<String>,
     QueryParams(q): QueryParams<StatementQuery>,
 ) -> Result<Response, ApiError> {
-    let (lines, _) = damaged_statement(&state, &date, q).await?;
+    let (lines, _, version) = damaged_statement(&state, &date, q).await?;
     let csv = format_statement(&lines).map_err(|e| ApiError::Internal(e.into()))?;
     Ok((
         StatusCode::OK,
-        [(
-            CONTENT_TYPE,
-            HeaderValue::from_static("text/csv; charset=utf-8"),
-        )],
+        [
+            (
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/csv; charset=utf-8"),
+            ),
+            (
+                axum::http::HeaderName::from_static("statement-version"),
+                HeaderValue::from(version),
+            ),
+        ],
         csv,
     )
         .into_response())
@@ -297,7 +307,7 @@ async fn discrepancies(
     Path(date): Path<String>,
     QueryParams(q): QueryParams<StatementQuery>,
 ) -> Result<Response, ApiError> {
-    let (_, manifest) = damaged_statement(&state, &date, q).await?;
+    let (_, manifest, _) = damaged_statement(&state, &date, q).await?;
     let body = serde_json::to_vec(&manifest).map_err(|e| ApiError::Internal(e.into()))?;
     Ok(json_response(StatusCode::OK, body))
 }

@@ -1,10 +1,11 @@
 //! The acquirer's settlements table: writing a settlement exactly once per idempotency key, and the reads
 //! behind the settlement and statement routes.
 //!
-//! Idempotency lives in the row itself: `idempotency_key` is UNIQUE, and the row carries the hash of the
+//! Idempotency lives in the row itself: `(merchant_id, idempotency_key)` is UNIQUE (a key is the
+//! merchant's own, as at a real acquirer), and the row carries the hash of the
 //! request and the response it was answered with, written by one INSERT (one transaction). A second
 //! request with the key finds the row and replays the stored bytes, or is refused (422) when its hash
-//! differs. Two requests racing with one key both INSERT … ON CONFLICT(idempotency_key) DO NOTHING:
+//! differs. Two requests racing with one key both INSERT … ON CONFLICT DO NOTHING:
 //! SQLite runs one write at a time (the other waits up to the busy timeout), so the second finds the
 //! first's committed row, inserts nothing, and reads that row like any replay — there is never a second
 //! row, and nothing to clean up.
@@ -88,7 +89,7 @@ pub async fn settle(
     let hash = request.hash();
     // Two rounds at most: find → insert → (the key was taken meanwhile) find again, which finds it.
     for _ in 0..2 {
-        if let Some(outcome) = existing(db, key, &hash).await? {
+        if let Some(outcome) = existing(db, &request.merchant_id, key, &hash).await? {
             return Ok(outcome);
         }
         let reference = new_reference();
@@ -118,7 +119,7 @@ pub async fn settle(
             "INSERT INTO acquirer_settlements (reference, idempotency_key, request_hash, type, \
              merchant_id, payment_id, event_id, gross, fee, net, currency, settled_at, \
              business_date, response) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (idempotency_key) DO NOTHING",
+             ON CONFLICT (merchant_id, idempotency_key) DO NOTHING",
         )
         .bind(&reference)
         .bind(key.as_str())
@@ -147,12 +148,15 @@ pub async fn settle(
 /// The answer for a key already used: its response when the request is the same, 422 otherwise.
 async fn existing(
     db: &SqlitePool,
+    merchant: &MerchantId,
     key: &IdempotencyKey,
     hash: &str,
 ) -> Result<Option<Outcome>, ApiError> {
     let row: Option<(String, Vec<u8>)> = sqlx::query_as(
-        "SELECT request_hash, response FROM acquirer_settlements WHERE idempotency_key = ?",
+        "SELECT request_hash, response FROM acquirer_settlements \
+         WHERE merchant_id = ? AND idempotency_key = ?",
     )
+    .bind(merchant.as_str())
     .bind(key.as_str())
     .fetch_optional(db)
     .await?;
@@ -213,16 +217,36 @@ type LineRow = (
     i64,
 );
 
-/// Every settlement of business date `day`, as statement lines ordered by settled_at, then reference.
-pub async fn statement_lines(db: &SqlitePool, day: Date) -> Result<Vec<StatementLine>, ApiError> {
+/// The settlements of business date `day` written up to `version` (all of them when `None`), as
+/// statement lines ordered by settled_at, then reference; and the version read.
+///
+/// A version is the table's highest rowid: SQLite writes one row at a time and never reuses a rowid
+/// here (no row is ever deleted), so every settlement committed after a read has a higher one. Two
+/// reads at one version see the same lines, whatever settled in between.
+pub async fn statement_lines(
+    db: &SqlitePool,
+    day: Date,
+    version: Option<i64>,
+) -> Result<(Vec<StatementLine>, i64), ApiError> {
+    let version = match version {
+        Some(v) => v,
+        None => {
+            sqlx::query_scalar("SELECT COALESCE(MAX(rowid), 0) FROM acquirer_settlements")
+                .fetch_one(db)
+                .await?
+        }
+    };
     let rows: Vec<LineRow> = sqlx::query_as(
         "SELECT reference, payment_id, event_id, merchant_id, type, gross, fee, net, currency, \
-         settled_at FROM acquirer_settlements WHERE business_date = ? ORDER BY settled_at, reference",
+         settled_at FROM acquirer_settlements WHERE business_date = ? AND rowid <= ? \
+         ORDER BY settled_at, reference",
     )
     .bind(date_text(day))
+    .bind(version)
     .fetch_all(db)
     .await?;
-    rows.into_iter()
+    let lines = rows
+        .into_iter()
         .map(
             |(
                 reference,
@@ -254,7 +278,8 @@ pub async fn statement_lines(db: &SqlitePool, day: Date) -> Result<Vec<Statement
                 })
             },
         )
-        .collect()
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    Ok((lines, version))
 }
 
 /// How ids are stored: hyphenated lower-case UUID text.

@@ -1963,6 +1963,7 @@ fn completion_knows_services_and_statuses_without_a_stack() {
             "acquirer",
             "ingest",
             "consumer",
+            "settlement",
             "prometheus",
             "gateway"
         ]

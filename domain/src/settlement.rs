@@ -28,7 +28,7 @@
 //! duplicated, unknown lines added) and returns the list of what it did, so a reconciliation can be
 //! tested against ground truth.
 
-use crate::MerchantId;
+use crate::{Currency, MerchantId};
 use rand::seq::index;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -397,9 +397,11 @@ fn parse_row(line: usize, row: &str) -> Result<StatementLine, StatementError> {
             format!("expected {} columns, found {}", COLUMNS.len(), cols.len()),
         ));
     };
+    // Fields are read exactly as format_statement writes them: no padding, no quotes, no signs, so a
+    // value compares equal to ours only when it is ours.
     let text = |field: &'static str, v: &str| {
-        if v.is_empty() || v.contains('"') {
-            Err(err(field, "is empty or quoted".into()))
+        if v.is_empty() || v.contains('"') || v.trim() != v {
+            Err(err(field, "is empty, quoted or padded".into()))
         } else {
             Ok(v.to_owned())
         }
@@ -410,25 +412,50 @@ fn parse_row(line: usize, row: &str) -> Result<StatementLine, StatementError> {
             .and_then(|v| Uuid::try_parse(v).ok())
             .ok_or_else(|| err(field, format!("{:?} is not a hyphenated UUID", truncate(v))))
     };
+    // Amounts on a statement are never negative and carry no sign.
     let number = |field: &'static str, v: &str| {
-        v.parse::<i64>()
-            .map_err(|e| err(field, format!("{:?} is not an integer: {e}", truncate(v))))
+        Some(v)
+            .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|v| v.parse::<i64>().ok())
+            .ok_or_else(|| {
+                err(
+                    field,
+                    format!("{:?} is not an amount in minor units", truncate(v)),
+                )
+            })
     };
+    let (gross, fee, net) = (
+        number("gross_amount", gross)?,
+        number("fee", fee)?,
+        number("net_amount", net)?,
+    );
+    if gross == 0 {
+        return Err(err("gross_amount", "must be greater than 0".into()));
+    }
+    if gross.checked_sub(fee) != Some(net) {
+        return Err(err(
+            "net_amount",
+            format!("{net} is not gross {gross} − fee {fee}"),
+        ));
+    }
+    let merchant_id =
+        MerchantId::parse("merchant_id", merchant_id).map_err(|e| err("merchant_id", e.reason))?;
+    let currency = Currency::parse("currency", currency).map_err(|e| err("currency", e.reason))?;
     Ok(StatementLine {
         acquirer_reference: text("acquirer_reference", reference)?,
         payment_id: uuid("payment_id", payment_id)?,
         event_id: uuid("event_id", event_id)?,
-        merchant_id: text("merchant_id", merchant_id)?,
+        merchant_id: merchant_id.as_str().to_owned(),
         kind: SettlementType::parse(kind).ok_or_else(|| {
             err(
                 "type",
                 format!("{:?} is not CAPTURE or REFUND", truncate(kind)),
             )
         })?,
-        gross: number("gross_amount", gross)?,
-        fee: number("fee", fee)?,
-        net: number("net_amount", net)?,
-        currency: text("currency", currency)?,
+        gross,
+        fee,
+        net,
+        currency: currency.code().to_owned(),
         settled_at: OffsetDateTime::parse(settled_at, &Rfc3339)
             .map_err(|e| {
                 err(
@@ -597,12 +624,14 @@ pub fn inject(
             }
             Some(InjectedKind::Amount) => {
                 let magnitude: i64 = rng.gen_range(1..=1_000);
-                // Down only when gross stays positive; up only when it does not overflow.
-                let up = rng.gen_bool(0.5) || line.gross <= magnitude;
+                // A line an acquirer could write: gross stays positive and net (gross − fee, the fee
+                // unchanged) stays at least 0, so down by at most min(net, gross − 1).
+                let room_down = line.net.min(line.gross.saturating_sub(1));
+                let up = rng.gen_bool(0.5) || room_down < 1;
                 let delta = if up && line.gross.checked_add(magnitude).is_some() {
                     magnitude
                 } else {
-                    -magnitude.min(line.gross.saturating_sub(1)).max(1)
+                    -magnitude.min(room_down).max(1)
                 };
                 let mut changed = line.clone();
                 changed.gross = line.gross.saturating_add(delta);
@@ -954,22 +983,22 @@ mod tests {
             any::<u128>(),
             "[A-Za-z0-9_-]{1,32}",
             prop_oneof![Just(SettlementType::Capture), Just(SettlementType::Refund)],
-            any::<i64>(),
-            any::<i64>(),
-            any::<i64>(),
-            "[A-Z]{3}",
+            1..=i64::MAX,
+            0..=i64::MAX,
+            prop_oneof![Just("KRW"), Just("USD"), Just("JPY"), Just("BHD")],
             arb_time(),
         )
-            .prop_map(|(r, p, e, m, kind, gross, fee, net, c, at)| StatementLine {
+            .prop_map(|(r, p, e, m, kind, gross, fee, c, at)| StatementLine {
                 acquirer_reference: r,
                 payment_id: Uuid::from_u128(p),
                 event_id: Uuid::from_u128(e),
                 merchant_id: m,
                 kind,
                 gross,
-                fee,
-                net,
-                currency: c,
+                // Any fee up to gross: what a parser must take is net = gross − fee ≥ 0.
+                fee: fee % gross,
+                net: gross - fee % gross,
+                currency: c.to_owned(),
                 settled_at: at,
             })
     }

@@ -1,6 +1,5 @@
-//! Adversarial review of `payctl_domain::settlement` (branch `review`). Every test here demonstrates a
-//! finding and fails against the code under review; each is `#[ignore]`d so the branch stays green.
-//! Run them with: `cargo test -p payctl-domain --test settlement_review -- --ignored`
+//! Adversarial review of `payctl_domain::settlement` (branch `review`). Every test here demonstrated a
+//! finding and failed against the code under review; they pass since the findings were fixed.
 
 use payctl_domain::settlement::{
     fee_and_net, format_statement, inject, parse_statement, InjectedKind, Injection,
@@ -37,7 +36,6 @@ fn row(gross: &str, fee: &str, net: &str, merchant: &str, currency: &str) -> Str
 /// table CHECKs gross > 0, fee >= 0), yet a line of negative amounts parses as a valid settlement: a
 /// reconciliation then sums a capture of -10,000 as if money moved the other way.
 #[test]
-#[ignore = "review finding 6: parse_statement accepts negative amounts"]
 fn review_f6_parse_statement_refuses_negative_amounts() {
     let text = row("-10000", "-250", "-9750", "m-1", "KRW");
     let parsed = parse_statement(&text);
@@ -50,7 +48,6 @@ fn review_f6_parse_statement_refuses_negative_amounts() {
 /// Finding 6b: net ≠ gross − fee is accepted silently (the acquirer's table forbids it, the worker's
 /// check_answer refuses it in a live answer, but a statement line carrying it is read as-is).
 #[test]
-#[ignore = "review finding 6: parse_statement accepts net != gross - fee"]
 fn review_f6_parse_statement_refuses_net_other_than_gross_minus_fee() {
     let text = row("10000", "250", "9999", "m-1", "KRW");
     let parsed = parse_statement(&text);
@@ -64,11 +61,16 @@ fn review_f6_parse_statement_refuses_net_other_than_gross_minus_fee() {
 /// different currencies/merchants from `KRW`/`m-1` for any comparison, and `+10000` is a spelling
 /// format_statement never writes (so the file does not round-trip).
 #[test]
-#[ignore = "review finding 6: parse_statement accepts whitespace-padded or '+'-signed fields"]
 fn review_f6_parse_statement_refuses_padded_or_signed_fields() {
     for (text, what) in [
-        (row("10000", "250", "9750", "m-1", " KRW"), "currency ' KRW'"),
-        (row("10000", "250", "9750", "m-1 ", "KRW"), "merchant 'm-1 '"),
+        (
+            row("10000", "250", "9750", "m-1", " KRW"),
+            "currency ' KRW'",
+        ),
+        (
+            row("10000", "250", "9750", "m-1 ", "KRW"),
+            "merchant 'm-1 '",
+        ),
         (row("+10000", "250", "9750", "m-1", "KRW"), "gross '+10000'"),
         (row("10000", "250", "9750", "m-1", "krw"), "currency 'krw'"),
     ] {
@@ -83,7 +85,6 @@ fn review_f6_parse_statement_refuses_padded_or_signed_fields() {
 /// an impossible line, not the plain amount mismatch the manifest promises; and a stricter parser
 /// (finding 6) cannot even read the statement back.
 #[test]
-#[ignore = "review finding 7: inject(amount) can produce negative net amounts"]
 fn review_f7_injected_amount_changes_keep_the_line_possible() {
     let lines: Vec<StatementLine> = (0..100).map(|n| line(n, 1_000)).collect();
     for seed in 0..20u64 {

@@ -31,6 +31,11 @@ impl Acquirer {
             .send()
             .await
             .with_context(|| format!("cannot reach the acquirer at {} ({what})", self.base))?;
+        self.body(res, what).await
+    }
+
+    /// The body of a 2xx answer; otherwise the acquirer's `{code, message}` as an error.
+    async fn body(&self, res: reqwest::Response, what: &str) -> anyhow::Result<String> {
         let status = res.status();
         let body = res.text().await?;
         if status.is_success() {
@@ -106,20 +111,29 @@ impl Acquirer {
             })
             .unwrap_or_default();
         let what = format!("the statement of {date}");
-        let csv = self
-            .send(
-                self.http
-                    .get(format!("{}/v1/statements/{date}", self.base))
-                    .query(&query),
-                &what,
-            )
-            .await?;
+        let res = self
+            .http
+            .get(format!("{}/v1/statements/{date}", self.base))
+            .query(&query)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the acquirer at {} ({what})", self.base))?;
+        // What was injected is asked for at the version this statement was read at, so that it
+        // describes this very statement even if settlements land meanwhile.
+        let version = res
+            .headers()
+            .get("statement-version")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let csv = self.body(res, &what).await?;
         let injected = if injection.is_some() {
+            let version = version.context("the acquirer's statement has no Statement-Version")?;
             let v = self
                 .json(
                     self.http
                         .get(format!("{}/v1/statements/{date}/discrepancies", self.base))
-                        .query(&query),
+                        .query(&query)
+                        .query(&[("version", version)]),
                     &what,
                 )
                 .await?;

@@ -548,11 +548,11 @@ mod tests {
         let home = std::env::temp_dir().join(format!("payctl-stack-{}", std::process::id()));
         std::fs::create_dir_all(&home).unwrap();
         assert!(saved(&home).is_none());
-        assert_eq!(saved_plan(&home, &Ports::default()).len(), 10);
+        assert_eq!(saved_plan(&home, &Ports::default()).len(), 9);
         save(&home, &plan(&Ports::default(), 2)).unwrap();
         let back = saved(&home).unwrap();
         assert_eq!(back[5].name, "ingest-2");
-        assert_eq!(saved_plan(&home, &Ports::default()).len(), 9);
+        assert_eq!(saved_plan(&home, &Ports::default()).len(), 10);
         let elsewhere = Ports {
             kafka_port: 29092,
             ..Ports::default()

@@ -81,7 +81,12 @@ async fn review_f1_events_the_ledger_refuses_are_not_paid_out_at_the_acquirer() 
     other_currency.currency = "USD".into();
     let too_much = event(EventType::PaymentCaptured, payment, 5_000_000);
     let unknown_payment = event(EventType::PaymentCaptured, PaymentId::new(), 7_000);
-    let bad = [&other_merchant, &other_currency, &too_much, &unknown_payment];
+    let bad = [
+        &other_merchant,
+        &other_currency,
+        &too_much,
+        &unknown_payment,
+    ];
     env.produce_all(&[
         good.clone(),
         other_merchant.clone(),
@@ -96,9 +101,11 @@ async fn review_f1_events_the_ledger_refuses_are_not_paid_out_at_the_acquirer() 
     })
     .await;
     // The ledger consumer has read all five: the good one's legs are posted, the four bad ones refused.
-    eventually("the ledger consumer dead-lettered the four", LONG, || async {
-        env.dlq().await.len() >= 4
-    })
+    eventually(
+        "the ledger consumer dead-lettered the four",
+        LONG,
+        || async { env.dlq().await.len() >= 4 },
+    )
     .await;
     let legs_of_bad: i64 = {
         let mut n = 0;
