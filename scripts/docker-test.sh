@@ -523,6 +523,24 @@ cb_test() {
   return 1
 }
 
+# The settlement worker's container settles the smoke test's capture and refunds at the acquirer's
+# container (its SQLite file on a named volume), and that day's statement reconciles with our books.
+settled_and_reconciled() {
+  local day out i
+  day=$(TZ=Asia/Seoul date +%F)
+  for i in $(seq 120); do
+    if out=$("$payctl" reconcile --date "$day" --json 2>&1) \
+      && [ "$(grep -o '"matched": [0-9]*' <<< "$out" | grep -o '[0-9]*$')" -ge 3 ]; then
+      echo "  $(grep -o '"matched": [0-9]*' <<< "$out") on $day"
+      return 0
+    fi
+    sleep 0.5
+  done
+  echo "$out" | tail -20
+  "$payctl" logs settlement -n 30 2>&1 | sed 's/^/  /'
+  return 1
+}
+
 failed=0
 step() {
   local name=$1
@@ -549,6 +567,8 @@ if [ "$failed" = 0 ]; then
   step "the same engine through DOCKER_HOST=tcp:// with TLS" through_tls_docker_host
   step "a second stack on the same ports is refused, naming the container" refused_naming_container
   step "smoke" "$payctl" smoke
+  step "settlement: smoke's capture and refunds settle at the acquirer, the statement reconciles" \
+    settled_and_reconciled
   step "pay-server changed: up rebuilds its image and recreates its container only" rebuilt_code_runs
   step "cb test (stops and starts the Kafka container)" cb_test
   step "reconcile" "$payctl" reconcile

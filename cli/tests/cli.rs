@@ -1395,7 +1395,7 @@ async fn three_ingest_instances_behind_the_gateway_lose_nothing_when_one_dies() 
         err.lines()
             .filter(|l| l.contains("already running"))
             .count(),
-        8,
+        10,
         "{err}"
     );
     let o = stack.run(&["status", "--json"]);
