@@ -28,7 +28,7 @@ CREATE TABLE settlements (
     topic               VARCHAR(255) CHARACTER SET ascii NOT NULL COMMENT 'where the event was read, for the DLQ record',
     kafka_partition     INT NOT NULL,
     kafka_offset        BIGINT NOT NULL,
-    kafka_key           VARCHAR(255) NULL,
+    kafka_key           MEDIUMTEXT NULL COMMENT 'for the DLQ record; never a reason to refuse an event (a key may be longer than any VARCHAR)',
     payload             MEDIUMTEXT NOT NULL COMMENT 'the event as read, for the DLQ record',
     dlq_published_at    DATETIME(6) NULL,
     created_at          DATETIME(6) NOT NULL,

@@ -1,5 +1,6 @@
 //! The acquirer as the worker sees it: one trait ([`Acquirer`]) and its HTTP client ([`HttpAcquirer`],
-//! `POST /v1/settlements` of `pay-acquirer`). Every failure is sorted here, once, into "try again
+//! `POST /v1/settlements` of `pay-acquirer`, and `GET /v1/settlements?eventId=` to find out whether a
+//! call whose answer was lost had settled). Every failure is sorted here, once, into "try again
 //! later" and "never": the dispatcher only asks [`AcquirerError::is_permanent`].
 
 use async_trait::async_trait;
@@ -118,6 +119,12 @@ impl AcquirerError {
 #[async_trait]
 pub trait Acquirer: Send + Sync + 'static {
     async fn settle(&self, request: &SettlementRequest) -> Result<Settled, AcquirerError>;
+
+    /// The acquirer's settlement for this request's event, if it holds one (`None`: it settled
+    /// nothing for it), verified against the request exactly as [`Acquirer::settle`]'s answer is: one
+    /// for another request is a `Protocol` error. Asked before giving up after transient failures,
+    /// since a call answered 5xx or cut off may have settled.
+    async fn lookup(&self, request: &SettlementRequest) -> Result<Option<Settled>, AcquirerError>;
 }
 
 pub struct HttpAcquirer {
@@ -165,11 +172,7 @@ impl Acquirer for HttpAcquirer {
             .headers()
             .get("idempotent-replayed")
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = retry_after(&response);
         let body = response.bytes().await.map_err(transport)?;
         if status.is_success() {
             let mut settled: Settled = serde_json::from_slice(&body)
@@ -178,20 +181,63 @@ impl Acquirer for HttpAcquirer {
             check_answer(request, &settled)?;
             return Ok(settled);
         }
-        let error: ErrorBody = serde_json::from_slice(&body).unwrap_or_default();
-        if status.is_client_error() && status.as_u16() != 408 && status.as_u16() != 429 {
-            Err(AcquirerError::Rejected {
-                status: status.as_u16(),
-                code: error.code,
-                message: error.message,
-            })
-        } else {
-            // 5xx, and the 4xx that mean "not now" (408 request timeout, 429 too many requests).
-            Err(AcquirerError::Unavailable {
-                status: status.as_u16(),
-                code: error.code,
-                retry_after,
-            })
+        Err(failure(status, &body, retry_after))
+    }
+
+    async fn lookup(&self, request: &SettlementRequest) -> Result<Option<Settled>, AcquirerError> {
+        let response = self
+            .client
+            .get(&self.url)
+            .query(&[("eventId", request.event_id.to_string())])
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = response.status();
+        let retry_after = retry_after(&response);
+        let body = response.bytes().await.map_err(transport)?;
+        if !status.is_success() {
+            return Err(failure(status, &body, retry_after));
+        }
+        let found: Vec<Settled> = serde_json::from_slice(&body)
+            .map_err(|e| AcquirerError::Protocol(format!("lookup HTTP {status}: {e}")))?;
+        let mut ours = None;
+        for mut settled in found {
+            // Settled by an earlier call: what a POST with the same key would replay.
+            settled.replayed = true;
+            check_answer(request, &settled)?;
+            ours.get_or_insert(settled);
+        }
+        Ok(ours)
+    }
+}
+
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+/// A non-2xx answer, sorted into "never" and "not now".
+fn failure(
+    status: reqwest::StatusCode,
+    body: &[u8],
+    retry_after: Option<Duration>,
+) -> AcquirerError {
+    let error: ErrorBody = serde_json::from_slice(body).unwrap_or_default();
+    if status.is_client_error() && status.as_u16() != 408 && status.as_u16() != 429 {
+        AcquirerError::Rejected {
+            status: status.as_u16(),
+            code: error.code,
+            message: error.message,
+        }
+    } else {
+        // 5xx, and the 4xx that mean "not now" (408 request timeout, 429 too many requests).
+        AcquirerError::Unavailable {
+            status: status.as_u16(),
+            code: error.code,
+            retry_after,
         }
     }
 }

@@ -4,17 +4,22 @@
 //!
 //! Unlike the ledger consumer this loop dead-letters nothing it reads: a message that is not an event
 //! is already dead-lettered by the ledger consumer (two DLQ records for one message would be one too
-//! many), so here it is counted (`settlement_unparseable_messages_total`), logged and skipped. Database
-//! failures are retried with backoff for as long as they last, holding the batch.
+//! many), so here it is counted (`settlement_unparseable_messages_total`), logged and skipped. A money
+//! event the settlements table refuses for its data is not skipped: it is dead-lettered here
+//! (`SETTLEMENT_FAILED`) before its offset is stored. Database and DLQ failures are retried with backoff
+//! for as long as they last, holding the batch.
 
 use crate::acquirer::SettlementRequest;
 use crate::config::Config;
+use crate::dlq;
 use crate::metrics::Metrics;
 use crate::store::{self, NewSettlement};
+use pay_consumer::worker::DlqRecord;
 use payctl_domain::settlement::SettlementType;
 use payctl_domain::{Currency, EventType, MerchantId};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::producer::FutureProducer;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use sqlx::MySqlPool;
 use std::collections::HashMap;
@@ -111,6 +116,8 @@ pub struct ConsumeLoop {
     pub config: Arc<Config>,
     pub db: MySqlPool,
     pub consumer: Arc<StreamConsumer>,
+    /// Dead-letters the events that cannot be recorded.
+    pub producer: FutureProducer,
     pub metrics: Arc<Metrics>,
     /// Wakes the dispatcher when new settlements are committed.
     pub recorded: Arc<Notify>,
@@ -182,7 +189,12 @@ impl ConsumeLoop {
         loop {
             match store::record(&self.db, &settlements).await {
                 Ok(r) => {
-                    self.metrics.unparseable.inc_by(r.refused);
+                    for refused in &r.refused {
+                        let record = dlq::refused_record(&refused.settlement, &refused.error);
+                        if !self.dead_letter(&record, shutdown).await {
+                            return false;
+                        }
+                    }
                     self.metrics.replays.inc_by(r.reset);
                     if r.reset > 0 {
                         tracing::info!(
@@ -212,6 +224,35 @@ impl ConsumeLoop {
                     attempts += 1;
                     backoff =
                         (backoff * 2).min(Duration::from_millis(self.config.retry_max_backoff_ms));
+                }
+            }
+        }
+    }
+
+    /// Publishes a DLQ record for an event that is not recorded, retrying until the broker has it (the
+    /// batch, and so its offset, is held meanwhile). Returns false if interrupted by shutdown.
+    async fn dead_letter(&self, record: &DlqRecord, shutdown: &CancellationToken) -> bool {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match dlq::send(&self.producer, &self.config, record).await {
+                Ok(()) => {
+                    self.metrics.dlq.inc();
+                    tracing::warn!(
+                        topic = record.original_topic,
+                        partition = record.partition,
+                        offset = record.offset,
+                        error = record.error_message,
+                        "an event that cannot be settled sent to the DLQ"
+                    );
+                    return true;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "dead-lettering a refused event failed; the batch is held and retried");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return false,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }

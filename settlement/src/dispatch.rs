@@ -160,13 +160,44 @@ impl Dispatcher {
                 self.failed.notify_one();
             }
             Err(e) if claimed.attempts >= self.config.max_attempts => {
-                tracing::warn!(event = %event_id, error = %e, attempts = claimed.attempts, "last attempt failed; FAILED");
-                let message = format!("after {} attempts: {e}", claimed.attempts);
-                self.write(&shutdown, || {
-                    store::fail(&self.db, event_id, lease, &message)
-                })
-                .await;
-                self.failed.notify_one();
+                // The last call failed transiently, but it (or an earlier one) may have settled after
+                // all (an answer lost after the acquirer committed): ask before recording "not paid".
+                match self.acquirer.lookup(&claimed.request).await {
+                    Ok(Some(settled)) => {
+                        tracing::info!(event = %event_id, reference = settled.reference, attempts = claimed.attempts, "the acquirer had settled it; SETTLED");
+                        self.write(&shutdown, || store::settled(&self.db, &settled))
+                            .await;
+                    }
+                    Ok(None) => {
+                        tracing::warn!(event = %event_id, error = %e, attempts = claimed.attempts, "last attempt failed and the acquirer holds no settlement; FAILED");
+                        let message = format!("after {} attempts: {e}", claimed.attempts);
+                        self.write(&shutdown, || {
+                            store::fail(&self.db, event_id, lease, &message)
+                        })
+                        .await;
+                        self.failed.notify_one();
+                    }
+                    Err(l) if l.is_permanent() => {
+                        tracing::warn!(event = %event_id, error = %l, "the acquirer's settlement for it does not match the request; FAILED");
+                        let message =
+                            format!("after {} attempts: {e}; lookup: {l}", claimed.attempts);
+                        self.write(&shutdown, || {
+                            store::fail(&self.db, event_id, lease, &message)
+                        })
+                        .await;
+                        self.failed.notify_one();
+                    }
+                    Err(l) => {
+                        // Not knowing whether it settled, it must not be FAILED: try again later.
+                        let delay = self.retry_delay(claimed.attempts, &l);
+                        tracing::warn!(event = %event_id, error = %e, lookup = %l, ?delay, "last attempt failed and the lookup failed too; will retry");
+                        let message = format!("{e}; lookup: {l}");
+                        self.write(&shutdown, || {
+                            store::retry_later(&self.db, event_id, lease, delay, &message)
+                        })
+                        .await;
+                    }
+                }
             }
             Err(e) => {
                 let delay = self.retry_delay(claimed.attempts, &e);

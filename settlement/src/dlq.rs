@@ -44,6 +44,40 @@ pub enum PublishError {
     Encode(#[from] serde_json::Error),
 }
 
+/// Sends one DLQ record (keyed by the original message's key) and waits for the broker's acknowledgement.
+pub async fn send(
+    producer: &FutureProducer,
+    config: &Config,
+    record: &DlqRecord,
+) -> Result<(), PublishError> {
+    let body = serde_json::to_string(record)?;
+    let topic = config.topic(DLQ_TOPIC);
+    let key = record.key.clone().unwrap_or_default();
+    producer
+        .send(
+            FutureRecord::to(&topic).key(&key).payload(&body),
+            Timeout::After(Duration::from_secs(10)),
+        )
+        .await
+        .map_err(|(e, _)| e)?;
+    Ok(())
+}
+
+/// The DLQ record of an event that is never recorded as a settlement (refused when it was read).
+pub fn refused_record(s: &store::NewSettlement, error: &str) -> DlqRecord {
+    DlqRecord {
+        original_topic: s.topic.clone(),
+        partition: s.partition,
+        offset: s.offset,
+        key: s.key.clone(),
+        payload: Some(s.payload.clone()),
+        error_type: ERROR_TYPE.to_owned(),
+        error_message: error.to_owned(),
+        timestamp: time::OffsetDateTime::now_utc(),
+        attempts: 0,
+    }
+}
+
 pub struct DlqPublisher {
     pub config: Arc<Config>,
     pub db: MySqlPool,
@@ -99,16 +133,7 @@ impl DlqPublisher {
             timestamp: time::OffsetDateTime::now_utc(),
             attempts: d.attempts,
         };
-        let body = serde_json::to_string(&record)?;
-        let topic = self.config.topic(DLQ_TOPIC);
-        let key = d.key.clone().unwrap_or_default();
-        self.producer
-            .send(
-                FutureRecord::to(&topic).key(&key).payload(&body),
-                Timeout::After(Duration::from_secs(10)),
-            )
-            .await
-            .map_err(|(e, _)| e)?;
+        send(&self.producer, &self.config, &record).await?;
         store::dead_letter_published(&mut tx, d.event_id).await?;
         tx.commit().await?;
         self.metrics.dlq.inc();

@@ -73,6 +73,7 @@ impl App {
                 config: config.clone(),
                 db: db.clone(),
                 consumer: consumer.clone(),
+                producer: producer.clone(),
                 metrics: metrics.clone(),
                 recorded: recorded.clone(),
             },

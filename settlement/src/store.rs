@@ -27,12 +27,20 @@ pub struct NewSettlement {
     pub replayed: bool,
 }
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone)]
 pub struct Recorded {
     pub inserted: u64,
     pub reset: u64,
-    /// Events the database refused for their data (a value the columns cannot hold); skipped.
-    pub refused: u64,
+    /// Events the database refused for their data (a value the columns cannot hold): not recorded, so
+    /// the caller must dead-letter each before storing its offset.
+    pub refused: Vec<Refused>,
+}
+
+/// An event the database refused for its data, and why.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    pub settlement: NewSettlement,
+    pub error: String,
 }
 
 fn in_list(n: usize) -> String {
@@ -47,7 +55,8 @@ fn micros(d: Duration) -> i64 {
 
 /// Records a batch in one transaction: new events as PENDING (an event already recorded is left as it
 /// is), and replayed FAILED ones back to PENDING with their attempts reset. An error is for the caller
-/// to retry, except a data error, which isolates the one bad event (skipped, counted in `refused`).
+/// to retry, except a data error, which isolates the one bad event (not recorded, returned in `refused`
+/// for the caller to dead-letter).
 pub async fn record(db: &MySqlPool, batch: &[NewSettlement]) -> Result<Recorded, sqlx::Error> {
     match record_together(db, batch).await {
         Err(e) if is_data_error(&e) && batch.len() > 1 => {
@@ -56,14 +65,17 @@ pub async fn record(db: &MySqlPool, batch: &[NewSettlement]) -> Result<Recorded,
                 let r = Box::pin(record(db, std::slice::from_ref(one))).await?;
                 total.inserted += r.inserted;
                 total.reset += r.reset;
-                total.refused += r.refused;
+                total.refused.extend(r.refused);
             }
             Ok(total)
         }
         Err(e) if is_data_error(&e) => {
-            tracing::error!(error = %e, event = %batch[0].request.event_id, "the database refused a settlement's data; skipped");
+            tracing::error!(error = %e, event = %batch[0].request.event_id, "the database refused a settlement's data; to the DLQ");
             Ok(Recorded {
-                refused: 1,
+                refused: vec![Refused {
+                    settlement: batch[0].clone(),
+                    error: format!("the settlement could not be recorded: {e}"),
+                }],
                 ..Recorded::default()
             })
         }

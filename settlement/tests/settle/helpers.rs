@@ -416,3 +416,99 @@ pub async fn assert_settled_exactly_once(env: &Env, events: &[PaymentEvent]) {
         assert_eq!(r.net, Some(*net), "{id}");
     }
 }
+
+/// A pass-through in front of the real acquirer that, while `failing`, answers every
+/// `POST /v1/settlements` 503 *without* forwarding it (nothing is settled: the acquirer's own injected
+/// failures may commit first, and the worker then finds the settlement by lookup); every other request,
+/// the lookup included, always goes through.
+pub struct FailingProxy {
+    pub url: String,
+    pub failing: Arc<std::sync::atomic::AtomicBool>,
+    token: CancellationToken,
+}
+
+impl Drop for FailingProxy {
+    fn drop(&mut self) {
+        self.token.cancel();
+    }
+}
+
+impl FailingProxy {
+    pub fn set_failing(&self, failing: bool) {
+        self.failing
+            .store(failing, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Env {
+    pub async fn failing_proxy(&self) -> FailingProxy {
+        use axum::body::Bytes;
+        use axum::http::{HeaderMap, Method, StatusCode, Uri};
+        use axum::response::{IntoResponse, Response};
+        #[derive(Clone)]
+        struct State {
+            target: String,
+            http: reqwest::Client,
+            failing: Arc<std::sync::atomic::AtomicBool>,
+        }
+        async fn forward(
+            axum::extract::State(s): axum::extract::State<State>,
+            method: Method,
+            uri: Uri,
+            headers: HeaderMap,
+            body: Bytes,
+        ) -> Response {
+            if method == Method::POST
+                && uri.path() == "/v1/settlements"
+                && s.failing.load(std::sync::atomic::Ordering::SeqCst)
+            {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [("content-type", "application/json")],
+                    r#"{"code":"acquirer_unavailable","message":"injected by the test proxy"}"#,
+                )
+                    .into_response();
+            }
+            let path = uri.path_and_query().map_or("/", |p| p.as_str());
+            let mut request = s
+                .http
+                .request(method, format!("{}{path}", s.target))
+                .body(body);
+            for (name, value) in &headers {
+                if name != "host" && name != "content-length" {
+                    request = request.header(name, value);
+                }
+            }
+            let answer = request.send().await.unwrap();
+            let status = answer.status();
+            let mut out = HeaderMap::new();
+            for (name, value) in answer.headers() {
+                if name != "content-length" && name != "transfer-encoding" {
+                    out.insert(name.clone(), value.clone());
+                }
+            }
+            let body = answer.bytes().await.unwrap();
+            (status, out, body).into_response()
+        }
+        let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let app = axum::Router::new().fallback(forward).with_state(State {
+            target: self.acquirer.url.clone(),
+            http: reqwest::Client::new(),
+            failing: failing.clone(),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let token = CancellationToken::new();
+        let stop = token.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+        });
+        FailingProxy {
+            url,
+            failing,
+            token,
+        }
+    }
+}

@@ -219,8 +219,12 @@ async fn a_settlement_failing_every_attempt_is_dead_lettered_once_and_a_replay_s
     let ledger_stop = ledger.shutdown_token();
     let ledger_task = tokio::spawn(ledger.run());
 
-    env.acquirer_settings("0", 1.0).await;
+    // Every call fails before the acquirer settles anything (its own injected failures may fail after
+    // committing, and the worker would then rightly find the settlement and record it SETTLED).
+    let proxy = env.failing_proxy().await;
+    proxy.set_failing(true);
     let mut config = env.config();
+    config.acquirer_url = proxy.url.clone();
     config.max_attempts = 3;
     let worker = env.start(config).await;
     let capture = event(EventType::PaymentCaptured, payment, 5000);
@@ -282,7 +286,7 @@ async fn a_settlement_failing_every_attempt_is_dead_lettered_once_and_a_replay_s
         1
     );
 
-    env.acquirer_settings("0", 0.0).await;
+    proxy.set_failing(false);
     env.replay(record).await;
     eventually("SETTLED after the replay", LONG, || async {
         env.settled().await == 1
