@@ -41,19 +41,28 @@ pub struct DlqRecord {
     pub attempts: u32,
 }
 
-pub fn consumer(config: &Config) -> anyhow::Result<StreamConsumer> {
+/// The settings of a consumer group member that stores offsets only after its work is durable: shared
+/// by the ledger consumer and the settlement worker, so both read the topics with the same guarantees.
+pub fn group_member(
+    bootstrap: &str,
+    group_id: &str,
+    client_id: &str,
+    fetch_wait_ms: u32,
+    debug: Option<&str>,
+    instance_id: Option<&str>,
+) -> ClientConfig {
     let mut client = ClientConfig::new();
-    if let Some(debug) = config.kafka_debug.as_deref().filter(|d| !d.is_empty()) {
+    if let Some(debug) = debug.filter(|d| !d.is_empty()) {
         client.set("debug", debug);
     }
-    if let Some(id) = config.instance_id.as_deref().filter(|d| !d.is_empty()) {
+    if let Some(id) = instance_id.filter(|d| !d.is_empty()) {
         client.set("group.instance.id", id);
     }
-    let consumer: StreamConsumer = client
-        .set("fetch.wait.max.ms", config.fetch_wait_ms.to_string())
-        .set("bootstrap.servers", &config.kafka_bootstrap)
-        .set("group.id", &config.group_id)
-        .set("client.id", "pay-consumer")
+    client
+        .set("fetch.wait.max.ms", fetch_wait_ms.to_string())
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group_id)
+        .set("client.id", client_id)
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")
         .set("enable.auto.offset.store", "false")
@@ -65,8 +74,20 @@ pub fn consumer(config: &Config) -> anyhow::Result<StreamConsumer> {
         // A worker blocked longer than this on a database outage leaves the group and rejoins; its
         // uncommitted batch is redelivered and deduplicated.
         .set("max.poll.interval.ms", "20000")
-        .set("socket.connection.setup.timeout.ms", "3000")
-        .create()?;
+        .set("socket.connection.setup.timeout.ms", "3000");
+    client
+}
+
+pub fn consumer(config: &Config) -> anyhow::Result<StreamConsumer> {
+    let consumer: StreamConsumer = group_member(
+        &config.kafka_bootstrap,
+        &config.group_id,
+        "pay-consumer",
+        config.fetch_wait_ms,
+        config.kafka_debug.as_deref(),
+        config.instance_id.as_deref(),
+    )
+    .create()?;
     let topics = config.event_topics();
     let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;

@@ -20,7 +20,7 @@ use payctl_domain::{Currency, EventType, MerchantId};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::producer::FutureProducer;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use sqlx::MySqlPool;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,28 +32,16 @@ use tokio_util::sync::CancellationToken;
 pub const REPLAYED_FROM: &str = "replayedFrom";
 
 pub fn consumer(config: &Config) -> anyhow::Result<StreamConsumer> {
-    let mut client = ClientConfig::new();
-    if let Some(debug) = config.kafka_debug.as_deref().filter(|d| !d.is_empty()) {
-        client.set("debug", debug);
-    }
-    if let Some(id) = config.instance_id.as_deref().filter(|d| !d.is_empty()) {
-        client.set("group.instance.id", id);
-    }
     // The ledger consumer's settings (see its worker.rs for why each is what it is).
-    let consumer: StreamConsumer = client
-        .set("fetch.wait.max.ms", config.fetch_wait_ms.to_string())
-        .set("bootstrap.servers", &config.kafka_bootstrap)
-        .set("group.id", &config.group_id)
-        .set("client.id", "pay-settlement")
-        .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", "1000")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "10000")
-        .set("heartbeat.interval.ms", "1000")
-        .set("max.poll.interval.ms", "20000")
-        .set("socket.connection.setup.timeout.ms", "3000")
-        .create()?;
+    let consumer: StreamConsumer = pay_consumer::worker::group_member(
+        &config.kafka_bootstrap,
+        &config.group_id,
+        "pay-settlement",
+        config.fetch_wait_ms,
+        config.kafka_debug.as_deref(),
+        config.instance_id.as_deref(),
+    )
+    .create()?;
     let topics = config.event_topics();
     let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
