@@ -138,6 +138,26 @@ async fn record_together(db: &MySqlPool, batch: &[NewSettlement]) -> Result<Reco
     Ok(out)
 }
 
+/// When a record `s` may be sent to the acquirer: only what our books hold is paid out, and a refund
+/// only once its payment's captures cover it.
+///
+/// - Its event is in the ledger with the very payment, merchant, currency and amount the record carries
+///   (its `merchant_payable` leg). An event the ledger consumer refused (unknown payment, another
+///   merchant's, more than was authorized) is never settled: it waits, and the ledger's DLQ record
+///   explains it.
+/// - A refund: the payment's SETTLED captures at least equal all of its refunds the ledger holds. A refund
+///   settled before its capture (they come on different topics, in no set order) or after its capture
+///   failed would debit the merchant at the acquirer for money it was never credited.
+const SETTLEABLE: &str = "EXISTS (SELECT 1 FROM ledger_entries l WHERE l.event_id = s.event_id \
+     AND l.account = 'merchant_payable' AND l.payment_id = s.payment_id AND l.merchant_id = s.merchant_id \
+     AND l.currency = s.currency AND l.amount = s.amount) \
+     AND (s.type = 'CAPTURE' OR ( \
+       SELECT COALESCE(SUM(c.amount), 0) FROM settlements c \
+       WHERE c.payment_id = s.payment_id AND c.type = 'CAPTURE' AND c.status = 'SETTLED') >= ( \
+       SELECT COALESCE(SUM(r.amount), 0) FROM settlements r \
+       WHERE r.payment_id = s.payment_id AND r.type = 'REFUND' \
+         AND EXISTS (SELECT 1 FROM ledger_entries rl WHERE rl.event_id = r.event_id)))";
+
 /// A settlement this worker holds a lease on and may now submit.
 #[derive(Debug, Clone)]
 pub struct Claimed {
@@ -167,13 +187,31 @@ pub async fn claim(
         return Ok((Vec::new(), Vec::new()));
     }
     let mut tx = db.begin().await?;
-    let ids: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT event_id FROM settlements WHERE status IN ('PENDING', 'SUBMITTED') \
-         AND next_attempt_at <= UTC_TIMESTAMP(6) ORDER BY next_attempt_at LIMIT ? FOR UPDATE SKIP LOCKED",
-    )
+    // Which due records may be sent is read first without locks (a consistent read of the ledger and of
+    // the payment's other settlements); only those rows are then locked. Both conditions, once true,
+    // stay true (ledger legs are never removed, a SETTLED capture never changes), so a row that is still
+    // due when locked may be sent.
+    let candidates: Vec<Uuid> = sqlx::query_scalar(&format!(
+        "SELECT s.event_id FROM settlements s WHERE s.status IN ('PENDING', 'SUBMITTED') \
+         AND s.next_attempt_at <= UTC_TIMESTAMP(6) AND {SETTLEABLE} ORDER BY s.next_attempt_at LIMIT ?"
+    ))
     .bind(limit as u64)
     .fetch_all(&mut *tx)
     .await?;
+    if candidates.is_empty() {
+        tx.commit().await?;
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let sql = format!(
+        "SELECT event_id FROM settlements WHERE event_id IN ({}) AND status IN ('PENDING', 'SUBMITTED') \
+         AND next_attempt_at <= UTC_TIMESTAMP(6) FOR UPDATE SKIP LOCKED",
+        in_list(candidates.len())
+    );
+    let mut q = sqlx::query_scalar(&sql);
+    for id in &candidates {
+        q = q.bind(*id);
+    }
+    let ids: Vec<Uuid> = q.fetch_all(&mut *tx).await?;
     if ids.is_empty() {
         tx.commit().await?;
         return Ok((Vec::new(), Vec::new()));
@@ -369,16 +407,17 @@ pub async fn dead_letter_published(
     Ok(())
 }
 
-/// (records per status, age in seconds of the oldest record not yet SETTLED or FAILED).
+/// (records per status, age in seconds of the oldest record that may be sent and is not yet SETTLED or
+/// FAILED). A record waiting for the ledger is the ledger's backlog (or a refusal in its DLQ), not ours.
 pub async fn gauges(db: &MySqlPool) -> Result<(Vec<(String, i64)>, f64), sqlx::Error> {
     let counts: Vec<(String, i64)> =
         sqlx::query_as("SELECT status, COUNT(*) FROM settlements GROUP BY status")
             .fetch_all(db)
             .await?;
-    let oldest: Option<i64> = sqlx::query_scalar(
+    let oldest: Option<i64> = sqlx::query_scalar(&format!(
         "SELECT CAST(TIMESTAMPDIFF(MICROSECOND, MIN(created_at), UTC_TIMESTAMP(6)) AS SIGNED) \
-         FROM settlements WHERE status IN ('PENDING', 'SUBMITTED')",
-    )
+         FROM settlements s WHERE status IN ('PENDING', 'SUBMITTED') AND {SETTLEABLE}"
+    ))
     .fetch_one(db)
     .await?;
     Ok((counts, oldest.unwrap_or(0).max(0) as f64 / 1e6))

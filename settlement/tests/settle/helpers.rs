@@ -272,7 +272,71 @@ impl Env {
             .await
     }
 
+    /// Puts events in the books as the ledger consumer would (its own `apply`, on a payment made for
+    /// them): the worker settles only what the ledger holds.
+    pub async fn book(&self, events: &[PaymentEvent]) {
+        let mut payments: HashMap<PaymentId, (&str, &str, i64)> = HashMap::new();
+        for e in events {
+            let p = payments
+                .entry(e.payment_id)
+                .or_insert((&e.merchant_id, &e.currency, 0));
+            p.2 = p.2.max(e.amount);
+        }
+        for (payment, (merchant, currency, amount)) in payments {
+            sqlx::query("INSERT IGNORE INTO merchants (merchant_id, name, api_key_hash, api_key_prefix) VALUES (?, 'settlement tests', RANDOM_BYTES(32), 'sk_test')")
+                .bind(merchant)
+                .execute(&self.db)
+                .await
+                .unwrap();
+            sqlx::query(
+                "INSERT INTO payments (payment_id, merchant_id, status, amount, captured_amount, currency, created_at, updated_at) \
+                 VALUES (?, ?, 'CAPTURED', ?, ?, ?, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6)) \
+                 ON DUPLICATE KEY UPDATE amount = GREATEST(amount, VALUES(amount)), captured_amount = amount",
+            )
+            .bind(payment.as_uuid())
+            .bind(merchant)
+            .bind(amount)
+            .bind(amount)
+            .bind(currency)
+            .execute(&self.db)
+            .await
+            .unwrap();
+        }
+        let outcome = pay_consumer::apply::apply(&self.db, events).await.unwrap();
+        assert!(
+            outcome.verdicts.iter().all(Option::is_none),
+            "the ledger refused a test event: {:?}",
+            outcome.verdicts
+        );
+        // The payment as the API would have left it, so the ledger's own invariants hold.
+        for e in events {
+            sqlx::query(
+                "UPDATE payments p JOIN (SELECT payment_id, \
+                   SUM(IF(event_type = 'PAYMENT_CAPTURED', amount, 0)) AS captured, \
+                   SUM(IF(event_type = 'PAYMENT_REFUNDED', amount, 0)) AS refunded \
+                   FROM ledger_entries WHERE payment_id = ? AND account = 'merchant_payable' GROUP BY payment_id) l \
+                 ON l.payment_id = p.payment_id \
+                 SET p.amount = GREATEST(p.amount, l.captured), p.captured_amount = l.captured, \
+                   p.refunded_amount = l.refunded, \
+                   p.status = CASE WHEN l.refunded = 0 THEN 'CAPTURED' WHEN l.refunded = l.captured THEN 'REFUNDED' \
+                                   ELSE 'PARTIALLY_REFUNDED' END, \
+                   p.updated_at = UTC_TIMESTAMP(6) - INTERVAL 1 SECOND",
+            )
+            .bind(e.payment_id.as_uuid())
+            .execute(&self.db)
+            .await
+            .unwrap();
+        }
+    }
+
+    /// Books the event (see [`Env::book`]) and produces it.
     pub async fn produce_with(&self, e: &PaymentEvent, headers: OwnedHeaders) {
+        self.book(std::slice::from_ref(e)).await;
+        self.produce_unbooked(e, headers).await;
+    }
+
+    /// Produces the event without putting it in the books.
+    pub async fn produce_unbooked(&self, e: &PaymentEvent, headers: OwnedHeaders) {
         let topic = format!("{}{}", self.prefix, e.event_type.topic());
         let payload = serde_json::to_vec(e).unwrap();
         let key = e.payment_id.to_string();
@@ -302,9 +366,18 @@ impl Env {
     }
 
     pub async fn produce_all(&self, events: &[PaymentEvent]) {
+        self.book(events).await;
         let sends = events
             .iter()
-            .map(|e| self.produce_with(e, OwnedHeaders::new()));
+            .map(|e| self.produce_unbooked(e, OwnedHeaders::new()));
+        futures::future::join_all(sends).await;
+    }
+
+    /// Produces the events without putting them in the books.
+    pub async fn produce_all_unbooked(&self, events: &[PaymentEvent]) {
+        let sends = events
+            .iter()
+            .map(|e| self.produce_unbooked(e, OwnedHeaders::new()));
         futures::future::join_all(sends).await;
     }
 
@@ -344,18 +417,25 @@ impl Env {
             .unwrap();
     }
 
-    /// `n` events for fresh payments: captures, every third a refund.
+    /// `n` events: captures of fresh payments, every third a partial refund of the capture before it.
     pub fn events(&self, n: usize) -> Vec<PaymentEvent> {
-        (0..n)
-            .map(|i| {
-                let t = if i % 3 == 2 {
-                    EventType::PaymentRefunded
-                } else {
-                    EventType::PaymentCaptured
-                };
-                event(t, PaymentId::new(), 1000 + i as i64)
-            })
-            .collect()
+        let mut out: Vec<PaymentEvent> = Vec::with_capacity(n);
+        for i in 0..n {
+            let e = match out.last() {
+                Some(capture) if i % 3 == 2 => event(
+                    EventType::PaymentRefunded,
+                    capture.payment_id,
+                    capture.amount / 2,
+                ),
+                _ => event(
+                    EventType::PaymentCaptured,
+                    PaymentId::new(),
+                    1000 + i as i64,
+                ),
+            };
+            out.push(e);
+        }
+        out
     }
 }
 

@@ -2,6 +2,7 @@
 //! HTTP. Each test waits on conditions (never on a fixed sleep) and checks the acquirer's own rows.
 
 mod helpers;
+mod payout;
 mod review;
 
 use helpers::{assert_settled_exactly_once, env, event, MERCHANT};
@@ -197,7 +198,8 @@ async fn a_worker_killed_mid_flight_and_a_redelivery_from_the_earliest_offset_se
 #[tokio::test]
 async fn a_settlement_failing_every_attempt_is_dead_lettered_once_and_a_replay_settles_it() {
     let env = env().await;
-    // The ledger consumer runs too: the replayed capture must not post its legs twice.
+    // The ledger consumer runs too (it books the capture, so the worker may settle it): the replayed
+    // capture must not post its legs twice.
     let payment = PaymentId::new();
     sqlx::query(
         "INSERT INTO payments (payment_id, merchant_id, status, amount, captured_amount, currency, created_at, updated_at) \
@@ -239,7 +241,7 @@ async fn a_settlement_failing_every_attempt_is_dead_lettered_once_and_a_replay_s
     .execute(&env.db)
     .await
     .unwrap();
-    env.produce_with(&capture, OwnedHeaders::new()).await;
+    env.produce_unbooked(&capture, OwnedHeaders::new()).await;
     eventually("FAILED and published to the DLQ", LONG, || async {
         env.count("SELECT COUNT(*) FROM settlements WHERE status = 'FAILED' AND dlq_published_at IS NOT NULL")
             .await
@@ -275,7 +277,7 @@ async fn a_settlement_failing_every_attempt_is_dead_lettered_once_and_a_replay_s
     assert_eq!(check.violations.len(), 1, "unexplained while FAILED");
 
     // A plain redelivery (no replayedFrom) leaves it FAILED.
-    env.produce_with(&capture, OwnedHeaders::new()).await;
+    env.produce_unbooked(&capture, OwnedHeaders::new()).await;
     eventually("the redelivery was read", LONG, || async {
         worker.metric("settlement_events_consumed_total") == 2.0
     })

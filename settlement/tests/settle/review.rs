@@ -1,6 +1,5 @@
-//! Adversarial review (branch `review`): each test demonstrates a finding and fails against the code under
-//! review; each is `#[ignore]`d so the branch stays green. Run them with:
-//! `cargo test -p pay-settlement --test settle review -- --ignored --test-threads=1`
+//! Adversarial review of the settlement worker: each test reproduces a finding (it failed against the code
+//! reviewed) and now guards its fix.
 
 use crate::helpers::{env, event, Env, MERCHANT};
 use payctl_domain::{EventType, PaymentEvent, PaymentId};
@@ -58,7 +57,6 @@ where
 /// payment (MerchantMismatch, CurrencyMismatch, AmountMismatch) and posts nothing for them; the settlement
 /// worker pays them out at the acquirer anyway — to the merchant the event names, for the amount it names.
 #[tokio::test]
-#[ignore = "review finding 1: events the ledger refuses as contradicting the payment are settled at the acquirer"]
 async fn review_f1_events_the_ledger_refuses_are_not_paid_out_at_the_acquirer() {
     let env = env().await;
     let payment = PaymentId::new();
@@ -87,7 +85,7 @@ async fn review_f1_events_the_ledger_refuses_are_not_paid_out_at_the_acquirer() 
         &too_much,
         &unknown_payment,
     ];
-    env.produce_all(&[
+    env.produce_all_unbooked(&[
         good.clone(),
         other_merchant.clone(),
         other_currency.clone(),
@@ -146,15 +144,15 @@ async fn review_f1_events_the_ledger_refuses_are_not_paid_out_at_the_acquirer() 
     );
 }
 
-/// Finding 2: a refund is settled with no regard to its capture. Here the capture FAILED (an outage
-/// during its only attempt; it is in the DLQ, the acquirer has nothing for it), yet the refund of the same
-/// payment settles: the merchant is debited 5,000 at the acquirer that was never credited. (The same
-/// happens transiently whenever the refund event is read before the capture — they are on different
-/// topics, so no order is guaranteed.)
+/// Finding 2: a refund was settled with no regard to its capture. Here the capture FAILED for good (the
+/// acquirer refuses it: its key was used for another amount), yet the refund of the same payment settled:
+/// the merchant debited 5,000 at the acquirer that was never credited. (The same happens transiently
+/// whenever the refund event is read before the capture — they are on different topics, so no order is
+/// guaranteed.) Now a refund waits until the payment's settled captures cover it.
 #[tokio::test]
-#[ignore = "review finding 2: a refund settles while its capture is not settled"]
 async fn review_f2_a_refund_is_not_settled_before_its_capture() {
     let env = env().await;
+    env.acquirer_settings("0", 0.0).await;
     let mut config = env.config();
     config.max_attempts = 1;
     let worker = env.start(config).await;
@@ -162,29 +160,41 @@ async fn review_f2_a_refund_is_not_settled_before_its_capture() {
     let capture = event(EventType::PaymentCaptured, payment, 5_000);
     let refund = event(EventType::PaymentRefunded, payment, 5_000);
 
-    env.acquirer_outage(30).await;
+    // Someone settled another amount under the capture's key: the acquirer refuses the capture for good.
+    let conflicting = pay_settlement::acquirer::SettlementRequest {
+        kind: payctl_domain::settlement::SettlementType::Capture,
+        merchant_id: payctl_domain::MerchantId::parse("merchant_id", MERCHANT).unwrap(),
+        payment_id: payment,
+        event_id: capture.event_id,
+        amount: 4_999,
+        currency: payctl_domain::Currency::parse("currency", "KRW").unwrap(),
+    };
+    let acquirer =
+        pay_settlement::acquirer::HttpAcquirer::new(&env.acquirer.url, Duration::from_secs(10))
+            .unwrap();
+    use pay_settlement::acquirer::Acquirer as _;
+    acquirer.settle(&conflicting).await.unwrap();
     env.produce_with(&capture, OwnedHeaders::new()).await;
     eventually("the capture FAILED", LONG, || async {
         status(&env, &capture).await.as_deref() == Some("FAILED")
     })
     .await;
-    env.acquirer_outage(0).await;
-    assert!(
-        !env.acquirer_rows()
-            .await
-            .contains_key(&capture.event_id.to_string()),
-        "the acquirer has no capture"
-    );
 
     env.produce_with(&refund, OwnedHeaders::new()).await;
-    let refund_settled = within(Duration::from_secs(20), || async {
+    let refund_settled = within(Duration::from_secs(15), || async {
         status(&env, &refund).await.as_deref() == Some("SETTLED")
     })
     .await;
     let acquirer = env.acquirer_rows().await;
+    let refund_status = status(&env, &refund).await;
     worker.stop().await;
+    assert_eq!(
+        refund_status.as_deref(),
+        Some("PENDING"),
+        "the refund is recorded and waits for its capture"
+    );
     assert!(
-        !(refund_settled && acquirer.contains_key(&refund.event_id.to_string())),
+        !(refund_settled || acquirer.contains_key(&refund.event_id.to_string())),
         "refund {} of 5000 SETTLED at the acquirer while its capture {} is FAILED and was never settled",
         refund.event_id,
         capture.event_id
