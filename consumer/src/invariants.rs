@@ -3,7 +3,7 @@
 //! Each check is one SQL query that lists its violations, so a report names exactly which currency,
 //! event or payment is wrong.
 
-use payctl_domain::ledger::{AUTHORIZATION_HOLD, MERCHANT_PAYABLE};
+use payctl_domain::ledger::{AUTHORIZATION_HOLD, MERCHANT_PAYABLE, PAYOUT_EVENT_TYPE};
 use serde::Serialize;
 use sqlx::{MySqlPool, Row};
 use std::time::Duration;
@@ -87,11 +87,14 @@ pub async fn check(db: &MySqlPool, settle: Duration) -> Result<Report, sqlx::Err
         "SELECT p.payment_id, p.captured_amount - p.refunded_amount AS expected, \
          CAST(COALESCE(l.net, 0) AS SIGNED) AS actual FROM payments p LEFT JOIN ( \
            SELECT payment_id, SUM(IF(side = 'C', amount, -amount)) AS net FROM ledger_entries \
-           WHERE account = ? GROUP BY payment_id) l ON l.payment_id = p.payment_id \
+           WHERE account = ? AND event_type <> ? GROUP BY payment_id) l ON l.payment_id = p.payment_id \
          WHERE p.updated_at < UTC_TIMESTAMP(6) - INTERVAL ? MICROSECOND \
            AND p.captured_amount - p.refunded_amount <> COALESCE(l.net, 0)",
     )
     .bind(MERCHANT_PAYABLE)
+    // Payouts move it on to the acquirer's remittance (`payctl settle`); their legs are checked with the
+    // payouts (pay-settlement's invariants).
+    .bind(PAYOUT_EVENT_TYPE)
     .bind(settle_us)
     .fetch_all(db)
     .await?;
@@ -182,9 +185,10 @@ pub async fn check(db: &MySqlPool, settle: Duration) -> Result<Report, sqlx::Err
 
     let rows = sqlx::query(
         "SELECT DISTINCT l.event_id FROM ledger_entries l LEFT JOIN outbox_events o ON o.event_id = l.event_id \
-         WHERE o.id IS NULL AND l.recorded_at > \
+         WHERE o.id IS NULL AND l.event_type <> ? AND l.recorded_at > \
            COALESCE((SELECT purged_through FROM outbox_purged WHERE id = 1), '1000-01-01') LIMIT 100",
     )
+    .bind(PAYOUT_EVENT_TYPE)
     .fetch_all(db)
     .await?;
     checks.push(Check {

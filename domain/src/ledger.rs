@@ -18,6 +18,25 @@
 //!
 //! So for every payment: `merchant_payable` (credits − debits) = captured − refunded, and
 //! `authorization_hold` (debits − credits) = authorized − captured − voided.
+//!
+//! ## Payouts
+//!
+//! `payctl settle` pays out what the acquirer settled: per settled capture or refund it posts `PAYOUT`
+//! legs under an event id of their own (see [`payout_legs`]), with three more accounts:
+//!
+//! | account | kind | balance means |
+//! |---|---|---|
+//! | `acquirer_receivable` | asset | settled at the acquirer: what it remits (net to merchants, fees to itself) |
+//! | `fees` | credit-normal | acquirer fees charged to merchants |
+//! | `payouts` | credit-normal | paid out to merchants (net of fees; refunds paid back in) |
+//!
+//! | settled (gross x, fee f) | debit | credit |
+//! |---|---|---|
+//! | capture | `acquirer_receivable` x, `merchant_payable` x | `customer_receivable` x, `fees` f, `payouts` x − f |
+//! | refund | `customer_receivable` x, `payouts` x + f | `acquirer_receivable` x, `merchant_payable` x, `fees` f |
+//!
+//! So once a payment's captures and refunds are paid out its `merchant_payable` and `customer_receivable`
+//! are zero, and for every payout: `payouts` (credits − debits) = its net, `fees` = its fees.
 
 use crate::EventType;
 
@@ -25,6 +44,12 @@ pub const AUTHORIZATION_HOLD: &str = "authorization_hold";
 pub const AUTHORIZATION_HOLD_OFFSET: &str = "authorization_hold_offset";
 pub const CUSTOMER_RECEIVABLE: &str = "customer_receivable";
 pub const MERCHANT_PAYABLE: &str = "merchant_payable";
+pub const ACQUIRER_RECEIVABLE: &str = "acquirer_receivable";
+pub const FEES: &str = "fees";
+pub const PAYOUTS: &str = "payouts";
+
+/// `ledger_entries.event_type` of payout legs (not a payment event: no outbox row, no Kafka message).
+pub const PAYOUT_EVENT_TYPE: &str = "PAYOUT";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -83,9 +108,101 @@ pub fn legs(event_type: EventType, amount: i64) -> Vec<Leg> {
         .collect()
 }
 
+/// The legs that pay out one settled capture (`refund` false) or refund of `gross` with the acquirer's
+/// `fee` (both ≥ 0): see the module doc. A leg of zero is left out (`ledger_entries` holds only positive
+/// amounts); leg numbers stay fixed, so a leg's number always names the same account.
+pub fn payout_legs(refund: bool, gross: i64, fee: i64) -> Vec<Leg> {
+    use Side::*;
+    let (d, c) = if refund {
+        (Credit, Debit)
+    } else {
+        (Debit, Credit)
+    };
+    // A refund's fee is charged too: it is paid back in with the refund.
+    let paid = if refund { gross + fee } else { gross - fee };
+    [
+        (ACQUIRER_RECEIVABLE, d, gross),
+        (CUSTOMER_RECEIVABLE, c, gross),
+        (MERCHANT_PAYABLE, d, gross),
+        (FEES, Credit, fee),
+        (PAYOUTS, c, paid),
+    ]
+    .into_iter()
+    .enumerate()
+    .filter(|(_, (_, _, amount))| *amount != 0)
+    .map(|(i, (account, side, amount))| Leg {
+        leg: i as u8,
+        account,
+        side,
+        amount,
+    })
+    .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn net(legs: &[Leg], account: &str) -> i64 {
+        legs.iter()
+            .filter(|l| l.account == account)
+            .map(|l| {
+                if l.side == Side::Credit {
+                    l.amount
+                } else {
+                    -l.amount
+                }
+            })
+            .sum()
+    }
+
+    #[test]
+    fn payout_legs_balance_and_pay_out_exactly_the_net() {
+        for (refund, gross, fee) in [
+            (false, 10_000, 250),
+            (true, 4_000, 0),
+            (true, 4_000, 30),
+            (false, 1, 1),
+            (false, 7, 0),
+        ] {
+            let legs = payout_legs(refund, gross, fee);
+            let all: i64 = legs
+                .iter()
+                .map(|l| {
+                    if l.side == Side::Credit {
+                        l.amount
+                    } else {
+                        -l.amount
+                    }
+                })
+                .sum();
+            assert_eq!(all, 0, "balanced: {refund} {gross} {fee}");
+            assert!(legs.iter().all(|l| l.amount > 0));
+            let sign = if refund { -1 } else { 1 };
+            assert_eq!(
+                net(&legs, PAYOUTS),
+                sign * gross - fee,
+                "{refund} {gross} {fee}"
+            );
+            assert_eq!(net(&legs, FEES), fee);
+            assert_eq!(net(&legs, MERCHANT_PAYABLE), -sign * gross);
+            assert_eq!(net(&legs, CUSTOMER_RECEIVABLE), sign * gross);
+            assert_eq!(net(&legs, ACQUIRER_RECEIVABLE), -sign * gross);
+        }
+    }
+
+    #[test]
+    fn a_paid_out_capture_and_refund_leave_nothing_payable_or_receivable() {
+        let mut all = legs(EventType::PaymentCaptured, 10_000);
+        all.extend(legs(EventType::PaymentRefunded, 3_000));
+        all.extend(payout_legs(false, 10_000, 250));
+        all.extend(payout_legs(true, 3_000, 0));
+        assert_eq!(net(&all, MERCHANT_PAYABLE), 0);
+        assert_eq!(net(&all, CUSTOMER_RECEIVABLE), 0);
+        assert_eq!(net(&all, PAYOUTS), 10_000 - 250 - 3_000);
+        // The acquirer owes what it settled: the payout plus its fee.
+        assert_eq!(-net(&all, ACQUIRER_RECEIVABLE), 10_000 - 3_000);
+    }
 
     #[test]
     fn every_event_posts_balanced_legs_with_distinct_leg_numbers() {

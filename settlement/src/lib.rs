@@ -4,14 +4,17 @@
 //! settlement ([`store`], before the offset is stored); the [`dispatch`]er claims due settlements and
 //! calls the [`acquirer`] with the event id as Idempotency-Key, retrying with jittered backoff behind a
 //! circuit breaker; what fails for good goes to the [`dlq`] once. [`startup`] assembles it, for `main`
-//! and the tests alike.
+//! and the tests alike. [`payout`] closes a business date (`payctl settle`); [`statement`] and
+//! [`invariants`] are `payctl reconcile`'s.
 
 pub mod acquirer;
 pub mod config;
 pub mod consume;
 pub mod dispatch;
 pub mod dlq;
+pub mod invariants;
 pub mod metrics;
+pub mod payout;
 pub mod startup;
 pub mod statement;
 pub mod store;
