@@ -545,6 +545,7 @@ fn jenkinsfile_stages_run_real_payctl_commands() {
             "Circuit breaker",
             "Load",
             "Chaos",
+            "Settle",
             "Reconcile"
         ]
     );
@@ -565,7 +566,16 @@ fn jenkinsfile_stages_run_real_payctl_commands() {
         })
         .collect();
     let subcommands: Vec<&str> = calls.iter().map(|c| c[0]).collect();
-    for needed in ["up", "smoke", "cb", "load", "chaos", "reconcile", "down"] {
+    for needed in [
+        "up",
+        "smoke",
+        "cb",
+        "load",
+        "chaos",
+        "settle",
+        "reconcile",
+        "down",
+    ] {
         assert!(
             subcommands.contains(&needed),
             "Jenkinsfile runs payctl {needed}"
@@ -2326,6 +2336,101 @@ fn daily_commands_against_a_native_stack() {
     assert_eq!(services.len(), 9, "{services:?}");
 
     acquirer_commands(&stack, gateway, ports[7]);
+    settlement_under_load_with_failures_and_an_outage(&stack, gateway);
+}
+
+/// Issue 15: the real stack under load with the acquirer failing 5 % of its calls (half of those after
+/// settling) and refusing everything for 30 s: afterwards every capture and refund is settled exactly
+/// once — the day's statement has one line per settlement of ours and nothing else, no settlement is late
+/// or FAILED, the ledger balances — and paying the day out twice makes one payout per merchant.
+fn settlement_under_load_with_failures_and_an_outage(stack: &Stack, gateway: u16) {
+    let o = stack.run(&[
+        "acquirer",
+        "settings",
+        "--latency-ms",
+        "20-100",
+        "--failure-rate",
+        "0.05",
+    ]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let api = format!("http://127.0.0.1:{gateway}/api");
+    let started = std::time::Instant::now();
+    let load = std::thread::scope(|scope| {
+        let load = scope.spawn(|| {
+            stack.run(&[
+                "load",
+                "--rate",
+                "15",
+                "--duration",
+                "45s",
+                "--flow",
+                "full",
+                "--merchants",
+                "3",
+                "--p99-ms",
+                "5000",
+                "--api-url",
+                &api,
+            ])
+        });
+        std::thread::sleep(std::time::Duration::from_secs(5));
+        let o = stack.run(&["acquirer", "outage", "--for", "30s"]);
+        assert!(o.status.success(), "outage: {:?}", text(&o));
+        load.join().unwrap()
+    });
+    assert!(load.status.success(), "load: {:?}", text(&load));
+    // Everything booked is settled (nothing late, nothing FAILED in the DLQ), within 3 minutes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    let clean = loop {
+        let o = stack.run(&[
+            "reconcile",
+            "--settle-seconds",
+            "0",
+            "--settled-within",
+            "0",
+            "--json",
+        ]);
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+        if o.status.success() || std::time::Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    };
+    assert_eq!(clean["clean"], true, "{clean:#}");
+    eprintln!(
+        "settlement under load: all settled {:.0} s after the load began",
+        started.elapsed().as_secs_f64()
+    );
+    // Exactly once at the acquirer: its statement of today against our records.
+    let o = stack.run(&["reconcile", "--date", "today", "--json"]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+    assert_eq!(
+        (o.status.code(), &v["clean"]),
+        (Some(0), &Value::Bool(true)),
+        "{v:#}"
+    );
+    assert!(v["matched"].as_u64().unwrap() > 400, "a real load: {v:#}");
+    assert_eq!(v["lines"], v["ours"], "{v:#}");
+    // Paid out: twice is once.
+    let settle = || -> Value {
+        let o = stack.run(&["settle", "--date", "today", "--json"]);
+        assert!(o.status.success(), "settle: {:?}", text(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let first = settle();
+    let again = settle();
+    assert!(!first["made"].as_array().unwrap().is_empty(), "{first:#}");
+    assert_eq!(again["made"], json!([]), "{again:#}");
+    assert_eq!(again["payouts"], first["payouts"], "{again:#}");
+    let o = stack.run(&[
+        "reconcile",
+        "--settle-seconds",
+        "0",
+        "--settled-within",
+        "0",
+        "--json",
+    ]);
+    assert!(o.status.success(), "after the payouts: {:?}", text(&o));
 }
 
 /// `payctl acquirer` and `payctl reconcile --statement/--date` against the stack's real acquirer and

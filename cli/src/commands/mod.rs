@@ -19,6 +19,7 @@ pub mod logs;
 pub mod merchant;
 pub mod open;
 pub mod reconcile;
+pub mod settle;
 pub mod smoke;
 pub mod status;
 pub mod top;
@@ -116,8 +117,12 @@ pub enum Command {
     Ledger(api::GetArgs),
     /// authorize → capture → partial refund → refund, then check that payment's ledger.
     Smoke(smoke::SmokeArgs),
-    /// Check the ledger invariants and the outbox against the payments (exit 1 on any violation).
+    /// Check the ledger invariants, the outbox, settlement and payouts; or an acquirer statement against
+    /// our settlements (exit 1 on any violation or exception).
     Reconcile(reconcile::ReconcileArgs),
+    /// Close a business date: pay each merchant the net the acquirer settled (captures − refunds −
+    /// fees), as a payout and its ledger legs. Safe to run again.
+    Settle(settle::SettleArgs),
     /// Kill and freeze services on a seeded schedule under load, then prove every payment a client was
     /// told about exists exactly once, with its ledger (exit 1 on any violation).
     Chaos(chaos::ChaosArgs),
@@ -197,6 +202,7 @@ pub async fn exec(home: &Path, command: Command) -> anyhow::Result<ExitCode> {
         Command::Ledger(args) => api::ledger(home, args).await,
         Command::Smoke(args) => smoke::exec(home, args).await,
         Command::Reconcile(args) => reconcile::exec(home, args).await,
+        Command::Settle(args) => settle::exec(home, args).await,
         Command::Chaos(args) => chaos::exec(home, args).await,
         Command::Cb(args) => cb::exec(home, args).await,
         Command::Doctor(args) => doctor::exec(home, args).await,

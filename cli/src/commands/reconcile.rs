@@ -1,5 +1,5 @@
-//! `payctl reconcile`: the ledger invariants and the outbox against the payments, and nothing
-//! unexplained in the DLQ; or, with `--statement`/`--date`, the acquirer's settlement statement against
+//! `payctl reconcile`: the ledger invariants and the outbox against the payments, every capture and
+//! refund settled in time and every payout equal to the net it covers, and nothing unexplained in the DLQ; or, with `--statement`/`--date`, the acquirer's settlement statement against
 //! our settlements and ledger (exit 1 on any violation or exception).
 
 use crate::ops::acquirer::{date_text, parse_date, Acquirer};
@@ -21,6 +21,7 @@ use std::time::Duration;
   payctl reconcile                      a table of the checks; exit 1 on any violation
   payctl reconcile --json | jq .clean   {clean, violations, checks: [{name, violations: [{subject, detail}]}]}
   payctl reconcile --settle-seconds 0   expect even the last second's changes in the ledger
+  payctl reconcile --settled-within 60  captures and refunds older than a minute must be settled
   payctl reconcile --statement acquirer-statement-2026-12-05.csv   the acquirer's statement against our books
   payctl reconcile --date 2026-12-05 --exceptions exceptions.csv   ask the acquirer for it; the exceptions as CSV
 
@@ -34,6 +35,10 @@ pub struct ReconcileArgs {
     /// Changes younger than this are still in flight and not yet expected in the ledger.
     #[arg(long, default_value_t = 5)]
     settle_seconds: u64,
+    /// Captures and refunds in the ledger for longer than this must be settled at the acquirer (or be
+    /// explained by the DLQ).
+    #[arg(long, value_name = "SECONDS", default_value_t = pay_settlement::invariants::DEFAULT_BOUND.as_secs())]
+    settled_within: u64,
     /// An acquirer's settlement statement (CSV, as `payctl acquirer statement` writes it) to match.
     #[arg(long, value_name = "FILE")]
     statement: Option<PathBuf>,
@@ -56,13 +61,14 @@ pub async fn exec(home: &Path, a: ReconcileArgs) -> anyhow::Result<ExitCode> {
         a.exceptions.is_none(),
         "--exceptions needs a statement: add --statement FILE or --date D"
     );
-    report(
+    let report = crate::ops::reconcile::check_bounded(
         home,
         &a.ports,
         Duration::from_secs(a.settle_seconds),
-        a.json,
+        Duration::from_secs(a.settled_within),
     )
-    .await
+    .await?;
+    print_report(&report, a.json)
 }
 
 /// Runs the checks against the stack's database and prints them; exit 1 on any violation (also how
@@ -74,6 +80,13 @@ pub async fn report(
     as_json: bool,
 ) -> anyhow::Result<ExitCode> {
     let report = check(home, ports, settle).await?;
+    print_report(&report, as_json)
+}
+
+fn print_report(
+    report: &pay_consumer::invariants::Report,
+    as_json: bool,
+) -> anyhow::Result<ExitCode> {
     if as_json {
         output::json(&serde_json::json!({
             "clean": report.is_clean(),

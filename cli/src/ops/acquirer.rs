@@ -155,8 +155,24 @@ pub fn date_text(date: time::Date) -> String {
     )
 }
 
-/// clap's parser for a business date, YYYY-MM-DD.
+/// clap's parser for a business date: YYYY-MM-DD, or `today` / `yesterday` in the cutoff time zone
+/// (`PAYCTL_TIME_ZONE`, default Asia/Seoul — the acquirer's).
 pub fn parse_date(s: &str) -> Result<time::Date, String> {
+    let back = match s {
+        "today" => Some(0),
+        "yesterday" => Some(1),
+        _ => None,
+    };
+    if let Some(days) = back {
+        let name = std::env::var("PAYCTL_TIME_ZONE")
+            .unwrap_or_else(|_| payctl_domain::settlement::DEFAULT_TIME_ZONE.to_owned());
+        let zone = payctl_domain::settlement::parse_time_zone(&name).map_err(|e| e.to_string())?;
+        let today =
+            payctl_domain::settlement::business_date(time::OffsetDateTime::now_utc(), &zone);
+        return today
+            .checked_sub(time::Duration::days(days))
+            .ok_or_else(|| format!("no day before {today}"));
+    }
     time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]"))
-        .map_err(|_| format!("{s:?} is not a date as YYYY-MM-DD"))
+        .map_err(|_| format!("{s:?} is not a date as YYYY-MM-DD, today or yesterday"))
 }

@@ -14,6 +14,7 @@ pub mod endpoints;
 pub mod k6;
 pub mod merchants;
 pub mod metrics;
+pub mod payouts;
 pub mod procfs;
 pub mod reconcile;
 pub mod store;

@@ -1,5 +1,5 @@
-//! Reconcile: the ledger invariants and the outbox against the payments in the stack's database, and
-//! the DLQ's records against what explains them.
+//! Reconcile: the ledger invariants and the outbox against the payments in the stack's database,
+//! settlement and payouts against the ledger, and the DLQ's records against what explains them.
 
 use crate::stack::health::require_running;
 use crate::stack::secrets::database_url;
@@ -8,11 +8,31 @@ use pay_consumer::invariants::Report;
 use std::path::Path;
 use std::time::Duration;
 
-/// Every check, against the stack under `home`; changes younger than `settle` are still in flight.
+/// Every check, against the stack under `home`; changes younger than `settle` are still in flight, and
+/// captures and refunds may take up to pay-settlement's default bound to settle at the acquirer.
 pub async fn check(home: &Path, ports: &Ports, settle: Duration) -> anyhow::Result<Report> {
+    check_bounded(
+        home,
+        ports,
+        settle,
+        pay_settlement::invariants::DEFAULT_BOUND,
+    )
+    .await
+}
+
+/// [`check`], with captures and refunds booked more than `settled_within` ago expected settled.
+pub async fn check_bounded(
+    home: &Path,
+    ports: &Ports,
+    settle: Duration,
+    settled_within: Duration,
+) -> anyhow::Result<Report> {
     require_running(ports.mariadb_port)?;
     let db = sqlx::MySqlPool::connect(&database_url(home, ports)?).await?;
     let mut report = pay_consumer::invariants::check(&db, settle).await?;
+    report
+        .checks
+        .extend(pay_settlement::invariants::check(&db, settled_within).await?);
     let bootstrap = format!("127.0.0.1:{}", ports.kafka_port);
     let dlq = tokio::task::spawn_blocking(move || {
         pay_consumer::topics::read_to_end(
