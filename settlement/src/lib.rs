@@ -3,14 +3,15 @@
 //! Its own consumer group reads `payment.captured` and `payment.refunded` and records each event as a
 //! settlement ([`store`], before the offset is stored); the [`dispatch`]er claims due settlements and
 //! calls the [`acquirer`] with the event id as Idempotency-Key, retrying with jittered backoff behind a
-//! circuit breaker; what fails for good goes to the [`dlq`] once. [`startup`] assembles it, for `main`
-//! and the tests alike.
+//! circuit breaker; what fails for good goes to the [`dlq`] once. [`metrics`] and the DB-derived [`gauges`] show
+//! how it goes. [`startup`] assembles it, for `main` and the tests alike.
 
 pub mod acquirer;
 pub mod config;
 pub mod consume;
 pub mod dispatch;
 pub mod dlq;
+pub mod gauges;
 pub mod metrics;
 pub mod startup;
 pub mod statement;

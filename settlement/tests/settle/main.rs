@@ -2,6 +2,7 @@
 //! HTTP. Each test waits on conditions (never on a fixed sleep) and checks the acquirer's own rows.
 
 mod helpers;
+mod payouts;
 mod review;
 
 use helpers::{assert_settled_exactly_once, env, event, MERCHANT};
@@ -66,6 +67,7 @@ async fn captures_and_refunds_settle_exactly_once_while_the_acquirer_fails_30_pe
         "settlement_breaker_state",
         "settlement_dlq_total",
         "settlement_events_consumed_total",
+        "settlement_unpaid_settled_records",
     ] {
         assert!(text.contains(name), "{name} not served");
     }
