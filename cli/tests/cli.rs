@@ -1045,6 +1045,10 @@ fn up_smoke_reconcile_down_end_to_end_on_the_native_runtime() {
         serde_json::json!(["ingest", "CLOSED"]),
         "{top:#}"
     );
+    assert_eq!(
+        top["settlement"]["breaker"][0][0], "settlement",
+        "the settlement worker's figures: {top:#}"
+    );
     // The broker's figures: the DLQ's records as `dlq tail` lists them, and no lag once all is applied.
     let tailed =
         serde_json::from_slice::<Vec<Value>>(&stack.run(&["dlq", "tail", "--json"]).stdout)
@@ -2737,6 +2741,69 @@ fn top_runs_while_one_api_instance_is_stopped() {
     assert!(o.status.success(), "{err}");
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["unreachable"], serde_json::json!(["ingest"]), "{v}");
+}
+
+/// Issue 15: `top` shows the settlement worker's backlog, acquirer calls, breaker and payouts, in its
+/// table and in its JSON; without a settlement worker in the stack it says so in one line.
+#[test]
+fn top_shows_the_settlement_worker() {
+    let home = temp_home("top-settlement");
+    let (ports, _) = free_ports();
+    let ingest = metrics_server(ports[3], "http_requests_total{status=\"200\"} 5\n");
+    let settlement = metrics_server(
+        0,
+        "settlement_records{status=\"PENDING\"} 12\n\
+         settlement_records{status=\"SUBMITTED\"} 4\n\
+         settlement_records{status=\"FAILED\"} 2\n\
+         settlement_oldest_pending_age_seconds 7.5\n\
+         settlement_breaker_state{state=\"closed\"} 0\n\
+         settlement_breaker_state{state=\"open\"} 1\n\
+         settlement_payouts{currency=\"KRW\"} 3\n\
+         settlement_unpaid_settled_records 5\n",
+    );
+    save_plan_as_up_would(
+        &home,
+        &[
+            ("kafka", "Kafka", ports[2]),
+            ("ingest", "Ingest", ingest),
+            ("settlement", "Settlement", settlement),
+        ],
+    );
+    let o = payctl(&home, &["top", "--once", "--json", "--interval", "0.2"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_camel_case(&v);
+    let s = &v["settlement"];
+    assert_eq!(s["pending"], 12.0, "{v:#}");
+    assert_eq!(s["submitted"], 4.0, "{v:#}");
+    assert_eq!(s["failed"], 2.0, "{v:#}");
+    assert_eq!(s["oldestPendingAgeSeconds"], 7.5, "{v:#}");
+    assert_eq!(s["breaker"], json!([["settlement", "OPEN"]]), "{v:#}");
+    assert_eq!(s["payouts"], 3.0, "{v:#}");
+    assert_eq!(s["unpaidSettledRecords"], 5.0, "{v:#}");
+    assert_eq!(s["acquirerErrorShare"], Value::Null, "no calls: {v:#}");
+
+    let o = payctl(&home, &["top", "--once", "--interval", "0.2"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    for line in [
+        "12 pending, 4 submitted, 2 failed",
+        "oldest pending",
+        "acquirer calls",
+        "settlement OPEN",
+        "3 made, 5 settled records of past days not paid out",
+    ] {
+        assert!(out.contains(line), "{line} not in:\n{out}");
+    }
+
+    save_plan_as_up_would(
+        &home,
+        &[("kafka", "Kafka", ports[2]), ("ingest", "Ingest", ingest)],
+    );
+    let o = payctl(&home, &["top", "--once", "--interval", "0.2"]);
+    let (out, _) = text(&o);
+    assert!(out.contains("no settlement worker answers"), "{out}");
 }
 
 /// Review (issue 17): a duration too large for `Duration` or for a date panics (exit 101, a Rust
