@@ -286,11 +286,18 @@ fn repo_file(path: &str) -> String {
 
 /// Every PromQL expression of the Grafana dashboard and of the alert rules.
 fn monitoring_exprs() -> Vec<String> {
+    let mut exprs = dashboard_exprs();
+    exprs.extend(alert_exprs());
+    exprs
+}
+
+/// Every PromQL expression of the Grafana dashboard's panels.
+fn dashboard_exprs() -> Vec<String> {
     let dash: Value = serde_json::from_str(&repo_file(
         "monitoring/grafana/dashboards/payment-overview.json",
     ))
     .unwrap();
-    let mut exprs: Vec<String> = dash["panels"]
+    let exprs: Vec<String> = dash["panels"]
         .as_array()
         .unwrap()
         .iter()
@@ -298,6 +305,12 @@ fn monitoring_exprs() -> Vec<String> {
         .map(|t| t["expr"].as_str().unwrap().to_owned())
         .collect();
     assert!(exprs.len() > 20, "the dashboard has its queries");
+    exprs
+}
+
+/// Every alert rule's expression.
+fn alert_exprs() -> Vec<String> {
+    let mut exprs = Vec::new();
     // alerts.yml: `expr: <one line>` or `expr: |` followed by more-indented lines.
     let alerts = repo_file("monitoring/prometheus/alerts.yml");
     let lines: Vec<&str> = alerts.lines().collect();
@@ -319,7 +332,7 @@ fn monitoring_exprs() -> Vec<String> {
             exprs.push(rest.to_owned());
         }
     }
-    assert_eq!(rules, 8, "every alert rule was read");
+    assert_eq!(rules, 16, "every alert rule was read");
     exprs
 }
 
@@ -402,6 +415,62 @@ fn promql_names_are_read_from_expressions() {
     );
 }
 
+/// The settlement worker's figures on the dashboard and in the alerts (issue 15) name metrics it
+/// registers — checked against its registry, without a stack. A payout is recorded first: the
+/// per-currency payout series exist only once a currency has one.
+#[test]
+fn settlement_panels_and_alerts_read_metrics_the_settlement_worker_registers() {
+    let metrics = pay_settlement::metrics::Metrics::new();
+    metrics.set_payouts(&pay_settlement::gauges::Payouts {
+        by_currency: vec![("KRW".into(), 1, 9750)],
+        unpaid_settled: 0,
+    });
+    let exported: std::collections::BTreeSet<String> = metrics
+        .render()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| l.split(['{', ' ']).next().unwrap().to_owned())
+        .collect();
+    for expr in monitoring_exprs() {
+        for name in promql_metric_names(&expr) {
+            if name.starts_with("settlement_") {
+                assert!(
+                    exported.contains(&name),
+                    "{name} (in: {expr}) is not a settlement worker metric"
+                );
+            }
+        }
+    }
+    let on_dashboard: Vec<String> = dashboard_exprs()
+        .iter()
+        .flat_map(|e| promql_metric_names(e))
+        .collect();
+    let alerted: Vec<String> = alert_exprs()
+        .iter()
+        .flat_map(|e| promql_metric_names(e))
+        .collect();
+    for (name, alert) in [
+        ("settlement_records", false),
+        ("settlement_oldest_pending_age_seconds", true),
+        ("settlement_acquirer_requests_total", true),
+        ("settlement_acquirer_request_duration_seconds_bucket", true),
+        ("settlement_breaker_state", true),
+        ("settlement_dlq_total", true),
+        ("settlement_payouts", false),
+        ("settlement_payout_net", false),
+        ("settlement_unpaid_settled_records", true),
+    ] {
+        assert!(
+            on_dashboard.iter().any(|n| n == name),
+            "no dashboard panel shows {name}"
+        );
+        assert!(
+            !alert || alerted.iter().any(|n| n == name),
+            "no alert rule reads {name}"
+        );
+    }
+}
+
 /// What a dashboard or alert names must be exported by a service; Prometheus scrapes every service and
 /// has loaded the alert rules.
 fn monitoring_matches_the_running_services(ports: &[u16]) {
@@ -430,8 +499,15 @@ fn monitoring_matches_the_running_services(ports: &[u16]) {
         let mut missing = std::collections::BTreeSet::new();
         for expr in monitoring_exprs() {
             for name in promql_metric_names(&expr) {
-                // `up` is written by Prometheus itself for every target.
-                if name != "up" && !exported.contains(&name) {
+                // `up` is written by Prometheus itself for every target. The payout series have a
+                // currency label and appear with the first payout, which this stack has not made
+                // (settlement_panels_and_alerts_read_metrics_the_settlement_worker_registers checks
+                // their names).
+                let appears_with_data = ["settlement_payouts", "settlement_payout_net"];
+                if name != "up"
+                    && !appears_with_data.contains(&name.as_str())
+                    && !exported.contains(&name)
+                {
                     missing.insert(format!("{name} (in: {expr})"));
                 }
             }
@@ -480,10 +556,14 @@ fn monitoring_matches_the_running_services(ports: &[u16]) {
             "Prometheus scrapes every service: {up:#}"
         );
         let rules = get(format!("{prometheus}/api/v1/rules")).await;
-        let loaded = rules["data"]["groups"][0]["rules"]
-            .as_array()
-            .map_or(0, Vec::len);
-        assert_eq!(loaded, 8, "alert rules loaded: {rules:#}");
+        // Every group's: the payments' and the settlement's.
+        let loaded: usize = rules["data"]["groups"].as_array().map_or(0, |groups| {
+            groups
+                .iter()
+                .map(|g| g["rules"].as_array().map_or(0, Vec::len))
+                .sum()
+        });
+        assert_eq!(loaded, 16, "alert rules loaded: {rules:#}");
     });
 }
 
@@ -974,6 +1054,10 @@ fn up_smoke_reconcile_down_end_to_end_on_the_native_runtime() {
         top["breaker"][0],
         serde_json::json!(["ingest", "CLOSED"]),
         "{top:#}"
+    );
+    assert_eq!(
+        top["settlement"]["breaker"][0][0], "settlement",
+        "the settlement worker's figures: {top:#}"
     );
     // The broker's figures: the DLQ's records as `dlq tail` lists them, and no lag once all is applied.
     let tailed =
@@ -2762,6 +2846,69 @@ fn top_runs_while_one_api_instance_is_stopped() {
     assert!(o.status.success(), "{err}");
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["unreachable"], serde_json::json!(["ingest"]), "{v}");
+}
+
+/// Issue 15: `top` shows the settlement worker's backlog, acquirer calls, breaker and payouts, in its
+/// table and in its JSON; without a settlement worker in the stack it says so in one line.
+#[test]
+fn top_shows_the_settlement_worker() {
+    let home = temp_home("top-settlement");
+    let (ports, _) = free_ports();
+    let ingest = metrics_server(ports[3], "http_requests_total{status=\"200\"} 5\n");
+    let settlement = metrics_server(
+        0,
+        "settlement_records{status=\"PENDING\"} 12\n\
+         settlement_records{status=\"SUBMITTED\"} 4\n\
+         settlement_records{status=\"FAILED\"} 2\n\
+         settlement_oldest_pending_age_seconds 7.5\n\
+         settlement_breaker_state{state=\"closed\"} 0\n\
+         settlement_breaker_state{state=\"open\"} 1\n\
+         settlement_payouts{currency=\"KRW\"} 3\n\
+         settlement_unpaid_settled_records 5\n",
+    );
+    save_plan_as_up_would(
+        &home,
+        &[
+            ("kafka", "Kafka", ports[2]),
+            ("ingest", "Ingest", ingest),
+            ("settlement", "Settlement", settlement),
+        ],
+    );
+    let o = payctl(&home, &["top", "--once", "--json", "--interval", "0.2"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_camel_case(&v);
+    let s = &v["settlement"];
+    assert_eq!(s["pending"], 12.0, "{v:#}");
+    assert_eq!(s["submitted"], 4.0, "{v:#}");
+    assert_eq!(s["failed"], 2.0, "{v:#}");
+    assert_eq!(s["oldestPendingAgeSeconds"], 7.5, "{v:#}");
+    assert_eq!(s["breaker"], json!([["settlement", "OPEN"]]), "{v:#}");
+    assert_eq!(s["payouts"], 3.0, "{v:#}");
+    assert_eq!(s["unpaidSettledRecords"], 5.0, "{v:#}");
+    assert_eq!(s["acquirerErrorShare"], Value::Null, "no calls: {v:#}");
+
+    let o = payctl(&home, &["top", "--once", "--interval", "0.2"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    for line in [
+        "12 pending, 4 submitted, 2 failed",
+        "oldest pending",
+        "acquirer calls",
+        "settlement OPEN",
+        "3 made, 5 settled records of past days not paid out",
+    ] {
+        assert!(out.contains(line), "{line} not in:\n{out}");
+    }
+
+    save_plan_as_up_would(
+        &home,
+        &[("kafka", "Kafka", ports[2]), ("ingest", "Ingest", ingest)],
+    );
+    let o = payctl(&home, &["top", "--once", "--interval", "0.2"]);
+    let (out, _) = text(&o);
+    assert!(out.contains("no settlement worker answers"), "{out}");
 }
 
 /// Review (issue 17): a duration too large for `Duration` or for a date panics (exit 101, a Rust

@@ -5,6 +5,7 @@ use clap::{Args, Parser};
 use pay_consumer::config::LogFormat;
 use pay_consumer::topics::FETCH_WAIT_MAX_MS;
 use payctl_breaker::InitialState;
+use payctl_domain::settlement::{parse_time_zone, DEFAULT_TIME_ZONE};
 use payctl_domain::EventType;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -122,6 +123,12 @@ pub struct Config {
         default_value_t = 5000
     )]
     pub retry_max_backoff_ms: u64,
+
+    /// The acquirer's cutoff time zone (IANA name; set it as the acquirer's APP_ACQUIRER_TIME_ZONE). A
+    /// SETTLED record whose business date is before today there and that no payout covers is counted
+    /// in settlement_unpaid_settled_records.
+    #[arg(long, env = "APP_SETTLEMENT_TIME_ZONE", default_value = DEFAULT_TIME_ZONE, value_parser = parse_time_zone)]
+    pub time_zone: jiff::tz::TimeZone,
 
     #[command(flatten)]
     pub breaker: BreakerConfig,
@@ -277,9 +284,31 @@ mod tests {
         assert_eq!(c.max_attempts, 10);
         assert_eq!(c.listen.port(), 18092);
         assert_eq!(c.acquirer_url, "http://127.0.0.1:18095");
+        assert_eq!(c.time_zone.iana_name(), Some("Asia/Seoul"));
         assert_eq!(
             c.event_topics(),
             vec!["payment.captured".to_owned(), "payment.refunded".to_owned()]
         );
+    }
+
+    #[test]
+    fn the_time_zone_is_an_iana_name() {
+        let c = Config::parse_from([
+            "pay-settlement",
+            "--database-url",
+            "mysql://x/y",
+            "--time-zone",
+            "UTC",
+        ]);
+        assert_eq!(c.time_zone.iana_name(), Some("UTC"));
+        let e = Config::try_parse_from([
+            "pay-settlement",
+            "--database-url",
+            "mysql://x/y",
+            "--time-zone",
+            "Mars/Olympus",
+        ])
+        .expect_err("an unknown zone is refused");
+        assert!(e.to_string().contains("Mars/Olympus"), "{e}");
     }
 }

@@ -1,5 +1,6 @@
 //! The settlement worker's Prometheus metrics, in a registry of its own.
 
+use crate::gauges::Payouts;
 use payctl_breaker::State as BreakerState;
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
@@ -31,6 +32,9 @@ pub struct Metrics {
     pub replays: IntCounter,
     pub db_retries: IntCounter,
     pub in_flight: IntGauge,
+    pub payouts: IntGaugeVec,
+    pub payout_net: IntGaugeVec,
+    pub unpaid_settled: IntGauge,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -164,6 +168,36 @@ impl Metrics {
                 )
                 .expect("valid"),
             ),
+            payouts: reg(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "settlement_payouts",
+                        "Payout records by currency (`payctl settle`; a count query every few seconds)",
+                    ),
+                    &["currency"],
+                )
+                .expect("valid"),
+            ),
+            payout_net: reg(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "settlement_payout_net",
+                        "Sum of the payouts' net by currency, in minor units (negative when merchants owe)",
+                    ),
+                    &["currency"],
+                )
+                .expect("valid"),
+            ),
+            unpaid_settled: reg(
+                &r,
+                IntGauge::new(
+                    "settlement_unpaid_settled_records",
+                    "SETTLED records not paid out whose business date (in the cutoff time zone) is over",
+                )
+                .expect("valid"),
+            ),
             registry: r,
         };
         // The series dashboards read exist from the start, at zero.
@@ -186,6 +220,16 @@ impl Metrics {
                 .with_label_values(&[s.label()])
                 .set(if s == state { 1.0 } else { 0.0 });
         }
+    }
+
+    /// Sets the payout gauges from one reading. Payouts are never deleted, so a currency once seen keeps
+    /// its series and no stale one needs removing.
+    pub fn set_payouts(&self, p: &Payouts) {
+        for (currency, count, net) in &p.by_currency {
+            self.payouts.with_label_values(&[currency]).set(*count);
+            self.payout_net.with_label_values(&[currency]).set(*net);
+        }
+        self.unpaid_settled.set(p.unpaid_settled);
     }
 
     pub fn render(&self) -> String {
@@ -211,6 +255,29 @@ mod tests {
             "settlement_events_consumed_total{type=\"PAYMENT_CAPTURED\"} 0",
             "settlement_oldest_pending_age_seconds 0",
             "settlement_acquirer_request_duration_seconds_count 0",
+            "settlement_unpaid_settled_records 0",
+        ] {
+            assert!(text.contains(line), "{line} not in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn payout_gauges_show_each_currency_and_the_unpaid_records() {
+        let m = Metrics::new();
+        m.set_payouts(&Payouts {
+            by_currency: vec![("KRW".into(), 3, 29_250), ("USD".into(), 1, -120)],
+            unpaid_settled: 7,
+        });
+        let text = m.render();
+        for line in [
+            "# HELP settlement_payouts Payout records by currency",
+            "# HELP settlement_payout_net Sum of the payouts' net by currency",
+            "# HELP settlement_unpaid_settled_records SETTLED records not paid out",
+            "settlement_payouts{currency=\"KRW\"} 3",
+            "settlement_payouts{currency=\"USD\"} 1",
+            "settlement_payout_net{currency=\"KRW\"} 29250",
+            "settlement_payout_net{currency=\"USD\"} -120",
+            "settlement_unpaid_settled_records 7",
         ] {
             assert!(text.contains(line), "{line} not in:\n{text}");
         }

@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::consume::{self, ConsumeLoop};
 use crate::dispatch::Dispatcher;
 use crate::dlq::{self, DlqPublisher};
+use crate::gauges;
 use crate::metrics::Metrics;
 use crate::store;
 use axum::extract::State;
@@ -26,7 +27,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// How often the record gauges are refreshed (one count query).
+/// How often the record and payout gauges are refreshed (a few count queries).
 const GAUGE_PERIOD: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
@@ -35,6 +36,7 @@ struct HttpState {
     consumer: Arc<StreamConsumer>,
     metrics: Arc<Metrics>,
     breaker: Arc<CircuitBreaker>,
+    time_zone: jiff::tz::TimeZone,
 }
 
 pub struct App {
@@ -64,6 +66,7 @@ impl App {
         let breaker = Arc::new(CircuitBreaker::new(config.breaker.settings()));
         let metrics = Metrics::new();
         let listener = TcpListener::bind(config.listen).await?;
+        let time_zone = config.time_zone.clone();
         let config = Arc::new(config);
         let recorded = Arc::new(Notify::new());
         let failed = Arc::new(Notify::new());
@@ -98,6 +101,7 @@ impl App {
                 consumer,
                 metrics,
                 breaker,
+                time_zone,
             },
             shutdown: CancellationToken::new(),
         })
@@ -176,6 +180,9 @@ async fn refresh_gauges(s: HttpState, shutdown: CancellationToken) {
                 s.metrics.oldest_pending_age.set(oldest);
             }
             Err(e) => tracing::debug!(error = %e, "refreshing settlement gauges"),
+        }
+        if let Err(e) = gauges::refresh(&s.db, &s.time_zone, &s.metrics).await {
+            tracing::debug!(error = %e, "refreshing payout gauges");
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

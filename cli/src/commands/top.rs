@@ -1,11 +1,12 @@
 //! `payctl top`: the platform's key figures live in the terminal, for the native runtime where there is
-//! no Grafana. Reads every service's `/metrics` directly (no Prometheus needed), twice per refresh, and
-//! shows rates and the interval's p99 from the differences.
+//! no Grafana. Reads the API instances', the consumer's and the settlement worker's `/metrics` directly
+//! (no Prometheus needed), twice per refresh, and shows rates and the interval's p99 from the
+//! differences.
 
-use crate::ops::metrics::{broker_figures, figures, scrape, Figures};
+use crate::ops::metrics::{broker_figures, figures, scrape_kinds, Figures, SettlementFigures};
 use crate::output::table;
 use crate::stack::health::not_running;
-use crate::stack::Ports;
+use crate::stack::{Kind, Ports};
 use clap::Args;
 use std::io::IsTerminal;
 use std::path::Path;
@@ -34,9 +35,60 @@ fn parse_interval(s: &str) -> Result<f64, String> {
         .ok_or_else(|| format!("'{s}' is not a number of seconds from 0.2 to 3600"))
 }
 
+fn ms(v: Option<f64>) -> String {
+    v.map_or("–".to_owned(), |v| format!("{v:.1} ms"))
+}
+
+/// The settlement worker's lines (issue 15): one line saying it does not answer when it does not.
+fn settlement_rows(s: Option<&SettlementFigures>) -> Vec<Vec<String>> {
+    let Some(s) = s else {
+        return vec![vec![
+            "settlement".into(),
+            "– (no settlement worker answers)".into(),
+        ]];
+    };
+    vec![
+        vec![
+            "settlement backlog".into(),
+            format!(
+                "{:.0} pending, {:.0} submitted, {:.0} failed",
+                s.pending, s.submitted, s.failed
+            ),
+        ],
+        vec![
+            "oldest pending".into(),
+            format!("{:.1} s", s.oldest_pending_age_seconds),
+        ],
+        vec![
+            "acquirer calls".into(),
+            format!(
+                "{:.1}/s, {} errors, p99 {}",
+                s.acquirer_calls_per_second,
+                s.acquirer_error_share
+                    .map_or("–".to_owned(), |e| format!("{:.1} %", e * 100.0)),
+                ms(s.acquirer_p99_ms)
+            ),
+        ],
+        vec![
+            "acquirer breaker".into(),
+            s.breaker
+                .iter()
+                .map(|(n, s)| format!("{n} {s}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ],
+        vec![
+            "payouts".into(),
+            format!(
+                "{:.0} made, {:.0} settled records of past days not paid out",
+                s.payouts, s.unpaid_settled_records
+            ),
+        ],
+    ]
+}
+
 fn render(f: &Figures) -> String {
-    let ms = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:.1} ms"));
-    let rows = vec![
+    let mut rows = vec![
         vec![
             "API requests".into(),
             format!("{:.1}/s", f.requests_per_second),
@@ -92,6 +144,7 @@ fn render(f: &Figures) -> String {
             ),
         ],
     ];
+    rows.extend(settlement_rows(f.settlement.as_ref()));
     let mut out = table(&["figure", "value"], rows);
     if !f.unreachable.is_empty() {
         out.push_str(&format!(
@@ -104,7 +157,8 @@ fn render(f: &Figures) -> String {
 
 pub async fn exec(home: &Path, a: TopArgs) -> anyhow::Result<ExitCode> {
     let interval = Duration::from_secs_f64(a.interval);
-    let mut before = scrape(home, &a.ports).await;
+    let kinds = [Kind::Ingest, Kind::Consumer, Kind::Settlement];
+    let mut before = scrape_kinds(home, &a.ports, &kinds).await;
     // Not one service answers: the platform is not up (one stopped instance is shown as such).
     if before.iter().all(|(_, _, s)| s.is_none()) {
         return Err(not_running(a.ports.ingest_port));
@@ -116,7 +170,7 @@ pub async fn exec(home: &Path, a: TopArgs) -> anyhow::Result<ExitCode> {
             _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
             _ = tokio::time::sleep(interval) => {}
         }
-        let after = scrape(home, &a.ports).await;
+        let after = scrape_kinds(home, &a.ports, &kinds).await;
         let now = Instant::now();
         let mut f = figures(&before, &after, (now - taken).as_secs_f64());
         (f.consumer_lag, f.dlq_records) = broker_figures(a.ports.kafka_port).await;
@@ -135,5 +189,84 @@ pub async fn exec(home: &Path, a: TopArgs) -> anyhow::Result<ExitCode> {
         }
         before = after;
         taken = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settlement() -> SettlementFigures {
+        SettlementFigures {
+            pending: 12.0,
+            submitted: 4.0,
+            failed: 2.0,
+            oldest_pending_age_seconds: 7.5,
+            acquirer_calls_per_second: 40.0,
+            acquirer_error_share: Some(0.25),
+            acquirer_p99_ms: Some(2345.6),
+            breaker: vec![("settlement".into(), "CLOSED".into())],
+            payouts: 4.0,
+            unpaid_settled_records: 5.0,
+        }
+    }
+
+    fn line<'a>(rows: &'a [Vec<String>], figure: &str) -> &'a str {
+        rows.iter()
+            .find(|r| r[0] == figure)
+            .map(|r| r[1].as_str())
+            .unwrap_or_else(|| panic!("no {figure} line in {rows:?}"))
+    }
+
+    #[test]
+    fn settlement_lines_show_backlog_acquirer_breaker_and_payouts() {
+        let rows = settlement_rows(Some(&settlement()));
+        assert_eq!(
+            line(&rows, "settlement backlog"),
+            "12 pending, 4 submitted, 2 failed"
+        );
+        assert_eq!(line(&rows, "oldest pending"), "7.5 s");
+        assert_eq!(
+            line(&rows, "acquirer calls"),
+            "40.0/s, 25.0 % errors, p99 2345.6 ms"
+        );
+        assert_eq!(line(&rows, "acquirer breaker"), "settlement CLOSED");
+        assert_eq!(
+            line(&rows, "payouts"),
+            "4 made, 5 settled records of past days not paid out"
+        );
+        let idle = SettlementFigures {
+            acquirer_calls_per_second: 0.0,
+            acquirer_error_share: None,
+            acquirer_p99_ms: None,
+            ..settlement()
+        };
+        assert_eq!(
+            line(&settlement_rows(Some(&idle)), "acquirer calls"),
+            "0.0/s, – errors, p99 –"
+        );
+        assert_eq!(
+            line(&settlement_rows(None), "settlement"),
+            "– (no settlement worker answers)"
+        );
+    }
+
+    #[test]
+    fn json_names_the_settlement_figures_in_camel_case() {
+        let v = serde_json::to_value(settlement()).unwrap();
+        for key in [
+            "pending",
+            "submitted",
+            "failed",
+            "oldestPendingAgeSeconds",
+            "acquirerCallsPerSecond",
+            "acquirerErrorShare",
+            "acquirerP99Ms",
+            "breaker",
+            "payouts",
+            "unpaidSettledRecords",
+        ] {
+            assert!(v.get(key).is_some(), "{key} missing from {v}");
+        }
     }
 }

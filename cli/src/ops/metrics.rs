@@ -64,10 +64,20 @@ pub fn parse(text: &str) -> Vec<Sample> {
 
 /// The `/metrics` of every ingest instance and the consumer, by service name.
 pub async fn scrape(home: &Path, ports: &Ports) -> Vec<(String, Kind, Option<Vec<Sample>>)> {
+    scrape_kinds(home, ports, &[Kind::Ingest, Kind::Consumer]).await
+}
+
+/// The `/metrics` of every service of the given kinds in the saved plan, by service name (`None` for
+/// one that does not answer).
+pub async fn scrape_kinds(
+    home: &Path,
+    ports: &Ports,
+    kinds: &[Kind],
+) -> Vec<(String, Kind, Option<Vec<Sample>>)> {
     let client = reqwest::Client::new();
     let mut out = Vec::new();
     for svc in saved_plan(home, ports) {
-        if !matches!(svc.kind, Kind::Ingest | Kind::Consumer) {
+        if !kinds.contains(&svc.kind) {
             continue;
         }
         let body = async {
@@ -180,8 +190,37 @@ pub struct Figures {
     pub dlq_records: Option<i64>,
     /// Records the consumer dead-lettered since it started (its counter).
     pub dlq_sent_since_start: f64,
+    /// The settlement worker's figures (`None` when no settlement worker answers).
+    pub settlement: Option<SettlementFigures>,
     pub unreachable: Vec<String>,
 }
+
+/// Settlement with the acquirer (issue 15), from the settlement workers' `/metrics`. The record and
+/// payout gauges count the whole table, so every worker reports the same: the largest is taken.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SettlementFigures {
+    pub pending: f64,
+    pub submitted: f64,
+    pub failed: f64,
+    /// Age of the oldest record not yet SETTLED or FAILED (0 when none).
+    pub oldest_pending_age_seconds: f64,
+    pub acquirer_calls_per_second: f64,
+    /// Share of the interval's calls whose outcome was neither `settled` nor `replayed` (`None` when
+    /// there were no calls).
+    pub acquirer_error_share: Option<f64>,
+    pub acquirer_p99_ms: Option<f64>,
+    /// The acquirer breaker's state on each settlement worker.
+    pub breaker: Vec<(String, String)>,
+    /// Payout records made (every currency).
+    pub payouts: f64,
+    /// SETTLED records of a business day that is over that no payout covers.
+    pub unpaid_settled_records: f64,
+}
+
+/// The outcomes of an acquirer call that are not an error: the acquirer settled it, or answered a
+/// retry with the settlement it had already made.
+const ACQUIRER_SUCCESSES: [&str; 2] = ["settled", "replayed"];
 
 /// What the broker says: the consumer group's lag over the event topics, and the DLQ's records
 /// (each `None` when the broker at `kafka_port` does not answer).
@@ -240,22 +279,71 @@ pub fn figures(
             .map(|s| s.value)
             .fold(0.0, f64::max)
     };
-    let breaker = after
+    // The state whose gauge is 1, per instance of `kind`.
+    let breaker_states = |kind: Kind, metric: &str| -> Vec<(String, String)> {
+        after
+            .iter()
+            .filter(|(_, k, _)| *k == kind)
+            .map(|(name, _, samples)| {
+                let state = samples
+                    .as_ref()
+                    .and_then(|s| {
+                        s.iter()
+                            .find(|s| s.name == metric && s.value >= 1.0)
+                            .and_then(|s| s.label("state"))
+                            .map(str::to_uppercase)
+                    })
+                    .unwrap_or_else(|| "unknown".into());
+                (name.clone(), state)
+            })
+            .collect()
+    };
+    let breaker = breaker_states(Kind::Ingest, "circuit_breaker_state");
+    let (sb, sa) = (all(before, Kind::Settlement), all(after, Kind::Settlement));
+    let settlement_answers = after
         .iter()
-        .filter(|(_, k, _)| *k == Kind::Ingest)
-        .map(|(name, _, samples)| {
-            let state = samples
-                .as_ref()
-                .and_then(|s| {
-                    s.iter()
-                        .find(|s| s.name == "circuit_breaker_state" && s.value >= 1.0)
-                        .and_then(|s| s.label("state"))
-                        .map(str::to_uppercase)
-                })
-                .unwrap_or_else(|| "unknown".into());
-            (name.clone(), state)
-        })
-        .collect();
+        .any(|(_, k, s)| *k == Kind::Settlement && s.is_some());
+    let settlement = settlement_answers.then(|| {
+        let records = |status: &str| {
+            sa.iter()
+                .filter(|s| s.name == "settlement_records" && s.label("status") == Some(status))
+                .map(|s| s.value)
+                .fold(0.0, f64::max)
+        };
+        let calls = rate(&sb, &sa, "settlement_acquirer_requests_total", &|_| true);
+        let errors = rate(&sb, &sa, "settlement_acquirer_requests_total", &|s| {
+            !s.label("outcome")
+                .is_some_and(|o| ACQUIRER_SUCCESSES.contains(&o))
+        });
+        // Every worker has its own payout series per currency, the same figures: the largest of each
+        // currency, summed over currencies.
+        let mut payouts: HashMap<&str, f64> = HashMap::new();
+        for s in sa.iter().filter(|s| s.name == "settlement_payouts") {
+            let v = payouts
+                .entry(s.label("currency").unwrap_or(""))
+                .or_default();
+            *v = v.max(s.value);
+        }
+        SettlementFigures {
+            pending: records("PENDING"),
+            submitted: records("SUBMITTED"),
+            failed: records("FAILED"),
+            oldest_pending_age_seconds: max(&sa, "settlement_oldest_pending_age_seconds"),
+            acquirer_calls_per_second: calls,
+            acquirer_error_share: (calls > 0.0).then(|| errors / calls),
+            acquirer_p99_ms: quantile_between(
+                &sb,
+                &sa,
+                "settlement_acquirer_request_duration_seconds_bucket",
+                0.99,
+                0.0,
+            )
+            .map(|s| s * 1000.0),
+            breaker: breaker_states(Kind::Settlement, "settlement_breaker_state"),
+            payouts: payouts.values().sum(),
+            unpaid_settled_records: max(&sa, "settlement_unpaid_settled_records"),
+        }
+    });
     Figures {
         interval_seconds: seconds,
         requests_per_second: rate(&ib, &ia, "http_requests_total", &|_| true),
@@ -274,6 +362,7 @@ pub fn figures(
         ledger_lag_seconds: max(&ca, "ledger_lag_seconds"),
         dlq_records: None,
         dlq_sent_since_start: sum(&ca, "consumer_dlq_sent_total", |_| true),
+        settlement,
         unreachable: after
             .iter()
             .filter(|(_, _, s)| s.is_none())
@@ -317,6 +406,88 @@ mod tests {
             quantile_between(&after, &after, "h_bucket", 0.99, 0.0),
             None
         );
+    }
+
+    /// One scrape: each service's samples, `None` for one that does not answer.
+    type Readings = Vec<(String, Kind, Option<Vec<Sample>>)>;
+
+    /// Two readings of a settlement worker (the second 2 s later) and of a second one that reports the
+    /// same table-wide gauges but is stopped at the second reading.
+    fn settlement_readings() -> (Readings, Readings) {
+        let worker = |calls: [u32; 3], le_1: u32, le_5: u32, breaker_open: bool| {
+            let [settled, replayed, timeout] = calls;
+            let total = settled + replayed + timeout;
+            let (open, closed) = if breaker_open { (1, 0) } else { (0, 1) };
+            parse(&format!(
+                "settlement_records{{status=\"PENDING\"}} 12\n\
+                 settlement_records{{status=\"SUBMITTED\"}} 4\n\
+                 settlement_records{{status=\"SETTLED\"}} 900\n\
+                 settlement_records{{status=\"FAILED\"}} 2\n\
+                 settlement_oldest_pending_age_seconds 7.5\n\
+                 settlement_acquirer_requests_total{{outcome=\"settled\"}} {settled}\n\
+                 settlement_acquirer_requests_total{{outcome=\"replayed\"}} {replayed}\n\
+                 settlement_acquirer_requests_total{{outcome=\"timeout\"}} {timeout}\n\
+                 settlement_acquirer_request_duration_seconds_bucket{{le=\"1\"}} {le_1}\n\
+                 settlement_acquirer_request_duration_seconds_bucket{{le=\"5\"}} {le_5}\n\
+                 settlement_acquirer_request_duration_seconds_bucket{{le=\"+Inf\"}} {total}\n\
+                 settlement_breaker_state{{state=\"closed\"}} {closed}\n\
+                 settlement_breaker_state{{state=\"open\"}} {open}\n\
+                 settlement_payouts{{currency=\"KRW\"}} 3\n\
+                 settlement_payouts{{currency=\"USD\"}} 1\n\
+                 settlement_payout_net{{currency=\"KRW\"}} 29250\n\
+                 settlement_unpaid_settled_records 5\n"
+            ))
+        };
+        let svc = |name: &str, samples| (name.to_owned(), Kind::Settlement, samples);
+        let before = vec![
+            svc("settlement", Some(worker([100, 10, 0], 100, 110, false))),
+            svc("settlement-2", Some(worker([0, 0, 0], 0, 0, false))),
+        ];
+        // 2 s later: 80 more calls, 20 of them timeouts (beyond 5 s); the first worker's breaker open.
+        let after = vec![
+            svc("settlement", Some(worker([150, 20, 20], 150, 170, true))),
+            svc("settlement-2", None),
+        ];
+        (before, after)
+    }
+
+    #[test]
+    fn settlement_figures_take_the_table_gauges_once_and_rate_the_acquirer_calls() {
+        let (before, after) = settlement_readings();
+        let f = figures(&before, &after, 2.0);
+        let s = f.settlement.expect("a settlement worker answers");
+        assert_eq!((s.pending, s.submitted, s.failed), (12.0, 4.0, 2.0));
+        assert_eq!(s.oldest_pending_age_seconds, 7.5);
+        assert_eq!(s.acquirer_calls_per_second, 40.0);
+        // Replays are successes: 20 timeouts of 80 calls.
+        assert_eq!(s.acquirer_error_share, Some(0.25));
+        // Rank 79.2 of 80 is in the (5, +Inf] bucket: its lower bound, as histogram_quantile answers.
+        assert_eq!(s.acquirer_p99_ms, Some(5000.0));
+        assert_eq!(
+            s.breaker,
+            vec![
+                ("settlement".into(), "OPEN".into()),
+                ("settlement-2".into(), "unknown".into())
+            ]
+        );
+        assert_eq!(s.payouts, 4.0);
+        assert_eq!(s.unpaid_settled_records, 5.0);
+        assert_eq!(f.unreachable, vec!["settlement-2".to_owned()]);
+    }
+
+    #[test]
+    fn no_settlement_figures_without_a_settlement_worker_and_no_error_share_without_calls() {
+        let (before, _) = settlement_readings();
+        let stopped: Vec<_> = before
+            .iter()
+            .map(|(n, k, _)| (n.clone(), *k, None))
+            .collect();
+        assert!(figures(&before, &stopped, 2.0).settlement.is_none());
+        assert!(figures(&[], &[], 2.0).settlement.is_none());
+        let idle = figures(&before, &before, 2.0).settlement.unwrap();
+        assert_eq!(idle.acquirer_calls_per_second, 0.0);
+        assert_eq!(idle.acquirer_error_share, None);
+        assert_eq!(idle.acquirer_p99_ms, None);
     }
 
     /// Batch sizes (buckets 1, 2, 4, …, 256 as pay-server exports them), as (le, cumulative count).

@@ -1,6 +1,7 @@
 //! Integration tests of pay-settlement against real MariaDB and tansu and the real pay-acquirer over
 //! HTTP. Each test waits on conditions (never on a fixed sleep) and checks the acquirer's own rows.
 
+mod gauges;
 mod helpers;
 mod payout;
 mod review;
@@ -67,6 +68,7 @@ async fn captures_and_refunds_settle_exactly_once_while_the_acquirer_fails_30_pe
         "settlement_breaker_state",
         "settlement_dlq_total",
         "settlement_events_consumed_total",
+        "settlement_unpaid_settled_records",
     ] {
         assert!(text.contains(name), "{name} not served");
     }
