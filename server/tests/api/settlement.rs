@@ -523,3 +523,64 @@ async fn bad_payout_parameters_are_400_naming_the_parameter() {
     .await
     .assert_error(405, "METHOD_NOT_ALLOWED");
 }
+
+/// schemathesis never sees a payment with settlement records (no API call makes them), so the field names
+/// of the document are held to the answers here: every field sent is documented and every documented
+/// field is sent and required.
+#[tokio::test]
+async fn the_document_names_exactly_the_fields_sent() {
+    let app = spawn_app().await;
+    let id = captured_payment(&app, 1_000).await;
+    let capture = Uuid::now_v7();
+    record(&app, &id, capture, "CAPTURE", 1_000, 2).await;
+    settle(&app, capture, "ACQ-DOC", 25, 975).await;
+    let paid = payout(
+        &app,
+        app.merchant.id.as_str(),
+        "2026-12-05",
+        1,
+        "KRW",
+        (1_000, 0, 25),
+    )
+    .await;
+    pay_out(&app, capture, paid).await;
+
+    let doc: Value = serde_json::from_str(pay_server::OPENAPI).unwrap();
+    let schema = |name: &str| doc["components"]["schemas"][name].clone();
+    let keys = |v: &Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let check = |what: &str, sent: &Value, schema: &Value| {
+        let mut required: Vec<String> = schema["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_owned())
+            .collect();
+        required.sort();
+        assert_eq!(keys(sent), required, "{what}: sent vs required");
+        assert_eq!(
+            keys(&schema["properties"]),
+            required,
+            "{what}: documented vs required"
+        );
+    };
+    let payment = app.get(&format!("/payments/{id}")).await.json();
+    check("Settlement", &payment["settlement"], &schema("Settlement"));
+    check(
+        "SettlementItem",
+        &payment["settlement"]["items"][0],
+        &schema("SettlementItem"),
+    );
+    assert_eq!(payment["settlement"]["status"], "PAID_OUT");
+    let detail = app.get(&format!("/payouts/{paid}")).await.json();
+    check("PayoutItem", &detail["items"][0], &schema("PayoutItem"));
+    let mut fields = detail.clone();
+    fields.as_object_mut().unwrap().remove("items");
+    check("PayoutFields", &fields, &schema("PayoutFields"));
+    let listed = app.get("/payouts").await.json();
+    check("PayoutPage", &listed, &schema("PayoutPage"));
+    check("Payout", &listed["data"][0], &schema("PayoutFields"));
+}
