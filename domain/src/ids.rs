@@ -1,4 +1,4 @@
-//! Identifiers: merchants, payments, events and idempotency keys.
+//! Identifiers: merchants, payments, events, payouts and idempotency keys.
 //!
 //! Payment ids are UUIDv7, not the original's sequential integers (which anyone could enumerate); v7 keeps
 //! them time-ordered so the primary-key index still grows at its right edge.
@@ -133,6 +133,11 @@ uuid_id!(
     /// An event's id: the consumer's deduplication key.
     EventId,
     "event id"
+);
+uuid_id!(
+    /// A payout's id (`payouts.payout_id`): one merchant's net of one currency and business date.
+    PayoutId,
+    "payout id"
 );
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ pub mod payment;
 pub mod settlement;
 
 pub use event::{EventType, PaymentEvent, EVENT_SCHEMA_VERSION};
-pub use ids::{EventId, IdempotencyKey, MerchantId, PaymentId};
+pub use ids::{EventId, IdempotencyKey, MerchantId, PaymentId, PayoutId};
 pub use money::{Amount, Currency};
 pub use payment::{PaymentStatus, Transition, TransitionError};
 

@@ -64,6 +64,31 @@ async function addToCart(page, productId, { quantity = 1, color } = {}) {
   await page.getByRole('button', { name: '장바구니 담기' }).click();
 }
 
+/**
+ * Records every settlement status the order page shows, as it shows it (a MutationObserver on the page),
+ * and marks the document, so a test can tell the status changed in place rather than by a reload.
+ */
+async function watchSettlement(page) {
+  await page.evaluate(() => {
+    window.__sameDocument = true;
+    window.__settlementSeen = [];
+    const note = () => {
+      const s = document.querySelector('[data-testid="settlement-status"]')?.textContent;
+      if (s && window.__settlementSeen.at(-1) !== s) window.__settlementSeen.push(s);
+    };
+    note();
+    new MutationObserver(note).observe(document.body, { subtree: true, childList: true, characterData: true });
+  });
+}
+
+/** Fee and net of each settled record shown, as numbers. */
+async function settledAmounts(page) {
+  const won = (s) => Number(s.replace(/[^0-9]/g, ''));
+  const fees = await page.getByTestId('settlement-fee').allTextContents();
+  const nets = await page.getByTestId('settlement-net').allTextContents();
+  return fees.map((f, i) => [won(f), won(nets[i])]);
+}
+
 test('buy → captured → ledger lines shown → partial and full refund (phone viewport)', async (t) => {
   const page = await open(t, devices['iPhone 13']);
   await addToCart(page, 'bruno-airfryer', { quantity: 2, color: '세이지 민트' });
@@ -73,6 +98,7 @@ test('buy → captured → ledger lines shown → partial and full refund (phone
   await page.getByTestId('pay').click();
 
   await page.waitForURL(/#\/order\//);
+  await watchSettlement(page);
   await page.getByTestId('payment-status').filter({ hasText: 'CAPTURED' }).waitFor();
   // authorize (2 legs) + capture (4 legs), written by the consumer a moment later.
   await page.getByTestId('ledger-state').filter({ hasText: '원장 6줄' }).waitFor({ timeout: 20_000 });
@@ -82,6 +108,26 @@ test('buy → captured → ledger lines shown → partial and full refund (phone
   assert.match(authLegs, /대변\s*authorization_hold_offset\s*578,000원/, 'its offset a credit');
   await page.screenshot({ path: `${SHOTS}/iphone-order-captured.png`, fullPage: true });
 
+  // The settlement worker settles the capture with the acquirer (1–3 s a call, retried on its failures)
+  // after the payment stopped changing; the page asks again every 2 s and shows it, without a reload.
+  await page.getByTestId('settlement-status').filter({ hasText: /^SETTLED$/ }).waitFor({ timeout: 60_000 });
+  const seen = await page.evaluate(() => window.__settlementSeen);
+  assert.ok(['NONE', 'PENDING'].includes(seen[0]), `first a status that is not final: ${seen}`);
+  assert.equal(seen.at(-1), 'SETTLED', `${seen}`);
+  assert.equal(await page.evaluate(() => window.__sameDocument), true, 'no reload');
+  assert.equal(await page.getByTestId('settlement-item').count(), 1);
+  assert.match(await page.getByTestId('acquirer-reference').textContent(), /\S/);
+  const [[fee, net]] = await settledAmounts(page);
+  assert.ok(fee > 0 && fee + net === 578000, `fee ${fee} + net ${net} is the capture`);
+  // Final (and the ledger complete): the page stops asking.
+  const reads = [];
+  const count = (r) => r.url().includes('/store-api/payments/') && reads.push(r.url());
+  page.on('request', count);
+  await page.waitForTimeout(4500);
+  page.off('request', count);
+  assert.deepEqual(reads, [], 'no polling once the settlement is final');
+  await page.screenshot({ path: `${SHOTS}/iphone-order-settled.png`, fullPage: true });
+
   await page.getByLabel('부분 환불 금액').fill('78,000');
   await page.getByRole('button', { name: '부분 환불' }).click();
   await page.getByTestId('payment-status').filter({ hasText: 'PARTIALLY_REFUNDED' }).waitFor();
@@ -90,6 +136,15 @@ test('buy → captured → ledger lines shown → partial and full refund (phone
   await page.getByRole('button', { name: '전액 환불' }).click();
   await page.getByTestId('payment-status').filter({ hasText: /^REFUNDED$/ }).waitFor();
   await page.getByTestId('ledger-state').filter({ hasText: '원장 10줄' }).waitFor({ timeout: 20_000 });
+  // Each refund is settled in turn (the page polls again as soon as it knows of a refund).
+  await page.getByTestId('settlement-item').nth(2).waitFor({ timeout: 60_000 });
+  await page.getByTestId('settlement-status').filter({ hasText: /^SETTLED$/ }).waitFor({ timeout: 60_000 });
+  assert.deepEqual(
+    await page.getByTestId('settlement-item').evaluateAll((items) => items.map((i) => i.dataset.status)),
+    ['SETTLED', 'SETTLED', 'SETTLED'],
+  );
+  const refunds = (await settledAmounts(page)).slice(1);
+  assert.deepEqual(refunds, [[0, 78000], [0, 500000]], 'refunds carry no fee');
   await page.screenshot({ path: `${SHOTS}/iphone-order-refunded.png`, fullPage: true });
 
   const orderId = decodeURIComponent(page.url().split('#/order/')[1]);

@@ -1,11 +1,12 @@
 // The store: catalog → product → cart → checkout (authorize + capture) → order page with a live
-// timeline of the payment and its ledger lines, and refunds.
+// timeline of the payment and its ledger lines, its settlement with the acquirer, and refunds.
 import { useCallback, useEffect, useRef, useState } from 'react';
 import { categories, productById, products } from './catalog.js';
 import { cartTotal, clampQuantity, discountPercent, formatKRW, lineTotal, MAX_QUANTITY, MIN_QUANTITY, parseRefundAmount, refundable } from './pricing.js';
 import { authorizeKey, captureKey, checkoutOrderId, finishCheckout, refundKey } from './keys.js';
 import { api, describeError, LEGS_PER_EVENT } from './api.js';
 import { go, loadCart, loadOrders, orderById, saveCart, saveOrder, useRoute } from './store.js';
+import { SETTLEMENT_KO, SETTLEMENT_POLL_MS, SETTLEMENT_TYPE_KO, settlementFinal } from './settlement.js';
 
 export default function App() {
   const route = useRoute();
@@ -294,6 +295,11 @@ function OrderPage({ orderId }) {
     (order?.refunds ?? 0) * LEGS_PER_EVENT.PAYMENT_REFUNDED;
   const settled = ledger !== null && ledger.entries.length >= expectedLegs;
 
+  // One settlement record per capture and refund (the store captures once, in full).
+  const expectedSettlements = ((payment?.capturedAmount ?? 0) > 0 ? 1 : 0) + (order?.refunds ?? 0);
+  const settlementDone = settlementFinal(payment?.settlement, expectedSettlements);
+  const loaded = payment !== null;
+
   useEffect(() => {
     refresh();
   }, [refresh]);
@@ -303,6 +309,19 @@ function OrderPage({ orderId }) {
     const t = setInterval(refresh, 700);
     return () => clearInterval(t);
   }, [settled, refresh]);
+  useEffect(() => {
+    // The settlement worker settles with the acquirer seconds later, after the payment stopped changing:
+    // ask again until the answer is final. Leaving the page (unmount) stops it too.
+    if (!order?.paymentId || !loaded || settlementDone) return undefined;
+    const t = setInterval(async () => {
+      try {
+        setPayment(await api.get(order.paymentId));
+      } catch (e) {
+        setError(describeError(e));
+      }
+    }, SETTLEMENT_POLL_MS);
+    return () => clearInterval(t);
+  }, [order?.paymentId, loaded, settlementDone]);
 
   if (!order) {
     return <p role="alert" className="error">이 브라우저에서 찾을 수 없는 주문입니다. <a href="#/orders">주문 내역</a></p>;
@@ -371,6 +390,7 @@ function OrderPage({ orderId }) {
       <p className="ledger-state" aria-live="polite" data-testid="ledger-state">
         {ledger === null ? '' : settled ? `원장 ${ledger.entries.length}줄 · 차변 ${formatKRW(ledger.totalDebits)} = 대변 ${formatKRW(ledger.totalCredits)}` : '원장 반영 중…'}
       </p>
+      {payment?.settlement && <SettlementPanel settlement={payment.settlement} done={settlementDone} />}
       {left > 0 && (
         <form className="refund" onSubmit={(e) => { e.preventDefault(); if (partial) refund(partial); }}>
           <h2>환불</h2>
@@ -382,6 +402,37 @@ function OrderPage({ orderId }) {
           <button type="submit" className="secondary" disabled={busy || !partial}>부분 환불</button>
           <button type="button" className="primary" disabled={busy} onClick={() => refund(left)}>전액 환불</button>
         </form>
+      )}
+    </section>
+  );
+}
+
+/** Where each capture and refund is with the acquirer: the summary, then one line per record. */
+function SettlementPanel({ settlement, done }) {
+  return (
+    <section className="settlement" aria-labelledby="settlement-title">
+      <h2 id="settlement-title">
+        정산{' '}
+        <span className="state" aria-live="polite">
+          <strong data-testid="settlement-status">{settlement.status}</strong> {SETTLEMENT_KO[settlement.status]}
+          {!done && ' · 확인 중…'}
+        </span>
+      </h2>
+      {settlement.items.length === 0 ? (
+        <p className="pending">매입사 정산 대기 중…</p>
+      ) : (
+        <ul className="legs" data-testid="settlement-items">
+          {settlement.items.map((i) => (
+            <li key={i.eventId} data-testid="settlement-item" data-status={i.status}>
+              {SETTLEMENT_TYPE_KO[i.type]} {formatKRW(i.amount)} · <strong>{i.status}</strong> {SETTLEMENT_KO[i.status]}
+              {i.acquirerReference && <> · <code data-testid="acquirer-reference">{i.acquirerReference}</code></>}
+              {i.status === 'SETTLED' && i.fee !== null && (
+                <> · 수수료 <span data-testid="settlement-fee">{formatKRW(i.fee)}</span> · 정산액 <span data-testid="settlement-net">{formatKRW(i.net)}</span></>
+              )}
+              {i.payoutId && ' · 지급 완료'}
+            </li>
+          ))}
+        </ul>
       )}
     </section>
   );

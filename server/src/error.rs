@@ -24,6 +24,8 @@ pub enum ApiError {
     Forbidden(String),
     #[error("payment not found")]
     PaymentNotFound,
+    #[error("payout not found")]
+    PayoutNotFound,
     #[error("no route {0}")]
     RouteNotFound(String),
     #[error("method not allowed")]
@@ -66,7 +68,9 @@ impl ApiError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::PaymentNotFound | Self::RouteNotFound(_) => StatusCode::NOT_FOUND,
+            Self::PaymentNotFound | Self::PayoutNotFound | Self::RouteNotFound(_) => {
+                StatusCode::NOT_FOUND
+            }
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Transition(_) | Self::IdempotencyInProgress | Self::LockTimeout => {
                 StatusCode::CONFLICT
@@ -87,6 +91,7 @@ impl ApiError {
             Self::Unauthorized => "UNAUTHORIZED",
             Self::Forbidden(_) => "FORBIDDEN",
             Self::PaymentNotFound => "PAYMENT_NOT_FOUND",
+            Self::PayoutNotFound => "PAYOUT_NOT_FOUND",
             Self::RouteNotFound(_) => "NOT_FOUND",
             Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Self::Transition(TransitionError::WrongState { .. }) => "INVALID_STATE",

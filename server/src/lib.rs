@@ -2,7 +2,9 @@
 //!
 //! Layout: `routes` (HTTP edge: parsing, auth) → `service` (replay, rate limit, then the writes: shared
 //! with concurrent requests in `batch`, or alone) → `effect` (what a command does, in memory) → `storage`,
-//! `idempotency`, `outbox` (SQL). `startup` assembles it all; tests build the same application.
+//! `idempotency`, `outbox` (SQL). Reads go from `routes` to `storage` directly; `settlement` is what a
+//! payment's settlement and a merchant's payouts look like to the API. `startup` assembles it all; tests
+//! build the same application.
 
 pub mod auth;
 pub mod batch;
@@ -18,6 +20,7 @@ pub mod ratelimit;
 pub mod redis_client;
 pub mod routes;
 pub mod service;
+pub mod settlement;
 pub mod startup;
 pub mod storage;
 
@@ -84,5 +87,38 @@ mod tests {
             .map(|s| serde_json::to_value(s).expect("serialises"))
             .collect();
         assert_eq!(schema("BreakerState")["enum"], Value::Array(states));
+    }
+
+    #[test]
+    fn settlement_statuses_match_the_code() {
+        use crate::settlement::{ItemStatus, Summary};
+        let listed = strings(&schema("SettlementStatus")["enum"]);
+        for name in &listed {
+            let status = ItemStatus::parse(name).expect("a status the code knows");
+            assert_eq!(
+                serde_json::to_value(status).expect("serialises"),
+                name.as_str()
+            );
+        }
+        assert_eq!(listed.len(), 4);
+        let summaries: Vec<Value> = [
+            Summary::None,
+            Summary::Pending,
+            Summary::Settled,
+            Summary::PaidOut,
+            Summary::Failed,
+        ]
+        .iter()
+        .map(|s| serde_json::to_value(s).expect("serialises"))
+        .collect();
+        assert_eq!(schema("SettlementSummary")["enum"], Value::Array(summaries));
+        let types: Vec<Value> = [
+            payctl_domain::settlement::SettlementType::Capture,
+            payctl_domain::settlement::SettlementType::Refund,
+        ]
+        .iter()
+        .map(|t| serde_json::to_value(t).expect("serialises"))
+        .collect();
+        assert_eq!(schema("SettlementType")["enum"], Value::Array(types));
     }
 }

@@ -1,14 +1,17 @@
-//! Queries on payments and their ledger. The pool, migrations and error classes live in `payctl-db`.
+//! Queries on payments, their ledger, their settlement records and the merchant's payouts (the last two
+//! read-only here; see `crate::settlement`). The pool, migrations and error classes live in `payctl-db`.
 //!
 //! Queries are plain `sqlx::query` (no compile-time checking), so the workspace builds without a
 //! database; the integration tests are what check them.
 
+use crate::settlement::{ItemStatus, Payout, PayoutItem, SettlementItem};
 pub use payctl_db::{
     from_db, is_duplicate_key, is_lock_wait, is_unavailable, mysql_error_number, now, pool, to_db,
     Tx, MIGRATOR,
 };
 use payctl_domain::payment::Balances;
-use payctl_domain::{MerchantId, PaymentId, PaymentStatus};
+use payctl_domain::settlement::SettlementType;
+use payctl_domain::{EventId, MerchantId, PaymentId, PaymentStatus, PayoutId};
 use sqlx::{MySqlPool, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -293,6 +296,182 @@ pub async fn ledger_for_payment(
                 amount: r.try_get("amount")?,
                 currency: r.try_get("currency")?,
                 occurred_at: from_db(r.try_get("occurred_at")?),
+            })
+        })
+        .collect()
+}
+
+fn settlement_type(row: &sqlx::mysql::MySqlRow) -> Result<SettlementType, sqlx::Error> {
+    let kind: String = row.try_get("type")?;
+    SettlementType::parse(&kind)
+        .ok_or_else(|| sqlx::Error::Decode(format!("unknown settlement type {kind}").into()))
+}
+
+/// The payment's settlement records in the order of their events: by the event's `sequence` (the
+/// payment's own order of changes, kept in the payload as read), then by event id (time-ordered) for
+/// events written before sequences existed.
+pub async fn settlements_for_payment(
+    pool: &MySqlPool,
+    id: PaymentId,
+    merchant: &MerchantId,
+) -> Result<Vec<SettlementItem>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT event_id, type, amount, currency, status, attempts, acquirer_reference, fee, net, \
+         settled_at, business_date, payout_id FROM settlements \
+         WHERE payment_id = ? AND merchant_id = ? \
+         ORDER BY CAST(JSON_VALUE(payload, '$.sequence') AS UNSIGNED), event_id",
+    )
+    .bind(id.as_uuid())
+    .bind(merchant.as_str())
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let status: String = r.try_get("status")?;
+            Ok(SettlementItem {
+                event_id: EventId::from_uuid(r.try_get("event_id")?),
+                kind: settlement_type(r)?,
+                amount: r.try_get("amount")?,
+                currency: r.try_get("currency")?,
+                status: ItemStatus::parse(&status).ok_or_else(|| {
+                    sqlx::Error::Decode(format!("unknown settlement status {status}").into())
+                })?,
+                attempts: r.try_get("attempts")?,
+                acquirer_reference: r.try_get("acquirer_reference")?,
+                fee: r.try_get("fee")?,
+                net: r.try_get("net")?,
+                settled_at: r
+                    .try_get::<Option<time::PrimitiveDateTime>, _>("settled_at")?
+                    .map(from_db),
+                business_date: r.try_get("business_date")?,
+                payout_id: r
+                    .try_get::<Option<Uuid>, _>("payout_id")?
+                    .map(PayoutId::from_uuid),
+            })
+        })
+        .collect()
+}
+
+const PAYOUT_COLUMNS: &str = "payout_id, business_date, seq, currency, captures, refunds, \
+     gross_captured, gross_refunded, fees, net, time_zone, created_at";
+
+fn payout_from_row(r: &sqlx::mysql::MySqlRow) -> Result<Payout, sqlx::Error> {
+    Ok(Payout {
+        payout_id: PayoutId::from_uuid(r.try_get("payout_id")?),
+        business_date: r.try_get("business_date")?,
+        seq: r.try_get("seq")?,
+        currency: r.try_get("currency")?,
+        captures: r.try_get("captures")?,
+        refunds: r.try_get("refunds")?,
+        gross_captured: r.try_get("gross_captured")?,
+        gross_refunded: r.try_get("gross_refunded")?,
+        fees: r.try_get("fees")?,
+        net: r.try_get("net")?,
+        time_zone: r.try_get("time_zone")?,
+        created_at: from_db(r.try_get("created_at")?),
+    })
+}
+
+/// Which of a merchant's payouts a page shows.
+#[derive(Debug, Clone, Copy)]
+pub struct PayoutFilter {
+    /// Business dates, both inclusive.
+    pub from: Option<time::Date>,
+    pub to: Option<time::Date>,
+    /// The last payout of the previous page.
+    pub starting_after: Option<PayoutId>,
+    pub limit: u32,
+}
+
+/// A page of the merchant's payouts, newest business date first (then newest payout first). The cursor
+/// is a payout id; its business date is looked up, so a cursor that is not one of the merchant's payouts
+/// has nothing after it (an empty page, and another merchant's id reveals nothing).
+pub async fn list_payouts(
+    pool: &MySqlPool,
+    merchant: &MerchantId,
+    filter: PayoutFilter,
+) -> Result<Vec<Payout>, sqlx::Error> {
+    let cursor = match filter.starting_after {
+        None => None,
+        Some(after) => {
+            let date: Option<time::Date> = sqlx::query_scalar(
+                "SELECT business_date FROM payouts WHERE payout_id = ? AND merchant_id = ?",
+            )
+            .bind(after.as_uuid())
+            .bind(merchant.as_str())
+            .fetch_optional(pool)
+            .await?;
+            match date {
+                Some(date) => Some((date, after)),
+                None => return Ok(Vec::new()),
+            }
+        }
+    };
+    let mut q = sqlx::QueryBuilder::<sqlx::MySql>::new(format!(
+        "SELECT {PAYOUT_COLUMNS} FROM payouts WHERE merchant_id = "
+    ));
+    q.push_bind(merchant.as_str().to_owned());
+    if let Some(from) = filter.from {
+        q.push(" AND business_date >= ").push_bind(from);
+    }
+    if let Some(to) = filter.to {
+        q.push(" AND business_date <= ").push_bind(to);
+    }
+    if let Some((date, id)) = cursor {
+        q.push(" AND (business_date < ")
+            .push_bind(date)
+            .push(" OR (business_date = ")
+            .push_bind(date)
+            .push(" AND payout_id < ")
+            .push_bind(id.as_uuid())
+            .push("))");
+    }
+    q.push(" ORDER BY business_date DESC, payout_id DESC LIMIT ")
+        .push_bind(filter.limit);
+    q.build()
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(payout_from_row)
+        .collect()
+}
+
+/// The merchant's payout `id`, or `None` (also when it is another merchant's).
+pub async fn get_payout(
+    pool: &MySqlPool,
+    id: PayoutId,
+    merchant: &MerchantId,
+) -> Result<Option<Payout>, sqlx::Error> {
+    let sql =
+        format!("SELECT {PAYOUT_COLUMNS} FROM payouts WHERE payout_id = ? AND merchant_id = ?");
+    sqlx::query(&sql)
+        .bind(id.as_uuid())
+        .bind(merchant.as_str())
+        .fetch_optional(pool)
+        .await?
+        .map(|r| payout_from_row(&r))
+        .transpose()
+}
+
+/// The settlements payout `id` covers, in the order they settled.
+pub async fn payout_items(pool: &MySqlPool, id: PayoutId) -> Result<Vec<PayoutItem>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT event_id, payment_id, type, amount, fee, net, acquirer_reference FROM settlements \
+         WHERE payout_id = ? ORDER BY settled_at, event_id",
+    )
+    .bind(id.as_uuid())
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(PayoutItem {
+                event_id: EventId::from_uuid(r.try_get("event_id")?),
+                payment_id: PaymentId::from_uuid(r.try_get("payment_id")?),
+                kind: settlement_type(r)?,
+                amount: r.try_get("amount")?,
+                fee: r.try_get("fee")?,
+                net: r.try_get("net")?,
+                acquirer_reference: r.try_get("acquirer_reference")?,
             })
         })
         .collect()

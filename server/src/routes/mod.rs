@@ -2,6 +2,7 @@
 
 mod ops;
 mod payments;
+mod payouts;
 mod queries;
 
 #[cfg(test)]
@@ -28,6 +29,8 @@ pub fn router(state: AppState) -> Router {
         .route("/payments", get(queries::list))
         .route("/payments/{id}", get(queries::get))
         .route("/payments/{id}/ledger", get(queries::ledger))
+        .route("/payouts", get(payouts::list))
+        .route("/payouts/{id}", get(payouts::get))
         .route("/circuit-breaker/kafka-publisher", get(ops::breaker))
         .route("/circuit-breaker/status", get(ops::breaker_status))
         .route(

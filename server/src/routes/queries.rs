@@ -1,10 +1,11 @@
-//! Read routes: one payment, a page of payments, a payment's ledger. Another merchant's payment is
-//! answered exactly like a missing one (404), so ids reveal nothing.
+//! Read routes: one payment (with its settlement), a page of payments, a payment's ledger. Another
+//! merchant's payment is answered exactly like a missing one (404), so ids reveal nothing.
 
 use super::PaymentPath;
 use crate::auth::Merchant;
 use crate::error::ApiError;
 use crate::service::PaymentView;
+use crate::settlement::Settlement;
 use crate::startup::AppState;
 use crate::storage;
 use axum::extract::rejection::QueryRejection;
@@ -13,15 +14,31 @@ use axum::Json;
 use payctl_domain::{FieldError, PaymentId, PaymentStatus};
 use serde::{Deserialize, Serialize};
 
+/// `GET /payments/{id}`: the payment and where its captures and refunds are with the acquirer.
+#[derive(Serialize)]
+pub struct PaymentDetail {
+    #[serde(flatten)]
+    payment: PaymentView,
+    settlement: Settlement,
+}
+
+/// Read from the database on every request, with no cache and no validator (ETag, Last-Modified): the
+/// settlement goes on changing (the worker, then `payctl settle`) after the payment's own version has
+/// stopped, so anything keyed on that version would serve a stale settlement status.
 pub async fn get(
     State(state): State<AppState>,
     Merchant(merchant): Merchant,
     PaymentPath(id): PaymentPath,
-) -> Result<Json<PaymentView>, ApiError> {
-    let payment = storage::get_payment(&state.db, id, &merchant)
-        .await?
-        .ok_or(ApiError::PaymentNotFound)?;
-    Ok(Json(PaymentView::from(&payment)))
+) -> Result<Json<PaymentDetail>, ApiError> {
+    let (payment, items) = tokio::try_join!(
+        storage::get_payment(&state.db, id, &merchant),
+        storage::settlements_for_payment(&state.db, id, &merchant),
+    )?;
+    let payment = payment.ok_or(ApiError::PaymentNotFound)?;
+    Ok(Json(PaymentDetail {
+        payment: PaymentView::from(&payment),
+        settlement: Settlement::of(items),
+    }))
 }
 
 #[derive(Debug, Deserialize)]

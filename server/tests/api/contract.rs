@@ -10,7 +10,7 @@
 //! Without schemathesis the test is skipped with a loud message, except in CI (`CI=true`), where it fails;
 //! `scripts/test.sh` installs it.
 
-use crate::helpers::{blocking, spawn_app_with};
+use crate::helpers::{blocking, spawn_app_with, TestApp};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -47,6 +47,7 @@ async fn the_server_keeps_its_published_openapi_contract() {
         c.admin_token = Some(format!("admin-{}", uuid::Uuid::new_v4().simple()));
     })
     .await;
+    seed_a_payout(&app).await;
 
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("contract")
@@ -116,6 +117,52 @@ async fn the_server_keeps_its_published_openapi_contract() {
         app.address
     ));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// No API call makes payouts (`payctl settle` does), so without one `GET /payouts/{id}` would only ever
+/// answer 404 (a "missing test data" warning, which fails the run) and its 200 would go unchecked. One
+/// captured payment, settled and paid out as the settlement worker and `payctl settle` would write it, in
+/// a payout whose id is the document's example for the parameter, so the examples phase reads it.
+async fn seed_a_payout(app: &TestApp) {
+    let doc: serde_json::Value = serde_json::from_str(pay_server::OPENAPI).expect("the document");
+    let example = doc["components"]["parameters"]["PayoutId"]["example"]
+        .as_str()
+        .expect("the payout id parameter has an example");
+    let payout = uuid::Uuid::parse_str(example).expect("a payout id");
+    let payment = app.authorized_payment(10_000).await;
+    let r = app
+        .post(
+            &format!("/payments/capture/{payment}"),
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    sqlx::query(
+        "INSERT INTO payouts (payout_id, merchant_id, currency, business_date, seq, captures, refunds, \
+         gross_captured, gross_refunded, fees, net, time_zone, created_at) \
+         VALUES (?, ?, 'KRW', '2026-12-05', 1, 1, 0, 10000, 0, 250, 9750, 'Asia/Seoul', UTC_TIMESTAMP(6))",
+    )
+    .bind(payout)
+    .bind(app.merchant.id.as_str())
+    .execute(&app.db)
+    .await
+    .expect("a payout");
+    sqlx::query(
+        "INSERT INTO settlements (event_id, payment_id, merchant_id, type, amount, currency, status, \
+         attempts, acquirer_reference, fee, net, settled_at, business_date, payout_id, payout_event_id, \
+         next_attempt_at, topic, kafka_partition, kafka_offset, payload, created_at, updated_at) \
+         VALUES (?, ?, ?, 'CAPTURE', 10000, 'KRW', 'SETTLED', 1, 'ACQ-CONTRACT', 250, 9750, \
+         UTC_TIMESTAMP(6), '2026-12-05', ?, ?, UTC_TIMESTAMP(6), 'payment.captured', 0, 0, \
+         '{\"sequence\": 2}', UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))",
+    )
+    .bind(uuid::Uuid::now_v7())
+    .bind(uuid::Uuid::parse_str(&payment).expect("a payment id"))
+    .bind(app.merchant.id.as_str())
+    .bind(payout)
+    .bind(uuid::Uuid::now_v7())
+    .execute(&app.db)
+    .await
+    .expect("its settlement");
 }
 
 /// schemathesis on PATH or in pip's user directory; `None` (after saying so loudly) when it is missing

@@ -15,4 +15,5 @@ mod rate_limit;
 mod reads;
 mod resilience;
 mod retention;
+mod settlement;
 mod strict;
