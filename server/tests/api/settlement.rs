@@ -584,3 +584,26 @@ async fn the_document_names_exactly_the_fields_sent() {
     check("PayoutPage", &listed, &schema("PayoutPage"));
     check("Payout", &listed["data"][0], &schema("PayoutFields"));
 }
+
+/// A paid-out payment's ledger shows its PAYOUT legs: the document's LedgerEntry admits every account
+/// and the event type `payctl settle` posts (pay-settlement's payout legs), so a client validating
+/// `GET /payments/{id}/ledger` against it does not reject a paid-out payment.
+#[test]
+fn the_document_admits_every_payout_leg() {
+    use payctl_domain::ledger::{payout_legs, PAYOUT_EVENT_TYPE};
+    let doc: Value = serde_json::from_str(pay_server::OPENAPI).unwrap();
+    let entry = &doc["components"]["schemas"]["LedgerEntry"]["properties"];
+    let admits = |field: &str, value: &str| {
+        entry[field]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v == value)
+    };
+    assert!(admits("eventType", PAYOUT_EVENT_TYPE));
+    for (refund, fee) in [(false, 25), (true, 10)] {
+        for leg in payout_legs(refund, 1_000, fee) {
+            assert!(admits("account", leg.account), "{}", leg.account);
+        }
+    }
+}
