@@ -5,6 +5,7 @@ mod gauges;
 mod helpers;
 mod payout;
 mod review;
+mod review2;
 
 use helpers::{assert_settled_exactly_once, env, event, MERCHANT};
 use payctl_domain::{EventType, PaymentId};
