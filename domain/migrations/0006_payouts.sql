@@ -25,7 +25,7 @@ CREATE TABLE payouts (
     KEY ix_payouts_merchant (merchant_id, business_date),
     CONSTRAINT fk_payouts_merchant FOREIGN KEY (merchant_id) REFERENCES merchants (merchant_id),
     CONSTRAINT ck_payouts_net CHECK (net = gross_captured - gross_refunded - fees),
-    CONSTRAINT ck_payouts_amounts CHECK (gross_captured >= 0 AND gross_refunded >= 0 AND fees >= 0),
+    CONSTRAINT ck_payouts_amounts CHECK (gross_captured >= 0 AND gross_refunded >= 0),
     CONSTRAINT ck_payouts_seq CHECK (seq >= 1)
 ) ENGINE=InnoDB;
 

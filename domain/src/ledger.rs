@@ -108,9 +108,11 @@ pub fn legs(event_type: EventType, amount: i64) -> Vec<Leg> {
         .collect()
 }
 
-/// The legs that pay out one settled capture (`refund` false) or refund of `gross` with the acquirer's
-/// `fee` (both ≥ 0): see the module doc. A leg of zero is left out (`ledger_entries` holds only positive
-/// amounts); leg numbers stay fixed, so a leg's number always names the same account.
+/// The legs that pay out one settled capture (`refund` false) or refund of `gross` (≥ 0) with the
+/// acquirer's `fee`: see the module doc. A leg of zero is left out and a negative one (a fee above the
+/// gross, so less than nothing is paid out; a rebate, a negative fee) is posted on the other side, since
+/// `ledger_entries` holds only positive amounts; leg numbers stay fixed, so a leg's number always names
+/// the same account.
 pub fn payout_legs(refund: bool, gross: i64, fee: i64) -> Vec<Leg> {
     use Side::*;
     let (d, c) = if refund {
@@ -133,8 +135,12 @@ pub fn payout_legs(refund: bool, gross: i64, fee: i64) -> Vec<Leg> {
     .map(|(i, (account, side, amount))| Leg {
         leg: i as u8,
         account,
-        side,
-        amount,
+        side: match (amount < 0, side) {
+            (false, side) => side,
+            (true, Debit) => Credit,
+            (true, Credit) => Debit,
+        },
+        amount: amount.abs(),
     })
     .collect()
 }

@@ -259,13 +259,16 @@ fn check_answer(request: &SettlementRequest, s: &Settled) -> Result<(), Acquirer
         && s.amount == request.amount
         && s.currency == request.currency.code()
         && s.status == "SETTLED"
+        // A fee outside 0..=gross is no fee rule of ours: paying it out would pay the merchant less
+        // than nothing, or pay the acquirer's rebate as if it were ours.
+        && (0..=s.amount).contains(&s.fee)
         && s.net == s.amount - s.fee;
     if same {
         Ok(())
     } else {
         Err(AcquirerError::Protocol(format!(
-            "the answer {} (event {}, {} {} {}, status {}) does not match the request",
-            s.reference, s.event_id, s.kind, s.amount, s.currency, s.status
+            "the answer {} (event {}, {} {} {}, fee {}, net {}, status {}) does not match the request",
+            s.reference, s.event_id, s.kind, s.amount, s.currency, s.fee, s.net, s.status
         )))
     }
 }
@@ -326,11 +329,25 @@ mod tests {
         };
         assert!(check_answer(&r, &good).is_ok());
         type Change = Box<dyn Fn(&mut Settled)>;
-        let cases: [(&str, Change); 4] = [
+        let cases: [(&str, Change); 6] = [
             ("other event", Box::new(|s| s.event_id = EventId::new())),
             ("other amount", Box::new(|s| s.amount += 1)),
             ("net ≠ gross − fee", Box::new(|s| s.net += 1)),
             ("not settled", Box::new(|s| s.status = "PENDING".into())),
+            (
+                "fee above the gross",
+                Box::new(|s| {
+                    s.fee = s.amount + 1;
+                    s.net = -1;
+                }),
+            ),
+            (
+                "negative fee",
+                Box::new(|s| {
+                    s.fee = -1;
+                    s.net = s.amount + 1;
+                }),
+            ),
         ];
         for (why, change) in cases {
             let mut bad = good.clone();

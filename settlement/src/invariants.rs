@@ -4,8 +4,9 @@
 //! ([`pay_consumer::invariants`]).
 
 use pay_consumer::invariants::{Check, Violation};
-use payctl_domain::ledger::{FEES, PAYOUTS};
+use payctl_domain::ledger::{payout_legs, FEES, PAYOUTS};
 use sqlx::{MySqlPool, Row};
+use std::collections::BTreeMap;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -18,6 +19,7 @@ pub async fn check(db: &MySqlPool, bound: Duration) -> Result<Vec<Check>, sqlx::
     Ok(vec![
         settled_or_explained(db, bound).await?,
         payouts_add_up(db).await?,
+        payout_legs_are_exactly_the_payouts(db).await?,
         nothing_left_out_of_a_payout(db).await?,
     ])
 }
@@ -166,6 +168,112 @@ async fn payouts_add_up(db: &MySqlPool) -> Result<Check, sqlx::Error> {
     }
     Ok(Check {
         name: "every payout equals the net of what it covers",
+        violations,
+    })
+}
+
+/// Seen from the ledger: every `PAYOUT` leg belongs to exactly one paid-out settlement (its
+/// `payout_event_id`) and each paid-out settlement's legs are exactly what paying it out posts — on all
+/// five accounts, for its payment, merchant and currency. Legs posted twice, or by hand, or missing would
+/// pay a merchant twice or not at all while the payouts' own figures still add up.
+async fn payout_legs_are_exactly_the_payouts(db: &MySqlPool) -> Result<Check, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT l.event_id, l.leg, l.account, l.side, l.amount, l.payment_id, l.merchant_id, l.currency, \
+           s.event_id AS settlement, s.type, s.amount AS gross, s.fee, s.payment_id AS s_payment, \
+           s.merchant_id AS s_merchant, s.currency AS s_currency \
+         FROM ledger_entries l LEFT JOIN settlements s ON s.payout_event_id = l.event_id \
+         WHERE l.event_type = ? ORDER BY l.event_id, l.leg",
+    )
+    .bind(payctl_domain::ledger::PAYOUT_EVENT_TYPE)
+    .fetch_all(db)
+    .await?;
+    type Posted = Vec<(u8, String, String, i64)>;
+    let mut by_event: BTreeMap<Uuid, (Posted, Option<sqlx::mysql::MySqlRow>)> = BTreeMap::new();
+    for r in rows {
+        let event: Uuid = r.try_get("event_id")?;
+        let entry = by_event.entry(event).or_default();
+        entry.0.push((
+            r.try_get("leg")?,
+            r.try_get("account")?,
+            r.try_get("side")?,
+            r.try_get("amount")?,
+        ));
+        let same_subject = r.try_get::<Uuid, _>("payment_id")?
+            == r.try_get::<Option<Uuid>, _>("s_payment")?
+                .unwrap_or_default()
+            && r.try_get::<String, _>("merchant_id")?
+                == r.try_get::<Option<String>, _>("s_merchant")?
+                    .unwrap_or_default()
+            && r.try_get::<String, _>("currency")?
+                == r.try_get::<Option<String>, _>("s_currency")?
+                    .unwrap_or_default();
+        if entry.1.is_none() || !same_subject {
+            entry.1 = Some(r);
+        }
+    }
+    let mut violations = Vec::new();
+    for (event, (posted, row)) in by_event {
+        let Some(row) = row else { continue };
+        let Some(settlement) = row.try_get::<Option<Uuid>, _>("settlement")? else {
+            violations.push(Violation {
+                subject: format!("PAYOUT event {event}"),
+                detail: format!(
+                    "{} ledger leg(s) no paid-out settlement posted",
+                    posted.len()
+                ),
+            });
+            continue;
+        };
+        let refund = row.try_get::<Option<String>, _>("type")?.as_deref() == Some("REFUND");
+        let gross: i64 = row.try_get::<Option<i64>, _>("gross")?.unwrap_or_default();
+        let fee: i64 = row.try_get::<Option<i64>, _>("fee")?.unwrap_or_default();
+        let expected: Posted = payout_legs(refund, gross, fee)
+            .into_iter()
+            .map(|l| {
+                (
+                    l.leg,
+                    l.account.to_owned(),
+                    l.side.code().to_owned(),
+                    l.amount,
+                )
+            })
+            .collect();
+        let same_subject = row.try_get::<Uuid, _>("payment_id")?
+            == row
+                .try_get::<Option<Uuid>, _>("s_payment")?
+                .unwrap_or_default()
+            && row.try_get::<String, _>("merchant_id")?
+                == row
+                    .try_get::<Option<String>, _>("s_merchant")?
+                    .unwrap_or_default()
+            && row.try_get::<String, _>("currency")?
+                == row
+                    .try_get::<Option<String>, _>("s_currency")?
+                    .unwrap_or_default();
+        if posted != expected || !same_subject {
+            violations.push(Violation {
+                subject: format!("settlement {settlement}"),
+                detail: format!(
+                    "its payout legs (event {event}) are {posted:?}{}, paying it out posts {expected:?}",
+                    if same_subject { "" } else { " on another payment, merchant or currency" }
+                ),
+            });
+        }
+    }
+    let missing: Vec<(Uuid, Uuid)> = sqlx::query_as(
+        "SELECT s.event_id, s.payout_event_id FROM settlements s WHERE s.payout_event_id IS NOT NULL \
+         AND NOT EXISTS (SELECT 1 FROM ledger_entries l WHERE l.event_id = s.payout_event_id) LIMIT 100",
+    )
+    .fetch_all(db)
+    .await?;
+    for (settlement, event) in missing {
+        violations.push(Violation {
+            subject: format!("settlement {settlement}"),
+            detail: format!("paid out, but its payout legs (event {event}) are not in the ledger"),
+        });
+    }
+    Ok(Check {
+        name: "every payout leg is exactly what paying its settlement out posts",
         violations,
     })
 }

@@ -158,6 +158,15 @@ const SETTLEABLE: &str = "EXISTS (SELECT 1 FROM ledger_entries l WHERE l.event_i
        WHERE r.payment_id = s.payment_id AND r.type = 'REFUND' \
          AND EXISTS (SELECT 1 FROM ledger_entries rl WHERE rl.event_id = r.event_id)))";
 
+/// Due records a claim looks at (at least): those that may not be sent yet are put back, so a backlog
+/// of them — events the ledger refused, or a ledger behind — is cleared this many at a time instead of
+/// standing in front of what may be sent.
+const LOOK_AT: usize = 512;
+
+/// `last_error` of a record put back because it may not be sent yet (see [`SETTLEABLE`]).
+pub const WAITING: &str =
+    "waiting: its event is not in the ledger, or (a refund) its payment's captures are not settled";
+
 /// A settlement this worker holds a lease on and may now submit.
 #[derive(Debug, Clone)]
 pub struct Claimed {
@@ -187,17 +196,55 @@ pub async fn claim(
         return Ok((Vec::new(), Vec::new()));
     }
     let mut tx = db.begin().await?;
-    // Which due records may be sent is read first without locks (a consistent read of the ledger and of
-    // the payment's other settlements); only those rows are then locked. Both conditions, once true,
-    // stay true (ledger legs are never removed, a SETTLED capture never changes), so a row that is still
-    // due when locked may be sent.
-    let candidates: Vec<Uuid> = sqlx::query_scalar(&format!(
-        "SELECT s.event_id FROM settlements s WHERE s.status IN ('PENDING', 'SUBMITTED') \
-         AND s.next_attempt_at <= UTC_TIMESTAMP(6) AND {SETTLEABLE} ORDER BY s.next_attempt_at LIMIT ?"
+    // The oldest due records are read first without locks, with whether each may be sent (a consistent
+    // read of the ledger and of the payment's other settlements); only those that may are then locked.
+    // Both conditions, once true, stay true (ledger legs are never removed, a SETTLED capture never
+    // changes), so a row that is still due when locked may be sent. Those that may not are put back with a
+    // delay growing with their age (1 s up to 5 min): a refund waiting for its capture is looked at again
+    // soon, while an event the ledger refused, which waits for good, costs a look every few minutes rather
+    // than a scan at every claim.
+    // One status at a time, so each reads its (status, next_attempt_at) index range in order and stops
+    // at the limit (with `status IN (…)` the server reads every due row of both and sorts them).
+    let look_at = limit.max(LOOK_AT) as u64;
+    let due: Vec<(Uuid, i64)> = sqlx::query_as(&format!(
+        "SELECT s.event_id, CAST(({SETTLEABLE}) AS SIGNED) FROM ( \
+           (SELECT event_id, payment_id, merchant_id, type, amount, currency, next_attempt_at FROM settlements \
+            WHERE status = 'PENDING' AND next_attempt_at <= UTC_TIMESTAMP(6) ORDER BY next_attempt_at LIMIT ?) \
+           UNION ALL \
+           (SELECT event_id, payment_id, merchant_id, type, amount, currency, next_attempt_at FROM settlements \
+            WHERE status = 'SUBMITTED' AND next_attempt_at <= UTC_TIMESTAMP(6) ORDER BY next_attempt_at LIMIT ?) \
+         ) s ORDER BY s.next_attempt_at LIMIT ?"
     ))
-    .bind(limit as u64)
+    .bind(look_at)
+    .bind(look_at)
+    .bind(look_at)
     .fetch_all(&mut *tx)
     .await?;
+    let waiting: Vec<Uuid> = due
+        .iter()
+        .filter(|(_, ok)| *ok == 0)
+        .map(|(id, _)| *id)
+        .collect();
+    if !waiting.is_empty() {
+        let sql = format!(
+            "UPDATE settlements SET next_attempt_at = UTC_TIMESTAMP(6) + INTERVAL LEAST(300000000, \
+             GREATEST(1000000, TIMESTAMPDIFF(MICROSECOND, created_at, UTC_TIMESTAMP(6)) DIV 4)) MICROSECOND, \
+             last_error = COALESCE(last_error, ?), updated_at = UTC_TIMESTAMP(6) \
+             WHERE event_id IN ({}) AND status = 'PENDING'",
+            in_list(waiting.len())
+        );
+        let mut q = sqlx::query(&sql).bind(WAITING);
+        for id in &waiting {
+            q = q.bind(*id);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    let candidates: Vec<Uuid> = due
+        .iter()
+        .filter(|(_, ok)| *ok != 0)
+        .map(|(id, _)| *id)
+        .take(limit)
+        .collect();
     if candidates.is_empty() {
         tx.commit().await?;
         return Ok((Vec::new(), Vec::new()));
@@ -407,17 +454,19 @@ pub async fn dead_letter_published(
     Ok(())
 }
 
-/// (records per status, age in seconds of the oldest record that may be sent and is not yet SETTLED or
-/// FAILED). A record waiting for the ledger is the ledger's backlog (or a refusal in its DLQ), not ours.
+/// (records per status, age in seconds of the oldest record not yet SETTLED or FAILED and not put back as
+/// [`WAITING`]). A record waiting for the ledger is the ledger's backlog (or a refusal in its DLQ), not
+/// ours; one waiting for its capture is counted with the capture.
 pub async fn gauges(db: &MySqlPool) -> Result<(Vec<(String, i64)>, f64), sqlx::Error> {
     let counts: Vec<(String, i64)> =
         sqlx::query_as("SELECT status, COUNT(*) FROM settlements GROUP BY status")
             .fetch_all(db)
             .await?;
-    let oldest: Option<i64> = sqlx::query_scalar(&format!(
+    let oldest: Option<i64> = sqlx::query_scalar(
         "SELECT CAST(TIMESTAMPDIFF(MICROSECOND, MIN(created_at), UTC_TIMESTAMP(6)) AS SIGNED) \
-         FROM settlements s WHERE status IN ('PENDING', 'SUBMITTED') AND {SETTLEABLE}"
-    ))
+         FROM settlements WHERE status IN ('PENDING', 'SUBMITTED') AND NOT (last_error <=> ?)",
+    )
+    .bind(WAITING)
     .fetch_one(db)
     .await?;
     Ok((counts, oldest.unwrap_or(0).max(0) as f64 / 1e6))

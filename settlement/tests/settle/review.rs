@@ -213,7 +213,10 @@ async fn review_f3_a_settlement_the_acquirer_made_is_not_recorded_failed() {
     let mut config = env.config();
     config.max_attempts = 2;
     let worker = env.start(config).await;
-    let events = env.events(6);
+    // Captures only: a refund waits for its capture to settle, and here every call fails.
+    let events: Vec<PaymentEvent> = (0..6)
+        .map(|i| event(EventType::PaymentCaptured, PaymentId::new(), 1_000 + i))
+        .collect();
     env.produce_all(&events).await;
     // Every call fails, so each ends FAILED and dead-lettered, or SETTLED when the acquirer holds it.
     eventually("all six FAILED and dead-lettered, or SETTLED", LONG, || async {

@@ -366,7 +366,8 @@ pub async fn judge(
 }
 
 /// Per payment of these merchants, the balance of `account` in the ledger, counted positive on `side`
-/// (`C` for a liability such as merchant_payable, `D` for the hold).
+/// (`C` for a liability such as merchant_payable, `D` for the hold), before payouts (`payctl settle`, which
+/// `smoke` runs for today, moves what was settled on to the acquirer; reconcile checks those legs).
 async fn balances(
     db: &MySqlPool,
     merchants: &[String],
@@ -376,7 +377,7 @@ async fn balances(
     let sql = format!(
         "SELECT l.payment_id, CAST(SUM(IF(l.side = ?, l.amount, -l.amount)) AS SIGNED) AS balance \
          FROM ledger_entries l JOIN payments p ON p.payment_id = l.payment_id \
-         WHERE p.merchant_id IN ({}) AND l.account = ? GROUP BY l.payment_id",
+         WHERE p.merchant_id IN ({}) AND l.account = ? AND l.event_type <> 'PAYOUT' GROUP BY l.payment_id",
         in_list(merchants.len())
     );
     let mut q = sqlx::query(&sql).bind(side);
