@@ -935,7 +935,22 @@ fn up_smoke_reconcile_down_end_to_end_on_the_native_runtime() {
     let report: Value = serde_json::from_slice(&smoke.stdout).unwrap();
     assert_camel_case(&report);
     assert_eq!(report["passed"], true, "{report:#}");
-    assert_eq!(report["steps"].as_array().unwrap().len(), 6, "{report:#}");
+    let names: Vec<&str> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 9, "{report:#}");
+    assert_eq!(
+        names[6..],
+        [
+            "settlement: capture and refunds settled",
+            "settle today twice: paid out once",
+            "reconcile: today's statement matches"
+        ],
+        "{report:#}"
+    );
     assert!(report["steps"]
         .as_array()
         .unwrap()
@@ -944,7 +959,7 @@ fn up_smoke_reconcile_down_end_to_end_on_the_native_runtime() {
     assert!(report["paymentId"].is_string());
     let xml = std::fs::read_to_string(&junit).unwrap();
     assert!(
-        xml.contains("<testsuite name=\"payctl smoke\" tests=\"6\" failures=\"0\""),
+        xml.contains("<testsuite name=\"payctl smoke\" tests=\"9\" failures=\"0\""),
         "{xml}"
     );
 
