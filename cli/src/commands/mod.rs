@@ -13,6 +13,7 @@ pub mod dlq;
 pub mod doctor;
 pub mod down;
 pub mod env;
+pub mod k8s;
 pub mod lifecycle;
 pub mod load;
 pub mod logs;
@@ -51,6 +52,14 @@ pub enum Command {
   payctl compose                     rewrite compose/ from the stack definition
   payctl compose --check             exit 1 when compose/ differs from it (CI)")]
     Compose(compose::ComposeArgs),
+    /// Write the Kubernetes manifests (deploy/k8s: a kustomize base, overlays dev and production) from
+    /// payctl's stack definition (--check: exit 1 if the files in the repository differ from it).
+    #[command(after_help = "Examples:
+  payctl k8s                                 rewrite deploy/k8s from the stack definition
+  payctl k8s --check                         exit 1 when deploy/k8s differs from it (CI)
+  payctl k8s --out /tmp/k8s                  write them somewhere else
+  kubectl kustomize deploy/k8s/overlays/dev  render the dev overlay (README, \"Kubernetes\")")]
+    K8s(k8s::K8sArgs),
     /// Show each service: pid or container, address, health (exit 3 if one is not healthy).
     Status(status::StatusArgs),
     /// Print `export PAYCTL_API_URL=… PAYCTL_API_KEY=… PAYCTL_HOME=…` for the saved stack: eval "$(payctl env)".
@@ -185,6 +194,7 @@ pub async fn exec(home: &Path, command: Command) -> anyhow::Result<ExitCode> {
         Command::Up(args) => up::exec(home, args).await,
         Command::Down(args) => down::exec(home, args).await,
         Command::Compose(args) => compose::exec(&args),
+        Command::K8s(args) => k8s::exec(&args),
         Command::Status(args) => status::exec(home, args).await,
         Command::Env(args) => env::exec(home, args),
         Command::Open(args) => open::exec(home, args),
