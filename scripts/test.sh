@@ -21,6 +21,8 @@ have make || missing+=(make)
 have perl || missing+=(perl)
 have pkg-config || missing+=(pkg-config)
 [ -e /usr/include/zlib.h ] || missing+=(zlib1g-dev)
+# A virtualenv for the Kubernetes checks' Python tools (scripts/k8s-check.sh); Debian's python3 needs this.
+python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 if ((${#missing[@]})); then
   if [ "$(id -u)" = 0 ]; then
     echo "installing: ${missing[*]}"
@@ -67,10 +69,13 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace --no-fail-fast 2>&1 | tee "$log" || status=$?
+# The Kubernetes manifests, offline: drift, `kubectl kustomize` of each overlay, kubernetes-validate and
+# checkov (installs those two into a virtualenv of their own when missing).
+./scripts/k8s-check.sh 2>&1 | tee -a "$log" || status=1
 # The Docker runtime against a real engine (starts dockerd when it can; one line and a skip when not).
 ./scripts/docker-test.sh 2>&1 | tee -a "$log" || status=1
-# One closing line for the whole run, summed over every test binary and the Docker steps.
+# One closing line for the whole run, summed over every test binary and the Docker and Kubernetes steps.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
-     /^docker: ok/ { p++ } /^docker: FAIL/ { f++ }
+     /^(docker|k8s): ok/ { p++ } /^(docker|k8s): FAIL/ { f++ }
      END { printf "%d passed, %d failed\n", p, f }' "$log"
 exit "$status"

@@ -89,6 +89,67 @@ fn usage_errors_exit_2_and_help_teaches_with_examples() {
 }
 
 #[test]
+fn k8s_writes_the_manifests_and_check_names_a_stale_file() {
+    let home = temp_home("k8s");
+    let out = home.join("k8s");
+    let out_arg = out.to_str().unwrap();
+    let o = payctl(&home, &["k8s", "--out", out_arg]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    for overlay in ["dev", "production"] {
+        assert!(out
+            .join("overlays")
+            .join(overlay)
+            .join("kustomization.yaml")
+            .is_file());
+    }
+    let o = payctl(&home, &["k8s", "--check", "--out", out_arg]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    // The repository's own manifests are what this payctl renders.
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let o = Command::new(env!("CARGO_BIN_EXE_payctl"))
+        .args(["k8s", "--check"])
+        .current_dir(&repo)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "deploy/k8s is stale: {:?}", text(&o));
+    // kubectl (when here) renders every overlay of what was written.
+    if Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_ok()
+    {
+        for overlay in ["dev", "production"] {
+            let o = Command::new("kubectl")
+                .arg("kustomize")
+                .arg(out.join("overlays").join(overlay))
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{overlay}: {:?}", text(&o));
+            assert!(String::from_utf8_lossy(&o.stdout).contains("kind: Deployment"));
+        }
+    }
+    // A changed file: exit 1 and one line naming it.
+    let stale = out.join("base/ingest.yaml");
+    std::fs::write(&stale, "changed by hand\n").unwrap();
+    let o = payctl(&home, &["k8s", "--check", "--out", out_arg]);
+    let (stdout, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{stdout} {err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: ") && err.contains("base/ingest.yaml"),
+        "{err}"
+    );
+    assert!(!err.contains("consumer.yaml"), "{err}");
+    let (help, _) = text(&payctl(&home, &["k8s", "--help"]));
+    assert!(
+        help.contains("Examples:") && help.contains("payctl k8s --check"),
+        "{help}"
+    );
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+#[test]
 fn usage_mistakes_exit_2_in_one_line_before_any_network() {
     let home = temp_home("usage2");
     for args in [
