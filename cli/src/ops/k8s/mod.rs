@@ -608,7 +608,7 @@ fn data_workload(c: &Container) -> anyhow::Result<Vec<Value>> {
                 "name": "config",
                 "image": c.image,
                 "imagePullPolicy": "IfNotPresent",
-                "command": ["sh", "-c", "cp -a /opt/kafka/config/. /seed/"],
+                "command": ["sh", "-c", "cp -R /opt/kafka/config/. /seed/"],
                 "resources": resources(c.kind),
                 "securityContext": container_security(),
                 "volumeMounts": [{"name": "config", "mountPath": "/seed"}],
