@@ -788,6 +788,18 @@ fn base_policies(defs: &[Container]) -> Vec<Value> {
     v
 }
 
+/// What each service connects to. The stack definition's dependencies also order the starts, and
+/// the ledger consumer's name Redis, which neither it nor the settlement worker reads (their configs
+/// have no Redis URL): a policy lets through only what a service's config reads.
+fn reaches(kind: Kind) -> &'static [Kind] {
+    match kind {
+        Kind::Ingest => &[Kind::MariaDb, Kind::Redis, Kind::Kafka],
+        Kind::Consumer => &[Kind::MariaDb, Kind::Kafka],
+        Kind::Settlement => &[Kind::MariaDb, Kind::Kafka, Kind::Acquirer],
+        _ => &[],
+    }
+}
+
 /// Where the services may connect: the data services they depend on (the stack definition's
 /// dependencies) and the acquirer. Dev: the overlay's pods, which in turn accept only those callers.
 /// Production: the data services' ports at any address, since they are outside the cluster (narrow
@@ -810,7 +822,7 @@ fn egress_policies(defs: &[Container], production: bool) -> Vec<Value> {
             let Some(kind) = stack.iter().find(|s| s.name == dep).map(|s| s.kind) else {
                 continue;
             };
-            if !outside.contains(&kind) {
+            if !outside.contains(&kind) || !reaches(c.kind).contains(&kind) {
                 continue;
             }
             let port = if production && kind == Kind::Acquirer {
@@ -837,14 +849,28 @@ fn egress_policies(defs: &[Container], production: bool) -> Vec<Value> {
         ));
     }
     if !production {
+        // The broker's readiness tool asks localhost for the brokers, then calls each at its
+        // advertised address (the Service): the broker must reach itself.
+        if let Some(kafka) = defs.iter().find(|c| c.kind == Kind::Kafka) {
+            let port = containers::container_port(Kind::Kafka);
+            v.push(policy(
+                "kafka-egress",
+                &kafka.service,
+                &["Egress"],
+                json!({"egress": [dns(), {"to": [pods(&kafka.service)], "ports": [{"protocol": "TCP", "port": port}]}]}),
+            ));
+        }
         for (kind, names) in callers {
             let Some(c) = defs.iter().find(|c| c.kind == kind) else {
                 continue;
             };
             let port = containers::container_port(kind);
             let mut from: Vec<Value> = names.iter().map(|n| pods(n)).collect();
-            if kind == Kind::Acquirer {
-                from.push(prometheus());
+            match kind {
+                Kind::Acquirer => from.push(prometheus()),
+                // Itself, for its readiness tool (see kafka-egress).
+                Kind::Kafka => from.push(pods(&c.service)),
+                _ => {}
             }
             v.push(policy(
                 &format!("{}-ingress", c.service),
@@ -953,6 +979,31 @@ mod tests {
                 "{name} ×{count} not in {k}"
             );
         }
+    }
+
+    #[test]
+    fn a_service_reaches_only_what_it_depends_on() {
+        let (ports, _) = containers::defaults();
+        let stack = containers::plan(&ports, 1, &[]);
+        for svc in &stack {
+            let deps = crate::stack::depends_on(svc, &stack);
+            for kind in reaches(svc.kind) {
+                let name = stack.iter().find(|s| s.kind == *kind).unwrap();
+                assert!(deps.contains(&name.name), "{} → {}", svc.name, name.name);
+            }
+        }
+        let files = rendered();
+        let (_, dev) = files
+            .iter()
+            .find(|(p, _)| p == "overlays/dev/network-policies.yaml")
+            .unwrap();
+        // Redis accepts the API only.
+        let redis = &dev[dev.find("name: redis-ingress").unwrap()..];
+        let redis = &redis[..redis.find("---").unwrap_or(redis.len())];
+        assert!(
+            redis.contains("name: ingest") && !redis.contains("name: consumer"),
+            "{redis}"
+        );
     }
 
     #[test]
