@@ -335,14 +335,15 @@ fn tmp_volume() -> Value {
     json!({"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}})
 }
 
-fn service(name: &str, port: u16) -> Value {
+/// A Service for `name`'s pods; `protocol` names the port (http, mysql, redis, kafka).
+fn service(name: &str, port: u16, protocol: &str) -> Value {
     json!({
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": name, "labels": labels(name)},
         "spec": {
             "selector": labels(name),
-            "ports": [{"name": "http", "port": port, "targetPort": port}],
+            "ports": [{"name": protocol, "port": port, "targetPort": port}],
         },
     })
 }
@@ -427,7 +428,7 @@ fn service_workload(c: &Container) -> anyhow::Result<Vec<Value>> {
             },
         }),
     };
-    Ok(vec![service(&c.service, port), workload])
+    Ok(vec![service(&c.service, port, "http"), workload])
 }
 
 /// The gateway: nginx serving the store at `/` and balancing `/api/` over the API's Service, its
@@ -469,7 +470,7 @@ fn gateway(c: &Container, defs: &[Container]) -> Vec<Value> {
             "metadata": {"name": config_name, "labels": labels(name)},
             "data": {"nginx.conf": conf},
         }),
-        service(name, GATEWAY_PORT),
+        service(name, GATEWAY_PORT, "http"),
         json!({
             "apiVersion": "apps/v1",
             "kind": "Deployment",
@@ -564,8 +565,9 @@ fn data_workload(c: &Container) -> anyhow::Result<Vec<Value>> {
                 json!({"name": "secrets", "mountPath": "/run/secrets/payctl", "readOnly": true}),
             );
             mounts.push(json!({"name": "run", "mountPath": "/run/mysqld"}));
+            // 0440: the pod's group (fsGroup) reads them, nobody else.
             volumes.push(
-                json!({"name": "secrets", "secret": {"secretName": SECRET, "items": [
+                json!({"name": "secrets", "secret": {"secretName": SECRET, "defaultMode": 0o440, "items": [
                     {"key": "db-password", "path": "db-password"},
                     {"key": "db-root-password", "path": "db-root-password"},
                 ]}}),
@@ -643,11 +645,22 @@ fn data_workload(c: &Container) -> anyhow::Result<Vec<Value>> {
             env.push(env_var(k, v)?);
         }
     }
+    let protocol = match c.kind {
+        Kind::MariaDb => "mysql",
+        Kind::Redis => "redis",
+        Kind::Kafka => "kafka",
+        _ => "http",
+    };
+    // A first start initialises the data (MariaDB's system tables, Kafka's storage format): up to
+    // five minutes before liveness counts.
+    let mut startup = readiness.clone();
+    startup["failureThreshold"] = json!(30);
     let mut container = json!({
         "name": name,
         "image": c.image,
         "imagePullPolicy": "IfNotPresent",
-        "ports": [{"name": "tcp", "containerPort": port}],
+        "ports": [{"name": protocol, "containerPort": port}],
+        "startupProbe": startup,
         "readinessProbe": readiness,
         "livenessProbe": liveness,
         "resources": resources(c.kind),
@@ -678,7 +691,7 @@ fn data_workload(c: &Container) -> anyhow::Result<Vec<Value>> {
         });
     }
     Ok(vec![
-        service(name, port),
+        service(name, port, protocol),
         json!({
             "apiVersion": "apps/v1",
             "kind": "StatefulSet",
