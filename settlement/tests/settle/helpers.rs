@@ -329,6 +329,31 @@ impl Env {
         }
     }
 
+    /// Every check of `reconcile` (the ledger's and settlement's) with nothing in flight: the names of
+    /// those that fail, with their first violation. Two ledger checks are left out: events booked with
+    /// [`Env::book`] come alone, without their authorization or outbox rows.
+    pub async fn failing_checks(&self) -> Vec<String> {
+        let mut checks = pay_consumer::invariants::check(&self.db, Duration::ZERO)
+            .await
+            .unwrap()
+            .checks;
+        checks.extend(
+            pay_settlement::invariants::check(&self.db, Duration::ZERO)
+                .await
+                .unwrap(),
+        );
+        checks
+            .into_iter()
+            .filter(|c| {
+                c.name
+                    != "authorization hold equals authorized − captured − voided for every payment"
+                    && c.name != "every ledger leg comes from a committed event"
+            })
+            .filter(|c| !c.violations.is_empty())
+            .map(|c| format!("{}: {:?}", c.name, c.violations[0]))
+            .collect()
+    }
+
     /// Books the event (see [`Env::book`]) and produces it.
     pub async fn produce_with(&self, e: &PaymentEvent, headers: OwnedHeaders) {
         self.book(std::slice::from_ref(e)).await;

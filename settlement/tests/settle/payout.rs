@@ -52,30 +52,6 @@ fn for_merchant(
     e
 }
 
-/// Every check of `reconcile` (the ledger's and settlement's) with nothing in flight: the names of
-/// those that fail, with their first violation.
-async fn failing_checks(env: &Env) -> Vec<String> {
-    let mut checks = pay_consumer::invariants::check(&env.db, Duration::ZERO)
-        .await
-        .unwrap()
-        .checks;
-    checks.extend(
-        pay_settlement::invariants::check(&env.db, Duration::ZERO)
-            .await
-            .unwrap(),
-    );
-    checks
-        .into_iter()
-        // The harness books captures and refunds alone, without their authorization or outbox rows.
-        .filter(|c| {
-            c.name != "authorization hold equals authorized − captured − voided for every payment"
-                && c.name != "every ledger leg comes from a committed event"
-        })
-        .filter(|c| !c.violations.is_empty())
-        .map(|c| format!("{}: {:?}", c.name, c.violations[0]))
-        .collect()
-}
-
 fn find<'a>(payouts: &'a [Payout], merchant: &str, currency: &str) -> &'a Payout {
     payouts
         .iter()
@@ -166,7 +142,7 @@ async fn settle_pays_each_merchant_and_currency_its_net_once_and_the_books_recon
         payable, 0,
         "payment {p1}: paid out, nothing payable or receivable"
     );
-    assert_eq!(failing_checks(&env).await, Vec::<String>::new());
+    assert_eq!(env.failing_checks().await, Vec::<String>::new());
 }
 
 #[tokio::test]
@@ -199,7 +175,7 @@ async fn a_settlement_after_its_date_was_paid_out_is_the_next_payout_and_a_refun
         (1, 2, 1_950, 1)
     );
     assert!(payout::settle(&env.db, d, ZONE).await.unwrap().is_empty());
-    assert_eq!(failing_checks(&env).await, Vec::<String>::new());
+    assert_eq!(env.failing_checks().await, Vec::<String>::new());
 }
 
 #[tokio::test]
@@ -221,7 +197,7 @@ async fn two_settles_at_once_make_one_payout() {
     assert_eq!(made.len(), 1, "{made:#?}");
     assert_eq!(made[0].captures, 200);
     assert_eq!(env.count("SELECT COUNT(*) FROM payouts").await, 1);
-    assert_eq!(failing_checks(&env).await, Vec::<String>::new());
+    assert_eq!(env.failing_checks().await, Vec::<String>::new());
 }
 
 /// Reconcile sees a payout that does not add up, a settlement left out of its date's payout, and a
@@ -234,7 +210,7 @@ async fn reconcile_reports_payouts_that_do_not_add_up_and_captures_never_settled
     env.book(std::slice::from_ref(&paid)).await;
     settled(&env, &paid, d, 125).await;
     let made = payout::settle(&env.db, d, ZONE).await.unwrap();
-    assert_eq!(failing_checks(&env).await, Vec::<String>::new());
+    assert_eq!(env.failing_checks().await, Vec::<String>::new());
     let left_out = event(EventType::PaymentCaptured, PaymentId::new(), 6_000);
     env.book(std::slice::from_ref(&left_out)).await;
 
@@ -251,7 +227,7 @@ async fn reconcile_reports_payouts_that_do_not_add_up_and_captures_never_settled
     .execute(&env.db)
     .await
     .unwrap();
-    let failing = failing_checks(&env).await;
+    let failing = env.failing_checks().await;
     assert!(
         failing.iter().any(
             |f| f.starts_with("every payout equals the net of what it covers")
@@ -274,7 +250,7 @@ async fn reconcile_reports_payouts_that_do_not_add_up_and_captures_never_settled
     let held = event(EventType::PaymentRefunded, failed.payment_id, 2_000);
     env.book(&[unread.clone(), failed.clone(), held.clone()])
         .await;
-    let failing = failing_checks(&env).await;
+    let failing = env.failing_checks().await;
     assert!(
         failing.iter().any(
             |f| f.starts_with("every capture and refund is settled or explained")
@@ -422,7 +398,7 @@ async fn random_days_closed_in_random_order_pay_every_settlement_exactly_once() 
     }
     assert_eq!(actual, expected, "seed {seed}");
     assert_eq!(
-        failing_checks(&env).await,
+        env.failing_checks().await,
         Vec::<String>::new(),
         "seed {seed}"
     );

@@ -67,30 +67,6 @@ async fn settle_record(env: &Env, e: &PaymentEvent, date: Date, fee: i64) {
     );
 }
 
-/// Every check of `reconcile` (the ledger's and settlement's) with nothing in flight: the names of those
-/// that fail, with their first violation (as payout.rs's `failing_checks`).
-async fn failing_checks(env: &Env) -> Vec<String> {
-    let mut checks = pay_consumer::invariants::check(&env.db, Duration::ZERO)
-        .await
-        .unwrap()
-        .checks;
-    checks.extend(
-        pay_settlement::invariants::check(&env.db, Duration::ZERO)
-            .await
-            .unwrap(),
-    );
-    checks
-        .into_iter()
-        // The harness books captures and refunds alone, without their authorization or outbox rows.
-        .filter(|c| {
-            c.name != "authorization hold equals authorized − captured − voided for every payment"
-                && c.name != "every ledger leg comes from a committed event"
-        })
-        .filter(|c| !c.violations.is_empty())
-        .map(|c| format!("{}: {:?}", c.name, c.violations[0]))
-        .collect()
-}
-
 /// Finding 1: one settlement whose fee exceeds its gross (an acquirer's minimum fee on a small capture:
 /// `check_answer` only requires net = gross − fee, so the worker records it SETTLED with a negative net)
 /// makes `payout_legs` produce a negative `payouts` leg; `ck_ledger_amount` refuses it and the single
@@ -139,7 +115,7 @@ async fn review2_f2_a_second_set_of_payout_legs_for_a_paid_capture_is_not_report
     let made = payout::settle(&env.db, d, ZONE).await.unwrap();
     assert_eq!(made.len(), 1);
     assert_eq!(
-        failing_checks(&env).await,
+        env.failing_checks().await,
         Vec::<String>::new(),
         "clean after the payout"
     );
@@ -186,7 +162,7 @@ async fn review2_f2_a_second_set_of_payout_legs_for_a_paid_capture_is_not_report
         .iter()
         .find(|c| c.name == "every ledger leg comes from a committed event")
         .unwrap();
-    let failing = failing_checks(&env).await;
+    let failing = env.failing_checks().await;
     let named = orphan
         .violations
         .iter()
