@@ -110,8 +110,15 @@ async fn ready(State(s): State<HttpState>) -> impl IntoResponse {
         tokio::task::spawn_blocking(move || c.fetch_metadata(None, Duration::from_secs(1)).is_ok())
             .await
             .unwrap_or(false);
-    // Ready means consuming: the group has given this instance its partitions.
-    let partitions = s.consumer.assignment().map(|a| a.count()).unwrap_or(0);
+    // Ready means consuming: the group has given this instance its partitions. Which ones, by topic,
+    // shows how the group spread them (`payctl status` prints them per consumer).
+    let assignment = s.consumer.assignment().ok();
+    let mut by_topic: std::collections::BTreeMap<String, Vec<i32>> = Default::default();
+    for e in assignment.iter().flat_map(|a| a.elements()) {
+        by_topic.entry(e.topic().to_owned()).or_default().push(e.partition());
+    }
+    by_topic.values_mut().for_each(|p| p.sort_unstable());
+    let partitions: usize = by_topic.values().map(Vec::len).sum();
     let ok = db && kafka && partitions > 0;
     let up = |ok: bool| if ok { "UP" } else { "DOWN" };
     let status = if ok {
@@ -125,7 +132,7 @@ async fn ready(State(s): State<HttpState>) -> impl IntoResponse {
             "status": up(ok),
             "components": {
                 "database": {"status": up(db)},
-                "kafka": {"status": up(kafka), "assignedPartitions": partitions},
+                "kafka": {"status": up(kafka), "assignedPartitions": partitions, "partitions": by_topic},
             }
         })),
     )

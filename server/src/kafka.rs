@@ -1,7 +1,7 @@
 //! Kafka plumbing for the relay: the producer, topic creation and a reachability probe.
 
 use crate::config::KafkaConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::RDKafkaErrorCode;
@@ -29,7 +29,11 @@ pub fn producer(config: &KafkaConfig) -> anyhow::Result<FutureProducer> {
     Ok(producer)
 }
 
-/// Creates the platform's topics (tansu does not auto-create them). Existing topics are fine.
+/// Creates the platform's topics (tansu does not auto-create them) with `config.partitions` each, and
+/// grows a topic that exists with fewer to that many where the broker can add partitions (Kafka can;
+/// tansu 0.6.0 answers CreatePartitions with an error). A topic never shrinks. Growing is refused
+/// loudly but not fatally: the relay still publishes to the partitions there are, and a consumer
+/// beyond them stays idle.
 pub async fn ensure_topics(config: &KafkaConfig) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &config.bootstrap)
@@ -44,13 +48,61 @@ pub async fn ensure_topics(config: &KafkaConfig) -> anyhow::Result<()> {
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(5)));
     let results = admin.create_topics(&topics, &options).await?;
+    let mut existing = Vec::new();
     for result in results {
         match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Ok(_) => {}
+            Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => existing.push(topic),
             Err((topic, code)) => anyhow::bail!("creating topic {topic}: {code}"),
         }
     }
+    if existing.is_empty() {
+        return Ok(());
+    }
+    let counts = partition_counts(&config.bootstrap, &existing).await?;
+    let grow: Vec<NewPartitions<'_>> = counts
+        .iter()
+        .filter(|(_, n)| *n < config.partitions)
+        .map(|(t, _)| NewPartitions::new(t, config.partitions as usize))
+        .collect();
+    if grow.is_empty() {
+        return Ok(());
+    }
+    for result in admin.create_partitions(&grow, &options).await? {
+        match result {
+            Ok(topic) => tracing::info!(
+                %topic, partitions = config.partitions, "grew the topic's partitions"
+            ),
+            Err((topic, code)) => {
+                let had = counts.iter().find(|(t, _)| *t == topic).map_or(0, |(_, n)| *n);
+                tracing::error!(
+                    %topic, had, asked = config.partitions, %code,
+                    "the broker cannot add partitions to this topic: it keeps {had}; consumers beyond {had} stay idle (recreate the topics to change it)"
+                );
+            }
+        }
+    }
     Ok(())
+}
+
+/// The number of partitions of each of `topics`, from the broker's metadata.
+async fn partition_counts(bootstrap: &str, topics: &[String]) -> anyhow::Result<Vec<(String, i32)>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let client: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("socket.connection.setup.timeout.ms", "3000")
+        .create()?;
+    let topics = topics.to_vec();
+    tokio::task::spawn_blocking(move || {
+        let metadata = client.fetch_metadata(None, Duration::from_secs(5))?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .filter(|t| topics.iter().any(|n| n == t.name()))
+            .map(|t| (t.name().to_owned(), t.partitions().len() as i32))
+            .collect())
+    })
+    .await?
 }
 
 /// True when the broker answers a metadata request within `timeout`.

@@ -24,6 +24,7 @@ use std::time::Duration;
   payctl chaos --seed 42 --duration 90s --rate 100 replay seed 42's schedule exactly
   payctl chaos --faults pause --services kafka,redis
   payctl chaos --duration 20s --services none      load and verdict only (no faults)
+  payctl chaos --services consumer-2,ingest-3      kill instances of a scaled stack (up --scale)
   payctl chaos --json > chaos.json                 the report for machines (exit 1 on any violation)
   payctl chaos --seed 42 --dry-run                 only print seed 42's schedule
   payctl chaos --junit chaos.xml                   also a JUnit report (a case per fault and check)
@@ -47,7 +48,8 @@ pub struct ChaosArgs {
     /// Which faults to inject.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [FaultKind::Kill, FaultKind::Pause])]
     faults: Vec<FaultKind>,
-    /// Which services to fault (ingest, consumer, kafka, redis, mariadb), or `none`.
+    /// Which services to fault (ingest, consumer, kafka, redis, mariadb, or an instance of a scaled
+    /// stack: ingest-2, consumer-2), or `none`.
     #[arg(long, value_delimiter = ',', default_value = "ingest,consumer,kafka,redis,mariadb", value_parser = parse_service)]
     services: Vec<String>,
     /// How long to wait for the outbox to drain and the ledger to catch up after the load.
@@ -89,12 +91,18 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     })
 }
 
+/// A service chaos may fault: one of [`SERVICES`], an instance of a scaled one (`ingest-2`,
+/// `consumer-2`: `up --scale`), or `none`.
 fn parse_service(s: &str) -> Result<String, String> {
-    if s == "none" || SERVICES.contains(&s) {
+    let instance = ["ingest-", "consumer-"].iter().any(|p| {
+        s.strip_prefix(p)
+            .is_some_and(|n| n.parse::<u16>().is_ok_and(|n| n >= 2))
+    });
+    if s == "none" || SERVICES.contains(&s) || instance {
         Ok(s.to_owned())
     } else {
         Err(format!(
-            "'{s}' is not one of {} or none",
+            "'{s}' is not one of {}, an instance like consumer-2, or none",
             SERVICES.join(", ")
         ))
     }

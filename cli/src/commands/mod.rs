@@ -39,6 +39,8 @@ pub enum Command {
   payctl up                          Docker when an engine answers, else native processes
   payctl up --runtime native         processes under .payctl/, no Docker
   payctl up --scale ingest=3         three API instances behind the gateway
+  payctl up --scale ingest=3,consumer=2 --partitions 6
+                                     and two ledger consumers sharing six partitions per topic
   payctl up --no-install             only print the commands for what is missing")]
     Up(up::UpArgs),
     /// Stop what `payctl up` started. Data is kept unless --volumes.

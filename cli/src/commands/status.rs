@@ -8,6 +8,7 @@ use crate::runtime::{self, Health, Runs, ServiceStatus};
 use crate::stack::Ports;
 use clap::Args;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -31,8 +32,11 @@ pub struct StatusArgs {
 
 /// `status --json`: the services and, beside them, where things are.
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct StatusJson<'a> {
     services: &'a [ServiceStatus],
+    /// Which partitions each ledger consumer reads now, by topic.
+    consumer_group: Vec<Assigned>,
     #[serde(flatten)]
     endpoints: Endpoints,
 }
@@ -48,14 +52,17 @@ pub async fn exec(home: &Path, a: StatusArgs) -> anyhow::Result<ExitCode> {
     }
     let rows = runtime::open(home, &a.ports).status().await?;
     let endpoints = Endpoints::of(&absolute(home), &a.ports);
+    let group = assignments(&rows).await;
     let healthy = if a.json {
         output::json(&StatusJson {
             services: &rows,
+            consumer_group: group,
             endpoints,
         })?;
         all_healthy(&rows)
     } else {
         let healthy = print(&rows)?;
+        print_group(&group);
         println!();
         for (label, value) in endpoints.lines() {
             println!("{:<12}{value}", format!("{label}:"));
@@ -67,6 +74,77 @@ pub async fn exec(home: &Path, a: StatusArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(3)
     })
+}
+
+/// One ledger consumer and the partitions the group gave it.
+#[derive(Serialize)]
+struct Assigned {
+    service: String,
+    partitions: BTreeMap<String, Vec<i32>>,
+}
+
+/// What each healthy consumer says it reads (its `/ready`), in the order of `rows`.
+async fn assignments(rows: &[ServiceStatus]) -> Vec<Assigned> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for r in rows.iter().filter(|r| {
+        r.health == Health::Healthy
+            && (r.service == "consumer" || r.service.starts_with("consumer-"))
+    }) {
+        let ready: Option<serde_json::Value> = match client
+            .get(format!("http://{}/ready", r.address))
+            .send()
+            .await
+        {
+            Ok(reply) => reply.json().await.ok(),
+            Err(_) => None,
+        };
+        let partitions = ready
+            .and_then(|v| v.pointer("/components/kafka/partitions").cloned())
+            .and_then(|p| serde_json::from_value(p).ok())
+            .unwrap_or_default();
+        out.push(Assigned {
+            service: r.service.clone(),
+            partitions,
+        });
+    }
+    out
+}
+
+/// The partitions line of each consumer, under the table: `consumer-2  reads partitions 3, 4, 5`
+/// when every topic gives it the same ones, else topic by topic.
+fn print_group(group: &[Assigned]) {
+    let list = |p: &[i32]| {
+        p.iter()
+            .map(i32::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !group.is_empty() {
+        println!();
+    }
+    for a in group {
+        let mut lists = a.partitions.values();
+        let first = lists.next();
+        let line = match first {
+            None => "reads no partition".to_owned(),
+            Some(p) if a.partitions.values().all(|q| q == p) => format!(
+                "reads partition(s) {} of each of its {} topics",
+                list(p),
+                a.partitions.len()
+            ),
+            Some(_) => a
+                .partitions
+                .iter()
+                .map(|(t, p)| format!("{t} {}", list(p)))
+                .collect::<Vec<_>>()
+                .join("; "),
+        };
+        println!("{:<12}{line}", a.service);
+    }
 }
 
 fn all_healthy(rows: &[ServiceStatus]) -> bool {

@@ -4,7 +4,7 @@
 use super::status;
 use crate::ops::merchants::{dev_merchant_key, DEV_MERCHANT};
 use crate::runtime::{self, docker};
-use crate::stack::{saved_plan, Kind, Ports};
+use crate::stack::{saved_plan, Kind, Ports, Scale};
 use clap::Args;
 use pay_server::auth::ApiKey;
 use std::path::Path;
@@ -18,29 +18,44 @@ pub struct UpArgs {
     /// Where to run: native processes, or Docker (auto: Docker when an engine answers).
     #[arg(long, value_enum, env = "PAYCTL_RUNTIME", default_value_t = runtime::Choice::Auto)]
     runtime: runtime::Choice,
-    /// Instances per service; only the API scales: --scale ingest=3.
-    #[arg(long, value_parser = parse_scale, default_value = "ingest=1")]
-    scale: u16,
+    /// Instances of the services that scale out: the API (each instance with its outbox relay, all
+    /// behind the gateway) and the ledger consumer (one consumer group sharing the partitions):
+    /// --scale ingest=3,consumer=2. Instances beyond these are stopped.
+    #[arg(long, value_name = "SERVICE=N,…", value_parser = parse_scale, default_value = "ingest=1")]
+    scale: Vec<String>,
+    /// Partitions per topic: pay-server creates the topics with these, or grows them to these where
+    /// the broker can add partitions (Kafka; tansu cannot, so `payctl down --volumes` first). A topic
+    /// never shrinks. Without it: 3 for new topics, and those that exist keep theirs.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+    partitions: Option<u16>,
     #[command(flatten)]
     ports: Ports,
     #[command(flatten)]
     docker: Box<docker::DockerArgs>,
 }
 
-fn parse_scale(s: &str) -> Result<u16, String> {
-    match s.split_once('=') {
-        Some(("ingest", n)) => n
-            .parse::<u16>()
-            .ok()
-            .filter(|n| (1..=16).contains(n))
-            .ok_or_else(|| format!("'{n}' is not a number of instances from 1 to 16")),
-        _ => Err(format!("'{s}': only the API scales; use --scale ingest=N")),
+/// One `--scale` value, checked as clap reads it; [`UpArgs::shape`] lays them over each other.
+fn parse_scale(s: &str) -> Result<String, String> {
+    Scale::default().parse_onto(s).map(|_| s.to_owned())
+}
+
+impl UpArgs {
+    /// The shape asked for: each `--scale` in turn (a later count wins), and `--partitions`.
+    fn shape(&self) -> anyhow::Result<Scale> {
+        let mut scale = Scale::default();
+        for spec in &self.scale {
+            scale = scale.parse_onto(spec).map_err(anyhow::Error::msg)?;
+        }
+        scale.partitions = self.partitions;
+        scale.check().map_err(anyhow::Error::msg)?;
+        Ok(scale)
     }
 }
 
 pub async fn exec(home: &Path, a: UpArgs) -> anyhow::Result<ExitCode> {
+    let shape = a.shape()?;
     let runtime = runtime::choose(a.runtime, home, &a.ports, a.no_install, &a.docker).await?;
-    runtime.up(a.scale).await?;
+    runtime.up(shape).await?;
     let home = &home.canonicalize()?;
     let key = dev_merchant_key(home, &a.ports).await?;
     status::print(&runtime.status().await?)?;

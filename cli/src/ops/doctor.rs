@@ -1,6 +1,6 @@
 //! What this machine has for the platform: programs and versions, ports, disk, memory.
 
-use crate::stack::{plan, Ports};
+use crate::stack::{plan, Ports, Scale};
 use payctl_stack::install::which;
 use payctl_stack::ports;
 use serde::Serialize;
@@ -178,7 +178,7 @@ pub fn report(home: &Path, p: &Ports, docker_engine: bool) -> Report {
         })
         .collect();
     // Every port of the stack definition (one API instance), gateway and Prometheus included.
-    let ports: Vec<PortCheck> = plan(p, 1)
+    let ports: Vec<PortCheck> = plan(p, Scale::default())
         .into_iter()
         .map(|svc| {
             let port = svc.port;

@@ -85,7 +85,7 @@ pub fn absolute(home: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stack::{plan, save, Svc};
+    use crate::stack::{plan, save, Scale, Svc};
 
     #[test]
     fn endpoints_follow_the_saved_plan_and_never_hold_the_password() {
@@ -98,7 +98,7 @@ mod tests {
             prometheus_port: 29090,
             ..Ports::default()
         };
-        let mut stack = plan(&ports, 1);
+        let mut stack = plan(&ports, Scale::default());
         save(&home, &stack).unwrap();
         let e = Endpoints::of(&home, &ports);
         assert_eq!(e.store_url, "http://127.0.0.1:28080/");

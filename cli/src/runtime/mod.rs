@@ -7,22 +7,23 @@
 pub mod docker;
 pub mod native;
 
-use crate::stack::{Kind, Ports};
+use crate::stack::{Kind, Ports, Scale};
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use serde::Serialize;
 use std::path::Path;
 
 /// The platform on one runtime: the whole stack (`up`, `down`, `status`) and each named service of it
-/// (mariadb, redis, kafka, ingest[-N], consumer, prometheus, gateway, grafana).
+/// (mariadb, redis, kafka, ingest[-N], consumer[-N], prometheus, gateway, grafana).
 #[async_trait]
 pub trait Runtime: Send + Sync {
     /// Whether this runtime can run a service of this kind (Grafana only runs in a container).
     fn supports(&self, kind: Kind) -> bool;
 
-    /// Starts what is not running of a stack with `ingest` API instances, in start order, each once it
-    /// is healthy before the next; reports progress on stderr. Saves the plan for the commands after.
-    async fn up(&self, ingest: u16) -> anyhow::Result<()>;
+    /// Starts what is not running of a stack of `scale`'s shape, in start order, each once it is
+    /// healthy before the next, and stops the instances beyond it; reports progress on stderr. Saves
+    /// the plan for the commands after.
+    async fn up(&self, scale: Scale) -> anyhow::Result<()>;
 
     /// Stops the whole stack, last started first; with `volumes` its data is deleted too.
     async fn down(&self, volumes: bool) -> anyhow::Result<()>;

@@ -13,7 +13,7 @@ use crate::output;
 use crate::stack::config::{nginx_conf, prometheus_targets, NginxLayout};
 use crate::stack::health::healthy;
 use crate::stack::secrets::{database_url, secret, write_private, DATABASE, DB_USER};
-use crate::stack::{self, plan, saved_plan, saved_service, Kind, Ports, Svc};
+use crate::stack::{self, plan, port_clash, saved, saved_plan, saved_service, Kind, Ports, Scale, Svc};
 use anyhow::{bail, Context};
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -59,8 +59,8 @@ impl Runtime for Native {
         kind != Kind::Grafana
     }
 
-    async fn up(&self, ingest: u16) -> anyhow::Result<()> {
-        up(&self.home, &self.ports, ingest, self.no_install).await
+    async fn up(&self, scale: Scale) -> anyhow::Result<()> {
+        up(&self.home, &self.ports, scale, self.no_install).await
     }
 
     async fn down(&self, volumes: bool) -> anyhow::Result<()> {
@@ -84,7 +84,7 @@ impl Runtime for Native {
         let ports = self.ports.of(&stack);
         match running_pid(home, service) {
             Some(pid) => wait_healthy(&svc, pid).await,
-            None => start_service(home, &ports, &svc, &stack).await,
+            None => start_service(home, &ports, &svc, &stack, None).await,
         }
     }
 
@@ -230,11 +230,19 @@ fn ensure_installed(no_install: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn up(home: &Path, ports: &Ports, ingest: u16, no_install: bool) -> anyhow::Result<()> {
+async fn up(home: &Path, ports: &Ports, scale: Scale, no_install: bool) -> anyhow::Result<()> {
     ensure_installed(no_install)?;
     std::fs::create_dir_all(home)?;
     let home = &home.canonicalize()?;
-    let stack = plan(ports, ingest);
+    let stack = plan(ports, scale);
+    if let Some((a, b)) = port_clash(&stack) {
+        bail!(
+            "{} and {} would both listen on port {}; choose other ports (--ingest-port, --consumer-port, …)",
+            a.name,
+            b.name,
+            a.port
+        );
+    }
     // Check every port before starting anything.
     for svc in &stack {
         if running_pid(home, &svc.name).is_none() && ports::is_listening(svc.port) {
@@ -249,6 +257,7 @@ async fn up(home: &Path, ports: &Ports, ingest: u16, no_install: bool) -> anyhow
             );
         }
     }
+    let before = saved(home).unwrap_or_default();
     // Built now when missing, before anything starts.
     binary("pay-server")?;
     build_store_if_missing();
@@ -257,6 +266,7 @@ async fn up(home: &Path, ports: &Ports, ingest: u16, no_install: bool) -> anyhow
     // keeps its record, so that `down --volumes` still finds its volumes) is no longer the one the
     // commands talk to. Its volumes stay, labelled; `payctl down --volumes --project` removes them.
     let _ = std::fs::remove_file(home.join("docker.json"));
+    scale_down(home, &before, &stack)?;
     let mut started_now: Vec<&str> = Vec::new();
     for svc in &stack {
         let (name, port) = (svc.name.as_str(), svc.port);
@@ -268,7 +278,7 @@ async fn up(home: &Path, ports: &Ports, ingest: u16, no_install: bool) -> anyhow
         let spinner = indicatif::ProgressBar::new_spinner();
         spinner.set_message(format!("{name:<9} starting on 127.0.0.1:{port} …"));
         spinner.enable_steady_tick(Duration::from_millis(100));
-        let result = start_service(home, ports, svc, &stack).await;
+        let result = start_service(home, ports, svc, &stack, scale.partitions).await;
         spinner.finish_and_clear();
         if let Err(e) = result {
             eprintln!(
@@ -292,6 +302,48 @@ async fn up(home: &Path, ports: &Ports, ingest: u16, no_install: bool) -> anyhow
         );
     }
     Ok(())
+}
+
+/// Stops the instances the last `up` ran (`before`) that `stack` no longer has (`--scale` down): a
+/// consumer leaves its group and its partitions go to the others, an API instance finishes what it
+/// was answering. When the API's instances change, a running gateway is stopped too, so that `up`
+/// starts it again balancing over the new set.
+fn scale_down(home: &Path, before: &[Svc], stack: &[Svc]) -> anyhow::Result<()> {
+    let surplus = before
+        .iter()
+        .filter(|old| !stack.iter().any(|s| s.name == old.name));
+    let apis = |v: &[Svc]| {
+        v.iter()
+            .filter(|s| s.kind == Kind::Ingest)
+            .map(|s| (s.name.clone(), s.port))
+            .collect::<Vec<_>>()
+    };
+    let gateway_follows = !before.is_empty() && apis(before) != apis(stack);
+    if gateway_follows && stop_one(home, "gateway")? {
+        eprintln!("gateway   stopped: it balances over the new set of API instances once started again");
+    }
+    for old in surplus {
+        if stop_one(home, &old.name)? {
+            eprintln!("{:<9} stopped (scaled down)", old.name);
+        }
+    }
+    // A running Prometheus rereads its target files: it scrapes the new set of instances.
+    if running_pid(home, "prometheus").is_some() {
+        prometheus_config(&home.join("prometheus"), stack)?;
+    }
+    Ok(())
+}
+
+/// Static group membership for the ledger consumer (`group.instance.id`): a restarted consumer takes
+/// its own partitions back at once, with no rebalance. Only while it is the only one, though: tansu
+/// (0.6.0) drops a member that stopped heartbeating only when a *dynamic* member heartbeats
+/// (`coordinator/group/administrator.rs`, `heartbeat`: the sweep runs for `group_instance_id` None),
+/// so in a group of static members a consumer that dies and stays dead keeps its partitions for ever.
+/// Several consumers join dynamically: the survivors notice a dead one after the session timeout and
+/// take its partitions. (Kafka itself handles static members; the Docker runtime keeps them.)
+fn consumer_instance_id(svc: &Svc, stack: &[Svc]) -> Option<String> {
+    let consumers = stack.iter().filter(|s| s.kind == Kind::Consumer).count();
+    (svc.kind != Kind::Consumer || consumers <= 1).then(|| format!("payctl-{}", svc.name))
 }
 
 /// The application's database and its own user with a generated password (root stays local-only).
@@ -439,11 +491,11 @@ fn log_path(home: &Path, service: &str) -> anyhow::Result<PathBuf> {
         "kafka" => "tansu.log".to_owned(),
         "gateway" => "gateway.log".to_owned(),
         "prometheus" => "prometheus.log".to_owned(),
-        "consumer" => "consumer.log".to_owned(),
+        s if s == "consumer" || s.starts_with("consumer-") => format!("{s}.log"),
         "acquirer" => "acquirer.log".to_owned(),
         "settlement" => "settlement.log".to_owned(),
         s if s == "ingest" || s.starts_with("ingest-") => format!("{s}.log"),
-        other => bail!("unknown service '{other}'; one of: mariadb, redis, kafka, acquirer, ingest[-N], consumer, settlement, prometheus, gateway"),
+        other => bail!("unknown service '{other}'; one of: mariadb, redis, kafka, acquirer, ingest[-N], consumer[-N], settlement, prometheus, gateway"),
     };
     Ok(home.join(service).join(file))
 }
@@ -498,7 +550,14 @@ fn appended(file: &mut std::fs::File, pos: &mut u64) -> anyhow::Result<Option<St
 }
 
 /// Starts one service of the stack and waits until it is healthy.
-async fn start_service(home: &Path, ports: &Ports, svc: &Svc, stack: &[Svc]) -> anyhow::Result<()> {
+/// `partitions`: what `up --partitions` asked for, given to the API (it creates the topics).
+async fn start_service(
+    home: &Path,
+    ports: &Ports,
+    svc: &Svc,
+    stack: &[Svc],
+    partitions: Option<u16>,
+) -> anyhow::Result<()> {
     let (name, kind, port) = (svc.name.as_str(), svc.kind, svc.port);
     let dir = home.join(name);
     std::fs::create_dir_all(&dir)?;
@@ -541,6 +600,13 @@ async fn start_service(home: &Path, ports: &Ports, svc: &Svc, stack: &[Svc]) -> 
                     format!("http://127.0.0.1:{}", ports.acquirer_port),
                 );
             }
+            if let (Kind::Ingest, Some(p)) = (kind, partitions) {
+                cmd.env("APP_KAFKA_PARTITIONS", p.to_string());
+            }
+            match consumer_instance_id(svc, stack) {
+                Some(id) => cmd.env("APP_CONSUMER_INSTANCE_ID", id),
+                None => cmd.env_remove("APP_CONSUMER_INSTANCE_ID"),
+            };
             cmd.env("APP_LISTEN", format!("127.0.0.1:{port}"))
                 .env("APP_DATABASE_URL", database_url(home, ports)?)
                 .env(
@@ -551,9 +617,7 @@ async fn start_service(home: &Path, ports: &Ports, svc: &Svc, stack: &[Svc]) -> 
                     "KAFKA_BOOTSTRAP_SERVERS",
                     format!("127.0.0.1:{}", ports.kafka_port),
                 )
-                .env("APP_ADMIN_TOKEN", secret(home, "admin-token")?)
-                // Static group membership: a restarted consumer takes its own place at once.
-                .env("APP_CONSUMER_INSTANCE_ID", format!("payctl-{name}"));
+                .env("APP_ADMIN_TOKEN", secret(home, "admin-token")?);
             cmd
         }
         Kind::Prometheus => {

@@ -121,9 +121,105 @@ pub struct Svc {
     pub port: u16,
 }
 
-/// The stack in start order, with `ingest` instances of the API (named ingest, ingest-2, …, on
-/// consecutive ports from --ingest-port).
-pub fn plan(ports: &Ports, ingest: u16) -> Vec<Svc> {
+/// How many instances of the services that scale out, and how many partitions the topics get:
+/// `payctl up --scale ingest=3,consumer=2 --partitions 6`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scale {
+    /// API instances (pay-server, each with its outbox relay) behind the gateway.
+    pub ingest: u16,
+    /// Ledger consumers in the one consumer group; no more than the topics' partitions, since a
+    /// consumer without a partition has nothing to do and is never ready.
+    pub consumer: u16,
+    /// Partitions per topic when pay-server creates them (or grows them to, where the broker can);
+    /// `None`: its default (3), and topics that exist keep theirs.
+    pub partitions: Option<u16>,
+}
+
+/// pay-server's own default for `APP_KAFKA_PARTITIONS`.
+pub const DEFAULT_PARTITIONS: u16 = 3;
+/// Most instances of one service `--scale` takes; more would not fit the port ranges (the API's run
+/// from --ingest-port on, the consumers' from --consumer-port in steps of ten).
+pub const MAX_INSTANCES: u16 = 8;
+
+impl Default for Scale {
+    fn default() -> Self {
+        Self {
+            ingest: 1,
+            consumer: 1,
+            partitions: None,
+        }
+    }
+}
+
+impl Scale {
+    /// `ingest` API instances, the rest as by default.
+    #[cfg(test)]
+    pub fn ingest(ingest: u16) -> Self {
+        Self {
+            ingest,
+            ..Self::default()
+        }
+    }
+
+    /// Reads `ingest=3,consumer=2` (either alone too) onto `self`.
+    pub fn parse_onto(mut self, spec: &str) -> Result<Self, String> {
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (service, n) = part
+                .split_once('=')
+                .ok_or_else(|| format!("'{part}' is not SERVICE=N, like ingest=3"))?;
+            let n = n.parse::<u16>().ok().filter(|n| (1..=MAX_INSTANCES).contains(n));
+            let n = n.ok_or_else(|| {
+                format!("'{part}': the number of instances is from 1 to {MAX_INSTANCES}")
+            })?;
+            match service {
+                "ingest" => self.ingest = n,
+                "consumer" => self.consumer = n,
+                other => {
+                    return Err(format!(
+                        "'{other}' does not scale: the API (ingest) and the ledger consumer (consumer) do"
+                    ))
+                }
+            }
+        }
+        Ok(self)
+    }
+
+    /// Refuses a shape that cannot work: more consumers than partitions leaves some idle for ever.
+    pub fn check(&self) -> Result<(), String> {
+        let partitions = self.partitions.unwrap_or(DEFAULT_PARTITIONS);
+        if self.consumer > partitions {
+            return Err(format!(
+                "{} consumers need at least {} partitions per topic (each partition is read by one consumer of the group): add --partitions {}",
+                self.consumer, self.consumer, self.consumer
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The name of instance `i` (from 0) of a service that scales: `ingest`, `ingest-2`, …
+pub fn instance_name(base: &str, i: u16) -> String {
+    if i == 0 {
+        base.to_owned()
+    } else {
+        format!("{base}-{}", i + 1)
+    }
+}
+
+/// The port of instance `i` (from 0) of a service that scales: the API's instances on consecutive
+/// ports, the consumers' ten apart (the ports just above --consumer-port are the settlement
+/// worker's and the acquirer's).
+pub fn instance_port(kind: Kind, first: u16, i: u16) -> u16 {
+    match kind {
+        Kind::Consumer => first + 10 * i,
+        _ => first + i,
+    }
+}
+
+/// The stack in start order, with `scale.ingest` instances of the API (named ingest, ingest-2, …)
+/// and `scale.consumer` ledger consumers (consumer, consumer-2, …), on the ports [`instance_port`]
+/// gives.
+pub fn plan(ports: &Ports, scale: Scale) -> Vec<Svc> {
     let svc = |name: &str, kind, port| Svc {
         name: name.to_owned(),
         kind,
@@ -135,23 +231,35 @@ pub fn plan(ports: &Ports, ingest: u16) -> Vec<Svc> {
         svc("kafka", Kind::Kafka, ports.kafka_port),
         svc("acquirer", Kind::Acquirer, ports.acquirer_port),
     ];
-    for i in 0..ingest.max(1) {
-        let name = if i == 0 {
-            "ingest".to_owned()
-        } else {
-            format!("ingest-{}", i + 1)
-        };
+    for i in 0..scale.ingest.max(1) {
         v.push(Svc {
-            name,
+            name: instance_name("ingest", i),
             kind: Kind::Ingest,
-            port: ports.ingest_port + i,
+            port: instance_port(Kind::Ingest, ports.ingest_port, i),
         });
     }
-    v.push(svc("consumer", Kind::Consumer, ports.consumer_port));
+    for i in 0..scale.consumer.max(1) {
+        v.push(Svc {
+            name: instance_name("consumer", i),
+            kind: Kind::Consumer,
+            port: instance_port(Kind::Consumer, ports.consumer_port, i),
+        });
+    }
     v.push(svc("settlement", Kind::Settlement, ports.settlement_port));
     v.push(svc("prometheus", Kind::Prometheus, ports.prometheus_port));
     v.push(svc("gateway", Kind::Gateway, ports.gateway_port));
     v
+}
+
+/// The first two services of `stack` that would listen on one port (the API's instances run into
+/// the consumer's port past eleven of them, for one), for `up` to refuse before it starts anything.
+pub fn port_clash(stack: &[Svc]) -> Option<(&Svc, &Svc)> {
+    stack.iter().enumerate().find_map(|(i, a)| {
+        stack[i + 1..]
+            .iter()
+            .find(|b| b.port == a.port)
+            .map(|b| (a, b))
+    })
 }
 
 /// The services that must be healthy before `svc` starts, of those in `stack`: the API and the
@@ -260,9 +368,9 @@ pub fn saved_ports(home: &Path) -> Ports {
     saved(home).map_or_else(Ports::default, |s| Ports::default().of(&s))
 }
 
-/// `stack` with each service on the port `ports` gives its kind (API instances on consecutive ones).
+/// `stack` with each service on the port `ports` gives its kind (instances as [`instance_port`] says).
 pub fn on_ports(stack: Vec<Svc>, ports: &Ports) -> Vec<Svc> {
-    let mut ingest = 0;
+    let (mut ingest, mut consumer) = (0, 0);
     stack
         .into_iter()
         .map(|mut s| {
@@ -272,9 +380,12 @@ pub fn on_ports(stack: Vec<Svc>, ports: &Ports) -> Vec<Svc> {
                 Kind::Kafka => ports.kafka_port,
                 Kind::Ingest => {
                     ingest += 1;
-                    ports.ingest_port + ingest - 1
+                    instance_port(Kind::Ingest, ports.ingest_port, ingest - 1)
                 }
-                Kind::Consumer => ports.consumer_port,
+                Kind::Consumer => {
+                    consumer += 1;
+                    instance_port(Kind::Consumer, ports.consumer_port, consumer - 1)
+                }
                 Kind::Acquirer => ports.acquirer_port,
                 Kind::Settlement => ports.settlement_port,
                 Kind::Prometheus => ports.prometheus_port,
@@ -289,7 +400,7 @@ pub fn on_ports(stack: Vec<Svc>, ports: &Ports) -> Vec<Svc> {
 /// The plan the last `up` ran (its services on `ports`: the saved ones unless a flag said otherwise,
 /// see `main`), or the default one.
 pub fn saved_plan(home: &Path, ports: &Ports) -> Vec<Svc> {
-    saved(home).map_or_else(|| plan(ports, 1), |s| on_ports(s, ports))
+    saved(home).map_or_else(|| plan(ports, Scale::default()), |s| on_ports(s, ports))
 }
 
 /// A service of the plan the last `up` ran (or the default one), by name.
@@ -300,7 +411,8 @@ pub fn saved_service(home: &Path, ports: &Ports, name: &str) -> anyhow::Result<S
         .with_context(|| format!("no service '{name}' in the stack under {}", home.display()))
 }
 
-/// Every service of the stack definition, in start order (API instances after the first are `ingest-N`).
+/// Every service of the stack definition, in start order (API instances after the first are `ingest-N`,
+/// consumers after the first `consumer-N`).
 pub const SERVICE_NAMES: [&str; 10] = [
     "mariadb",
     "redis",
@@ -314,17 +426,18 @@ pub const SERVICE_NAMES: [&str; 10] = [
     "grafana",
 ];
 
-/// clap's value parser for a service name: one of [`SERVICE_NAMES`], or `ingest-N` (N ≥ 2) for the
-/// API instances after the first.
+/// clap's value parser for a service name: one of [`SERVICE_NAMES`], or `ingest-N` / `consumer-N`
+/// (N ≥ 2) for the instances after the first.
 pub fn service_name(s: &str) -> Result<String, String> {
-    let instance = s
-        .strip_prefix("ingest-")
-        .is_some_and(|n| n.parse::<u16>().is_ok_and(|n| n >= 2));
+    let instance = ["ingest-", "consumer-"].iter().any(|prefix| {
+        s.strip_prefix(prefix)
+            .is_some_and(|n| n.parse::<u16>().is_ok_and(|n| n >= 2))
+    });
     if SERVICE_NAMES.contains(&s) || instance {
         Ok(s.to_owned())
     } else {
         Err(format!(
-            "no service {s:?}: one of {}, or ingest-N",
+            "no service {s:?}: one of {}, or ingest-N, consumer-N",
             SERVICE_NAMES.join(", ")
         ))
     }
@@ -370,7 +483,7 @@ mod tests {
     }
 
     fn full_stack_on(ports: &Ports, ingest: u16) -> Vec<Svc> {
-        let mut stack = plan(ports, ingest);
+        let mut stack = plan(ports, Scale::ingest(ingest));
         stack.push(Svc {
             name: "grafana".into(),
             kind: Kind::Grafana,
@@ -445,13 +558,92 @@ mod tests {
     #[test]
     fn api_instances_take_consecutive_ports() {
         let ports = Ports::default();
-        let ingest: Vec<u16> = plan(&ports, 3)
+        let ingest: Vec<u16> = plan(&ports, Scale::ingest(3))
             .iter()
             .filter(|s| s.kind == Kind::Ingest)
             .map(|s| s.port)
             .collect();
         assert_eq!(ingest, [18080, 18081, 18082]);
-        assert_eq!(plan(&ports, 0).len(), plan(&ports, 1).len(), "at least one");
+        assert_eq!(
+            plan(&ports, Scale::ingest(0)).len(),
+            plan(&ports, Scale::default()).len(),
+            "at least one"
+        );
+    }
+
+    #[test]
+    fn consumers_scale_on_ports_ten_apart_after_the_apis_instances() {
+        let scale = Scale::default()
+            .parse_onto("ingest=3,consumer=2")
+            .unwrap();
+        assert_eq!((scale.ingest, scale.consumer), (3, 2));
+        let stack = plan(&Ports::default(), scale);
+        let of = |kind| {
+            stack
+                .iter()
+                .filter(|s| s.kind == kind)
+                .map(|s| (s.name.as_str(), s.port))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            of(Kind::Consumer),
+            [("consumer", 18091), ("consumer-2", 18101)]
+        );
+        assert_eq!(
+            of(Kind::Ingest),
+            [("ingest", 18080), ("ingest-2", 18081), ("ingest-3", 18082)]
+        );
+        assert!(port_clash(&stack).is_none());
+        // Moved to other ports, the instances keep their steps.
+        let moved = on_ports(stack, &odd_ports());
+        let consumers: Vec<u16> = moved
+            .iter()
+            .filter(|s| s.kind == Kind::Consumer)
+            .map(|s| s.port)
+            .collect();
+        assert_eq!(consumers, [10, 20]);
+        // The busiest shape fits the default ports.
+        let most = Scale {
+            ingest: MAX_INSTANCES,
+            consumer: MAX_INSTANCES,
+            partitions: Some(MAX_INSTANCES),
+        };
+        assert!(port_clash(&plan(&Ports::default(), most)).is_none());
+    }
+
+    #[test]
+    fn a_scale_is_read_from_service_counts_and_refused_when_it_cannot_work() {
+        let d = Scale::default();
+        assert_eq!(d.parse_onto("consumer=2").unwrap().ingest, 1);
+        assert_eq!(d.parse_onto("ingest=2").unwrap().parse_onto("consumer=3").unwrap().ingest, 2);
+        for bad in ["kafka=2", "ingest", "ingest=0", "ingest=9", "consumer=x"] {
+            assert!(d.parse_onto(bad).is_err(), "{bad}");
+        }
+        let four = d.parse_onto("consumer=4").unwrap();
+        let e = four.check().unwrap_err();
+        assert!(e.contains("--partitions 4"), "{e}");
+        assert!(Scale { partitions: Some(6), ..four }.check().is_ok());
+        assert!(Scale { partitions: Some(3), ..four }.check().is_err());
+        assert!(d.parse_onto("consumer=3").unwrap().check().is_ok());
+    }
+
+    #[test]
+    fn two_services_on_one_port_are_found() {
+        let ports = Ports {
+            consumer_port: 18081,
+            ..Ports::default()
+        };
+        let stack = plan(&ports, Scale::ingest(2));
+        let (a, b) = port_clash(&stack).unwrap();
+        assert_eq!((a.name.as_str(), b.name.as_str()), ("ingest-2", "consumer"));
+    }
+
+    #[test]
+    fn instance_names_are_taken_for_services() {
+        assert_eq!(service_name("consumer-2").unwrap(), "consumer-2");
+        assert_eq!(service_name("ingest-3").unwrap(), "ingest-3");
+        assert!(service_name("consumer-1").is_err());
+        assert!(service_name("kafka-2").is_err());
     }
 
     /// Ports no default uses, to tell a plan's own ports from the defaults.
@@ -474,7 +666,7 @@ mod tests {
     fn the_ports_of_a_saved_plan_are_its_own() {
         let theirs = odd_ports();
         assert_eq!(Ports::default().of(&full_stack_on(&theirs, 3)), theirs);
-        let without_grafana = plan(&theirs, 1);
+        let without_grafana = plan(&theirs, Scale::default());
         assert_eq!(Ports::default().of(&without_grafana).grafana_port, 13000);
     }
 
@@ -549,7 +741,7 @@ mod tests {
         std::fs::create_dir_all(&home).unwrap();
         assert!(saved(&home).is_none());
         assert_eq!(saved_plan(&home, &Ports::default()).len(), 9);
-        save(&home, &plan(&Ports::default(), 2)).unwrap();
+        save(&home, &plan(&Ports::default(), Scale::ingest(2))).unwrap();
         let back = saved(&home).unwrap();
         assert_eq!(back[5].name, "ingest-2");
         assert_eq!(saved_plan(&home, &Ports::default()).len(), 10);
@@ -557,7 +749,7 @@ mod tests {
             kafka_port: 29092,
             ..Ports::default()
         };
-        save(&home, &plan(&elsewhere, 1)).unwrap();
+        save(&home, &plan(&elsewhere, Scale::default())).unwrap();
         assert_eq!(saved_ports(&home), elsewhere);
         std::fs::remove_dir_all(&home).unwrap();
     }

@@ -191,3 +191,53 @@ async fn graceful_shutdown_publishes_what_was_committed_then_stops_accepting() {
         "no longer accepting"
     );
 }
+
+/// Three API instances on one database, each with its relay (`payctl up --scale ingest=3`): under
+/// writes through all three at once, every committed event is published exactly once — no relay takes
+/// a row another one holds — and each relay publishes a share.
+#[tokio::test]
+async fn several_relays_share_the_outbox_and_publish_each_event_once() {
+    const PAYMENTS: usize = 60;
+    let a = spawn_app().await;
+    let b = a.peer(|_| {}).await;
+    let c = a.peer(|_| {}).await;
+    let apps = [&a, &b, &c];
+    let ids = futures::future::join_all((0..PAYMENTS).map(|i| async move {
+        let id = apps[i % 3].authorized_payment(1000 + i as i64).await;
+        let captured = apps[(i + 1) % 3]
+            .post(&format!("/payments/capture/{id}"), &json!({}))
+            .await;
+        assert_eq!(captured.status, 200, "{:?}", captured.json());
+        id
+    }))
+    .await;
+    a.eventually("outbox drained", Duration::from_secs(30), || async {
+        a.unpublished().await == 0
+    })
+    .await;
+    for topic in ["payment.authorized", "payment.captured"] {
+        let events = a.read_topic(topic).await;
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for e in &events {
+            *seen.entry(e["eventId"].as_str().unwrap().to_owned()).or_default() += 1;
+        }
+        let doubled: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(doubled.is_empty(), "{topic}: published twice: {doubled:?}");
+        assert_eq!(seen.len(), PAYMENTS, "{topic}: every event, once");
+        for id in &ids {
+            assert!(events.iter().any(|e| e["paymentId"] == id.as_str()), "{topic}: {id}");
+        }
+    }
+    let shares: Vec<f64> = apps
+        .iter()
+        .map(|app| app.metric("outbox_published_total"))
+        .collect();
+    assert_eq!(
+        shares.iter().sum::<f64>(),
+        (2 * PAYMENTS) as f64,
+        "the relays' counts add up to the events: {shares:?}"
+    );
+    assert!(shares.iter().all(|n| *n > 0.0), "each relay publishes: {shares:?}");
+    c.stop().await;
+    b.stop().await;
+}

@@ -487,7 +487,7 @@ mod tests {
         fn supports(&self, _: Kind) -> bool {
             true
         }
-        async fn up(&self, _: u16) -> anyhow::Result<()> {
+        async fn up(&self, _: crate::stack::Scale) -> anyhow::Result<()> {
             Ok(())
         }
         async fn down(&self, _: bool) -> anyhow::Result<()> {

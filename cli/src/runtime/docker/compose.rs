@@ -3,7 +3,7 @@
 //! the committed files differ from what this generates.
 
 use super::containers::{self, Container, Network, Secrets};
-use crate::stack::Kind;
+use crate::stack::{Kind, Scale};
 
 /// Dev-only credentials of the compose file: each can be set in the environment or an `.env` file.
 fn compose_secrets() -> Secrets {
@@ -19,7 +19,7 @@ fn compose_secrets() -> Secrets {
 /// The default stack (one API instance, every service) with default ports and images.
 fn default_containers() -> Vec<Container> {
     let (ports, images) = containers::defaults();
-    let stack = containers::plan(&ports, 1, &[]);
+    let stack = containers::plan(&ports, Scale::default(), &[]);
     containers::containers(&stack, Network::Bridge, &images, &compose_secrets())
 }
 

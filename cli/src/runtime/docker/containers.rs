@@ -6,7 +6,7 @@
 
 use super::owned::fingerprint;
 use crate::stack::config::{nginx_conf, prometheus_targets, NginxLayout};
-use crate::stack::{self, Kind, Ports, Svc};
+use crate::stack::{self, Kind, Ports, Scale, Svc};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
@@ -176,8 +176,8 @@ pub fn defaults() -> (Ports, Images) {
 }
 
 /// The stack's services for containers: the native plan, plus Grafana, minus what `without` names.
-pub fn plan(ports: &Ports, ingest: u16, without: &[String]) -> Vec<Svc> {
-    let mut stack = stack::plan(ports, ingest);
+pub fn plan(ports: &Ports, scale: Scale, without: &[String]) -> Vec<Svc> {
+    let mut stack = stack::plan(ports, scale);
     stack.push(Svc {
         name: "grafana".into(),
         kind: Kind::Grafana,
@@ -499,7 +499,7 @@ mod tests {
             grafana_password: "grafana".into(),
             store_key: Some("sk_store".into()),
         };
-        containers(&plan(&ports, ingest, &[]), network, &images, &secrets)
+        containers(&plan(&ports, Scale::ingest(ingest), &[]), network, &images, &secrets)
     }
 
     fn env<'a>(c: &'a Container, key: &str) -> &'a str {
@@ -592,7 +592,7 @@ mod tests {
     #[test]
     fn the_volumes_that_keep_secrets_carry_their_fingerprint() {
         let (ports, images) = defaults();
-        let stack = plan(&ports, 1, &[]);
+        let stack = plan(&ports, Scale::default(), &[]);
         let with = |db: &str, grafana: &str| {
             let secrets = Secrets {
                 db_password: db.into(),
@@ -648,7 +648,7 @@ mod tests {
     #[test]
     fn left_out_services_are_neither_started_nor_waited_for() {
         let (ports, images) = defaults();
-        let stack = plan(&ports, 1, &["prometheus".into()]);
+        let stack = plan(&ports, Scale::default(), &["prometheus".into()]);
         assert!(stack.iter().all(|s| s.kind != Kind::Prometheus));
         let secrets = Secrets {
             db_password: String::new(),

@@ -20,7 +20,7 @@ use crate::ops::merchants::store_key;
 use crate::output;
 use crate::stack::health::healthy;
 use crate::stack::secrets::secret;
-use crate::stack::{self, saved_service, start_rank, Kind, Ports, Svc};
+use crate::stack::{self, saved_service, start_rank, Kind, Ports, Scale, Svc};
 use anyhow::{bail, Context};
 use async_trait::async_trait;
 use bollard::models::{
@@ -264,7 +264,7 @@ impl Runtime for Docker {
         true
     }
 
-    async fn up(&self, ingest: u16) -> anyhow::Result<()> {
+    async fn up(&self, scale: Scale) -> anyhow::Result<()> {
         let args = match &self.args {
             Some(args) => args.as_ref().clone(),
             None => DockerArgs::defaults_for(&Saved {
@@ -273,7 +273,7 @@ impl Runtime for Docker {
                 engine: None,
             })?,
         };
-        up(&self.home, &self.ports, ingest, &args).await
+        up(&self.home, &self.ports, scale, &args).await
     }
 
     async fn down(&self, volumes: bool) -> anyhow::Result<()> {
@@ -488,7 +488,7 @@ async fn secrets(home: &Path, ports: &Ports, with_store_key: bool) -> anyhow::Re
     })
 }
 
-async fn up(home: &Path, ports: &Ports, ingest: u16, args: &DockerArgs) -> anyhow::Result<()> {
+async fn up(home: &Path, ports: &Ports, scale: Scale, args: &DockerArgs) -> anyhow::Result<()> {
     let docker = connect().await?;
     if let Some(e) = engine::found() {
         eprintln!("docker engine at {} ({})", e.host, e.from);
@@ -496,7 +496,15 @@ async fn up(home: &Path, ports: &Ports, ingest: u16, args: &DockerArgs) -> anyho
     std::fs::create_dir_all(home)?;
     let home = &home.canonicalize()?;
     let project = args.project.as_str();
-    let stack = containers::plan(ports, ingest, &args.without);
+    let stack = containers::plan(ports, scale, &args.without);
+    if let Some((a, b)) = stack::port_clash(&stack) {
+        bail!(
+            "{} and {} would both be published on port {}; choose other ports (--ingest-port, --consumer-port, …)",
+            a.name,
+            b.name,
+            a.port
+        );
+    }
     let defs = containers::containers(
         &stack,
         args.network,
@@ -529,19 +537,24 @@ async fn up(home: &Path, ports: &Ports, ingest: u16, args: &DockerArgs) -> anyho
         ensure_network(&docker, project).await?;
     }
 
-    // API instances beyond the ones asked for (`--scale` down), removed once nothing routes to them.
+    // Instances beyond the ones asked for (`--scale` down), removed once nothing routes to them.
     let surplus = scale::surplus(&docker, project, &stack).await?;
-    // Whether the API's instances change in this run: then a running gateway and Prometheus follow.
+    // Whether the instances change in this run: then a running gateway and Prometheus follow.
     let mut instances_changed = !surplus.is_empty();
     for svc in &stack {
         let started = Instant::now();
         // The gateway's config holds the store merchant's key, which needs the database up.
         let secrets = secrets(home, ports, svc.kind == Kind::Gateway).await?;
         let defs = containers::containers(&stack, args.network, &args.images, &secrets);
-        let def = defs
+        let mut def = defs
             .iter()
             .find(|d| d.service == svc.name)
-            .context("service without a container definition")?;
+            .context("service without a container definition")?
+            .clone();
+        if let (Kind::Ingest, Some(p)) = (svc.kind, scale.partitions) {
+            def.env.push(("APP_KAFKA_PARTITIONS".into(), p.to_string()));
+        }
+        let def = &def;
         let name = container_name(project, &svc.name);
         let ours = owned::find(&docker, project, &svc.name).await?;
         if let Some(ours) = &ours {
@@ -550,10 +563,11 @@ async fn up(home: &Path, ports: &Ports, ingest: u16, args: &DockerArgs) -> anyho
                     if instances_changed && matches!(svc.kind, Kind::Gateway | Kind::Prometheus) {
                         scale::follow(&docker, ours, def).await?;
                         eprintln!(
-                            "{} {:<10} now on {} API instance(s)",
+                            "{} {:<10} now on {} API instance(s) and {} consumer(s)",
                             output::mark(true),
                             svc.name,
-                            ingest.max(1)
+                            scale.ingest.max(1),
+                            scale.consumer.max(1)
                         );
                     } else {
                         eprintln!("{:<10} already running ({name})", svc.name);
@@ -568,7 +582,7 @@ async fn up(home: &Path, ports: &Ports, ingest: u16, args: &DockerArgs) -> anyho
                 stop_service(&docker, ours).await?;
             }
         }
-        instances_changed |= svc.kind == Kind::Ingest;
+        instances_changed |= matches!(svc.kind, Kind::Ingest | Kind::Consumer);
         let spinner = indicatif::ProgressBar::new_spinner();
         spinner.set_message(format!(
             "{:<10} starting {name} ({}) …",
@@ -615,7 +629,8 @@ async fn up(home: &Path, ports: &Ports, ingest: u16, args: &DockerArgs) -> anyho
     }
     if instances_changed {
         if let Some(prometheus) = stack.iter().find(|s| s.kind == Kind::Prometheus) {
-            scale::await_targets(prometheus.port, ingest.max(1)).await;
+            scale::await_targets(prometheus.port, "ingest", scale.ingest.max(1)).await;
+            scale::await_targets(prometheus.port, "consumer", scale.consumer.max(1)).await;
         }
     }
     Ok(())

@@ -1,5 +1,5 @@
-//! `up --scale ingest=N` on a running stack: the gateway and Prometheus follow the API's instances,
-//! and instances beyond N are removed once nothing routes to them.
+//! `up --scale ingest=N,consumer=M` on a running stack: the gateway and Prometheus follow the
+//! instances, and instances beyond N (M) are removed once nothing routes to them.
 //!
 //! The gateway gets its regenerated nginx.conf and a reload (SIGHUP to nginx, the container's first
 //! process), which also resolves the instances' names again on a bridge network; `up` goes on once
@@ -17,21 +17,25 @@ use bollard::Docker as Engine;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-/// Whether a service name is one of the API's instances: ingest, ingest-2, ingest-3, …
-fn is_api_instance(service: &str) -> bool {
-    service == "ingest"
-        || service
-            .strip_prefix("ingest-")
-            .is_some_and(|n| n.parse::<u16>().is_ok())
+/// Whether a service name is an instance of a service that scales: ingest, ingest-2, …, consumer,
+/// consumer-2, …
+fn is_instance(service: &str) -> bool {
+    ["ingest", "consumer"].iter().any(|base| {
+        service == *base
+            || service
+                .strip_prefix(base)
+                .and_then(|rest| rest.strip_prefix('-'))
+                .is_some_and(|n| n.parse::<u16>().is_ok())
+    })
 }
 
-/// The stack's API instances that `stack` has no more.
+/// The stack's instances (API, consumer) that `stack` has no more.
 pub async fn surplus(docker: &Engine, project: &str, stack: &[Svc]) -> anyhow::Result<Vec<Ours>> {
     let wanted: HashSet<&str> = stack.iter().map(|s| s.name.as_str()).collect();
     Ok(owned::all(docker, project)
         .await?
         .into_iter()
-        .filter(|c| is_api_instance(&c.service) && !wanted.contains(c.service.as_str()))
+        .filter(|c| is_instance(&c.service) && !wanted.contains(c.service.as_str()))
         .collect())
 }
 
@@ -45,9 +49,10 @@ pub async fn follow(docker: &Engine, c: &Ours, def: &Container) -> anyhow::Resul
     Ok(())
 }
 
-/// Stops and removes an API instance that is no longer wanted (no volume of its own).
+/// Stops and removes an instance that is no longer wanted (no volume of its own).
 pub async fn remove(docker: &Engine, c: &Ours) -> anyhow::Result<()> {
-    // Gracefully first: it finishes what it was doing and its relay leaves the outbox clean.
+    // Gracefully first: an API instance finishes what it was doing and its relay leaves the outbox
+    // clean; a consumer commits what it applied and its partitions go to the others.
     let _ = docker
         .stop_container(
             &c.id,
@@ -116,8 +121,8 @@ pub async fn reload_gateway(docker: &Engine, c: &Ours) -> anyhow::Result<()> {
     }
 }
 
-/// How many targets of the ingest job Prometheus on `port` scrapes now, if it answers.
-async fn ingest_targets(client: &reqwest::Client, port: u16) -> Option<usize> {
+/// How many targets of `job` Prometheus on `port` scrapes now, if it answers.
+async fn targets(client: &reqwest::Client, port: u16, job: &str) -> Option<usize> {
     let body: serde_json::Value = client
         .get(format!(
             "http://127.0.0.1:{port}/api/v1/targets?state=active"
@@ -132,27 +137,27 @@ async fn ingest_targets(client: &reqwest::Client, port: u16) -> Option<usize> {
     Some(
         targets
             .iter()
-            .filter(|t| t.pointer("/labels/job").and_then(|j| j.as_str()) == Some("ingest"))
+            .filter(|t| t.pointer("/labels/job").and_then(|j| j.as_str()) == Some(job))
             .count(),
     )
 }
 
-/// Waits until Prometheus on `port` scrapes `instances` API instances; says so when it does not
+/// Waits until Prometheus on `port` scrapes `instances` instances of `job`; says so when it does not
 /// within a while (the stack runs either way: only its metrics are behind).
-pub async fn await_targets(port: u16, instances: u16) {
+pub async fn await_targets(port: u16, job: &str, instances: u16) {
     const TIMEOUT: Duration = Duration::from_secs(30);
     let client = reqwest::Client::new();
     let deadline = Instant::now() + TIMEOUT;
     let mut last = None;
     while Instant::now() < deadline {
-        last = ingest_targets(&client, port).await;
+        last = targets(&client, port, job).await;
         if last == Some(usize::from(instances)) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     eprintln!(
-        "warning: Prometheus (127.0.0.1:{port}) lists {} API instance(s) after {}s, not {instances}",
+        "warning: Prometheus (127.0.0.1:{port}) lists {} {job} instance(s) after {}s, not {instances}",
         last.map_or("no".to_owned(), |n| n.to_string()),
         TIMEOUT.as_secs()
     );
@@ -163,11 +168,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_the_apis_instances_are_scaled() {
-        assert!(is_api_instance("ingest"));
-        assert!(is_api_instance("ingest-3"));
-        assert!(!is_api_instance("ingest-x"));
-        assert!(!is_api_instance("consumer"));
-        assert!(!is_api_instance("gateway"));
+    fn only_the_api_and_the_consumer_are_scaled() {
+        assert!(is_instance("ingest"));
+        assert!(is_instance("ingest-3"));
+        assert!(!is_instance("ingest-x"));
+        assert!(is_instance("consumer"));
+        assert!(is_instance("consumer-2"));
+        assert!(!is_instance("consumerx-2"));
+        assert!(!is_instance("gateway"));
+        assert!(!is_instance("settlement"));
     }
 }
