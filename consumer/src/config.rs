@@ -51,6 +51,14 @@ pub struct Config {
     #[arg(long, env = "APP_CONSUMER_INSTANCE_ID")]
     pub instance_id: Option<String>,
 
+    /// Read a fixed share of the partitions instead of taking part in the group's rebalancing: `K/N`
+    /// reads, of every topic, the partitions p with p mod N = K − 1 (offsets are still the group's).
+    /// For a broker whose group coordinator cannot hand a dead member's partitions to the others
+    /// (tansu 0.6.0, docs/SCALING.md): N consumers started with 1/N … N/N cover every partition once,
+    /// and one that dies keeps its share until it is back. Changing N means restarting all of them.
+    #[arg(long, env = "APP_CONSUMER_PARTITION_SHARE")]
+    pub partition_share: Option<PartitionShare>,
+
     /// How long the broker may hold a fetch (Kafka's `fetch.wait.max.ms`). tansu 0.6 holds every
     /// fetch this long, even when records are waiting, so it is the period of the consumer's reads;
     /// each read takes everything available (up to 5 MB). Shorter means a fresher ledger and more idle
@@ -111,5 +119,67 @@ impl Config {
         c.group_id = format!("{topic_prefix}pay-consumer");
         c.retry_max_backoff_ms = 500;
         c
+    }
+}
+
+/// `K/N`: the K-th of N consumers that divide every topic's partitions among them by number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionShare {
+    /// From 0: the partitions p with p mod `of` = `index`.
+    index: u16,
+    of: u16,
+}
+
+impl PartitionShare {
+    /// Whether `partition` is in this share.
+    pub fn holds(&self, partition: i32) -> bool {
+        partition.rem_euclid(i32::from(self.of)) == i32::from(self.index)
+    }
+}
+
+impl std::str::FromStr for PartitionShare {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("'{s}' is not a share like 1/2 (the first of two consumers)");
+        let (k, n) = s.split_once('/').ok_or_else(bad)?;
+        let (k, n): (u16, u16) = (
+            k.trim().parse().map_err(|_| bad())?,
+            n.trim().parse().map_err(|_| bad())?,
+        );
+        if n == 0 || k == 0 || k > n {
+            return Err(bad());
+        }
+        Ok(Self {
+            index: k - 1,
+            of: n,
+        })
+    }
+}
+
+impl std::fmt::Display for PartitionShare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index + 1, self.of)
+    }
+}
+
+#[cfg(test)]
+mod share_tests {
+    use super::PartitionShare;
+
+    #[test]
+    fn shares_cover_every_partition_once() {
+        let shares: Vec<PartitionShare> = ["1/3", "2/3", "3/3"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        for p in 0..12 {
+            assert_eq!(shares.iter().filter(|s| s.holds(p)).count(), 1, "{p}");
+        }
+        assert!(shares[1].holds(4) && !shares[1].holds(3));
+        assert_eq!(shares[2].to_string(), "3/3");
+        for bad in ["0/2", "3/2", "1/0", "1", "a/b", "1/2/3"] {
+            assert!(bad.parse::<PartitionShare>().is_err(), "{bad}");
+        }
     }
 }

@@ -41,7 +41,7 @@ impl App {
             10,
         )?;
         payctl_db::migrate_when_available(&db).await?;
-        let consumer = Arc::new(worker::consumer(&config)?);
+        let consumer = Arc::new(worker::consumer(&config).await?);
         let dlq = worker::dlq_producer(&config)?;
         let metrics = Metrics::new(&config.event_topics());
         let listener = TcpListener::bind(config.listen).await?;
@@ -115,7 +115,10 @@ async fn ready(State(s): State<HttpState>) -> impl IntoResponse {
     let assignment = s.consumer.assignment().ok();
     let mut by_topic: std::collections::BTreeMap<String, Vec<i32>> = Default::default();
     for e in assignment.iter().flat_map(|a| a.elements()) {
-        by_topic.entry(e.topic().to_owned()).or_default().push(e.partition());
+        by_topic
+            .entry(e.topic().to_owned())
+            .or_default()
+            .push(e.partition());
     }
     by_topic.values_mut().for_each(|p| p.sort_unstable());
     let partitions: usize = by_topic.values().map(Vec::len).sum();

@@ -78,20 +78,81 @@ pub fn group_member(
     client
 }
 
-pub fn consumer(config: &Config) -> anyhow::Result<StreamConsumer> {
+/// The ledger consumer's Kafka client: a member of the group subscribed to the event topics, or with
+/// `partition_share` one that reads its fixed share of their partitions (it waits for the topics, up
+/// to `TOPICS_WAIT`, since pay-server creates them).
+pub async fn consumer(config: &Config) -> anyhow::Result<StreamConsumer> {
     let consumer: StreamConsumer = group_member(
         &config.kafka_bootstrap,
         &config.group_id,
         "pay-consumer",
         config.fetch_wait_ms,
         config.kafka_debug.as_deref(),
-        config.instance_id.as_deref(),
+        config
+            .instance_id
+            .as_deref()
+            .filter(|_| config.partition_share.is_none()),
     )
     .create()?;
     let topics = config.event_topics();
-    let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
-    consumer.subscribe(&topics)?;
+    match config.partition_share {
+        None => {
+            let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+            consumer.subscribe(&topics)?;
+        }
+        Some(share) => {
+            let mut list = TopicPartitionList::new();
+            for (topic, partitions) in partitions_of(&config.kafka_bootstrap, &topics).await? {
+                for p in (0..partitions).filter(|p| share.holds(*p)) {
+                    // Where the group committed, else auto.offset.reset (earliest).
+                    list.add_partition_offset(&topic, p, Offset::Stored)?;
+                }
+            }
+            tracing::info!(%share, partitions = list.count(), "reading a fixed share of the partitions");
+            consumer.assign(&list)?;
+        }
+    }
     Ok(consumer)
+}
+
+/// How long a consumer with a partition share waits for pay-server to create the topics.
+const TOPICS_WAIT: Duration = Duration::from_secs(60);
+
+/// The partition count of each of `topics`, once every one of them exists.
+async fn partitions_of(bootstrap: &str, topics: &[String]) -> anyhow::Result<Vec<(String, i32)>> {
+    use rdkafka::consumer::BaseConsumer;
+    let client: Arc<BaseConsumer> = Arc::new(
+        ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("socket.connection.setup.timeout.ms", "3000")
+            .create()?,
+    );
+    let deadline = tokio::time::Instant::now() + TOPICS_WAIT;
+    loop {
+        let c = client.clone();
+        let metadata =
+            tokio::task::spawn_blocking(move || c.fetch_metadata(None, Duration::from_secs(5)))
+                .await?;
+        let found: Vec<(String, i32)> = match &metadata {
+            Ok(m) => m
+                .topics()
+                .iter()
+                .filter(|t| topics.iter().any(|n| n == t.name()) && !t.partitions().is_empty())
+                .map(|t| (t.name().to_owned(), t.partitions().len() as i32))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        if found.len() == topics.len() {
+            return Ok(found);
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!(
+                "the topics {topics:?} do not all exist after {}s (found {found:?}; pay-server creates them)",
+                TOPICS_WAIT.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 pub fn dlq_producer(config: &Config) -> anyhow::Result<FutureProducer> {

@@ -74,7 +74,10 @@ pub async fn ensure_topics(config: &KafkaConfig) -> anyhow::Result<()> {
                 %topic, partitions = config.partitions, "grew the topic's partitions"
             ),
             Err((topic, code)) => {
-                let had = counts.iter().find(|(t, _)| *t == topic).map_or(0, |(_, n)| *n);
+                let had = counts
+                    .iter()
+                    .find(|(t, _)| *t == topic)
+                    .map_or(0, |(_, n)| *n);
                 tracing::error!(
                     %topic, had, asked = config.partitions, %code,
                     "the broker cannot add partitions to this topic: it keeps {had}; consumers beyond {had} stay idle (recreate the topics to change it)"
@@ -86,7 +89,10 @@ pub async fn ensure_topics(config: &KafkaConfig) -> anyhow::Result<()> {
 }
 
 /// The number of partitions of each of `topics`, from the broker's metadata.
-async fn partition_counts(bootstrap: &str, topics: &[String]) -> anyhow::Result<Vec<(String, i32)>> {
+async fn partition_counts(
+    bootstrap: &str,
+    topics: &[String],
+) -> anyhow::Result<Vec<(String, i32)>> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let client: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)

@@ -117,12 +117,7 @@ async fn assignments(rows: &[ServiceStatus]) -> Vec<Assigned> {
 /// The partitions line of each consumer, under the table: `consumer-2  reads partitions 3, 4, 5`
 /// when every topic gives it the same ones, else topic by topic.
 fn print_group(group: &[Assigned]) {
-    let list = |p: &[i32]| {
-        p.iter()
-            .map(i32::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let list = |p: &[i32]| p.iter().map(i32::to_string).collect::<Vec<_>>().join(", ");
     if !group.is_empty() {
         println!();
     }

@@ -13,7 +13,9 @@ use crate::output;
 use crate::stack::config::{nginx_conf, prometheus_targets, NginxLayout};
 use crate::stack::health::healthy;
 use crate::stack::secrets::{database_url, secret, write_private, DATABASE, DB_USER};
-use crate::stack::{self, plan, port_clash, saved, saved_plan, saved_service, Kind, Ports, Scale, Svc};
+use crate::stack::{
+    self, plan, port_clash, saved, saved_plan, saved_service, Kind, Ports, Scale, Svc,
+};
 use anyhow::{bail, Context};
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -266,23 +268,23 @@ async fn up(home: &Path, ports: &Ports, scale: Scale, no_install: bool) -> anyho
     // keeps its record, so that `down --volumes` still finds its volumes) is no longer the one the
     // commands talk to. Its volumes stay, labelled; `payctl down --volumes --project` removes them.
     let _ = std::fs::remove_file(home.join("docker.json"));
-    scale_down(home, &before, &stack)?;
+    scale_consumers(home, &before, &stack)?;
     let mut started_now: Vec<&str> = Vec::new();
     for svc in &stack {
         let (name, port) = (svc.name.as_str(), svc.port);
         if let Some(pid) = running_pid(home, name) {
-            eprintln!("{name:<9} already running (pid {pid})");
+            eprintln!("{name:<10} already running (pid {pid})");
             continue;
         }
         let started = Instant::now();
         let spinner = indicatif::ProgressBar::new_spinner();
-        spinner.set_message(format!("{name:<9} starting on 127.0.0.1:{port} …"));
+        spinner.set_message(format!("{name:<10} starting on 127.0.0.1:{port} …"));
         spinner.enable_steady_tick(Duration::from_millis(100));
         let result = start_service(home, ports, svc, &stack, scale.partitions).await;
         spinner.finish_and_clear();
         if let Err(e) = result {
             eprintln!(
-                "{} {name:<9} failed after {:.1?}",
+                "{} {name:<10} failed after {:.1?}",
                 output::mark(false),
                 started.elapsed()
             );
@@ -296,54 +298,107 @@ async fn up(home: &Path, ports: &Ports, scale: Scale, no_install: bool) -> anyho
         }
         started_now.push(name);
         eprintln!(
-            "{} {name:<9} ready on 127.0.0.1:{port} in {:.1?}",
+            "{} {name:<10} ready on 127.0.0.1:{port} in {:.1?}",
             output::mark(true),
             started.elapsed()
         );
     }
+    follow_scale(home, ports, &before, &stack).await
+}
+
+/// The API's instances of a plan, by name and port: what the gateway balances over.
+fn apis(stack: &[Svc]) -> Vec<(String, u16)> {
+    stack
+        .iter()
+        .filter(|s| s.kind == Kind::Ingest)
+        .map(|s| (s.name.clone(), s.port))
+        .collect()
+}
+
+/// Before `up` starts what is missing of `stack`, where the last `up` ran `before`: when the number
+/// of consumers changes, every consumer stops (each starts again with its new share), and consumers
+/// beyond the new count stop for good, committing what they applied.
+fn scale_consumers(home: &Path, before: &[Svc], stack: &[Svc]) -> anyhow::Result<()> {
+    let consumers = |v: &[Svc]| v.iter().filter(|s| s.kind == Kind::Consumer).count();
+    if before.is_empty() || consumers(before) == consumers(stack) {
+        return Ok(());
+    }
+    for c in before.iter().filter(|s| s.kind == Kind::Consumer) {
+        let stays = stack.iter().any(|s| s.name == c.name);
+        if stop_one(home, &c.name)? {
+            if stays {
+                eprintln!(
+                    "{:<10} stopped, to start again with its share of {} consumers",
+                    c.name,
+                    consumers(stack)
+                );
+            } else {
+                eprintln!("{:<10} stopped (scaled down)", c.name);
+            }
+        }
+    }
     Ok(())
 }
 
-/// Stops the instances the last `up` ran (`before`) that `stack` no longer has (`--scale` down): a
-/// consumer leaves its group and its partitions go to the others, an API instance finishes what it
-/// was answering. When the API's instances change, a running gateway is stopped too, so that `up`
-/// starts it again balancing over the new set.
-fn scale_down(home: &Path, before: &[Svc], stack: &[Svc]) -> anyhow::Result<()> {
-    let surplus = before
-        .iter()
-        .filter(|old| !stack.iter().any(|s| s.name == old.name));
-    let apis = |v: &[Svc]| {
-        v.iter()
-            .filter(|s| s.kind == Kind::Ingest)
-            .map(|s| (s.name.clone(), s.port))
-            .collect::<Vec<_>>()
-    };
-    let gateway_follows = !before.is_empty() && apis(before) != apis(stack);
-    if gateway_follows && stop_one(home, "gateway")? {
-        eprintln!("gateway   stopped: it balances over the new set of API instances once started again");
-    }
-    for old in surplus {
-        if stop_one(home, &old.name)? {
-            eprintln!("{:<9} stopped (scaled down)", old.name);
+/// After `up` started what was missing: a gateway that ran before it gets the new set of API
+/// instances (its config rewritten, then nginx reloaded with SIGHUP: the old workers finish their
+/// requests), then the API instances beyond the new count stop, so none is stopped while the gateway
+/// still sends it requests. A running Prometheus rereads its target files.
+async fn follow_scale(
+    home: &Path,
+    ports: &Ports,
+    before: &[Svc],
+    stack: &[Svc],
+) -> anyhow::Result<()> {
+    if !before.is_empty() && apis(before) != apis(stack) {
+        if let (Some(pid), Some(gateway)) = (
+            running_pid(home, "gateway"),
+            stack.iter().find(|s| s.kind == Kind::Gateway),
+        ) {
+            let upstreams: Vec<u16> = apis(stack).iter().map(|(_, port)| *port).collect();
+            let key = store_key(home, ports).await?;
+            gateway_config(
+                &home.join("gateway"),
+                gateway.port,
+                &upstreams,
+                key.expose(),
+            )?;
+            signal_service(pid, libc::SIGHUP)?;
+            eprintln!(
+                "{} gateway   now balances over {} API instance(s)",
+                output::mark(true),
+                upstreams.len()
+            );
         }
     }
-    // A running Prometheus rereads its target files: it scrapes the new set of instances.
+    for old in before
+        .iter()
+        .filter(|old| old.kind == Kind::Ingest && !stack.iter().any(|s| s.name == old.name))
+    {
+        if stop_one(home, &old.name)? {
+            eprintln!("{:<10} stopped (scaled down)", old.name);
+        }
+    }
     if running_pid(home, "prometheus").is_some() {
         prometheus_config(&home.join("prometheus"), stack)?;
     }
     Ok(())
 }
 
-/// Static group membership for the ledger consumer (`group.instance.id`): a restarted consumer takes
-/// its own partitions back at once, with no rebalance. Only while it is the only one, though: tansu
-/// (0.6.0) drops a member that stopped heartbeating only when a *dynamic* member heartbeats
-/// (`coordinator/group/administrator.rs`, `heartbeat`: the sweep runs for `group_instance_id` None),
-/// so in a group of static members a consumer that dies and stays dead keeps its partitions for ever.
-/// Several consumers join dynamically: the survivors notice a dead one after the session timeout and
-/// take its partitions. (Kafka itself handles static members; the Docker runtime keeps them.)
-fn consumer_instance_id(svc: &Svc, stack: &[Svc]) -> Option<String> {
-    let consumers = stack.iter().filter(|s| s.kind == Kind::Consumer).count();
-    (svc.kind != Kind::Consumer || consumers <= 1).then(|| format!("payctl-{}", svc.name))
+/// The share of the partitions a ledger consumer reads when there are several (`K/N`), instead of
+/// taking part in the group's rebalancing. tansu 0.6.0's group coordinator cannot rebalance a group
+/// that lost a member (docs/SCALING.md §1 has the source lines): a killed consumer's partitions are
+/// never handed to the others, and a member that comes back may get none, which stalls the ledger. A
+/// fixed share cannot be orphaned: a consumer that dies keeps its share until it is started again
+/// (`payctl start`, or chaos's restart), then goes on from the group's committed offsets. One
+/// consumer stays a plain (static) member of the group.
+fn partition_share(svc: &Svc, stack: &[Svc]) -> Option<String> {
+    if svc.kind != Kind::Consumer {
+        return None;
+    }
+    let consumers: Vec<&Svc> = stack.iter().filter(|s| s.kind == Kind::Consumer).collect();
+    let index = consumers.iter().position(|s| s.name == svc.name)?;
+    (consumers.len() > 1).then(|| format!("{}/{}", index + 1, consumers.len()))
 }
 
 /// The application's database and its own user with a generated password (root stays local-only).
@@ -603,9 +658,11 @@ async fn start_service(
             if let (Kind::Ingest, Some(p)) = (kind, partitions) {
                 cmd.env("APP_KAFKA_PARTITIONS", p.to_string());
             }
-            match consumer_instance_id(svc, stack) {
-                Some(id) => cmd.env("APP_CONSUMER_INSTANCE_ID", id),
-                None => cmd.env_remove("APP_CONSUMER_INSTANCE_ID"),
+            // Static group membership: a restarted consumer takes its own partitions back at once.
+            cmd.env("APP_CONSUMER_INSTANCE_ID", format!("payctl-{name}"));
+            match partition_share(svc, stack) {
+                Some(share) => cmd.env("APP_CONSUMER_PARTITION_SHARE", share),
+                None => cmd.env_remove("APP_CONSUMER_PARTITION_SHARE"),
             };
             cmd.env("APP_LISTEN", format!("127.0.0.1:{port}"))
                 .env("APP_DATABASE_URL", database_url(home, ports)?)
@@ -897,5 +954,32 @@ mod tests {
         assert!(runtime.stop("redis").await.unwrap());
         assert!(stopping.elapsed() < Duration::from_secs(10));
         assert_eq!(runtime.health("redis").await.unwrap(), Health::Stopped);
+    }
+
+    #[test]
+    fn several_consumers_each_read_their_share_and_one_stays_a_group_member() {
+        use crate::stack::Scale;
+        let shares = |consumer| {
+            let stack = plan(
+                &Ports::default(),
+                Scale {
+                    consumer,
+                    ..Scale::default()
+                },
+            );
+            stack
+                .iter()
+                .filter_map(|s| partition_share(s, &stack).map(|share| (s.name.clone(), share)))
+                .collect::<Vec<_>>()
+        };
+        assert!(shares(1).is_empty());
+        assert_eq!(
+            shares(3),
+            [
+                ("consumer".to_owned(), "1/3".to_owned()),
+                ("consumer-2".to_owned(), "2/3".to_owned()),
+                ("consumer-3".to_owned(), "3/3".to_owned())
+            ]
+        );
     }
 }

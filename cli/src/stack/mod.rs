@@ -167,7 +167,10 @@ impl Scale {
             let (service, n) = part
                 .split_once('=')
                 .ok_or_else(|| format!("'{part}' is not SERVICE=N, like ingest=3"))?;
-            let n = n.parse::<u16>().ok().filter(|n| (1..=MAX_INSTANCES).contains(n));
+            let n = n
+                .parse::<u16>()
+                .ok()
+                .filter(|n| (1..=MAX_INSTANCES).contains(n));
             let n = n.ok_or_else(|| {
                 format!("'{part}': the number of instances is from 1 to {MAX_INSTANCES}")
             })?;
@@ -573,9 +576,7 @@ mod tests {
 
     #[test]
     fn consumers_scale_on_ports_ten_apart_after_the_apis_instances() {
-        let scale = Scale::default()
-            .parse_onto("ingest=3,consumer=2")
-            .unwrap();
+        let scale = Scale::default().parse_onto("ingest=3,consumer=2").unwrap();
         assert_eq!((scale.ingest, scale.consumer), (3, 2));
         let stack = plan(&Ports::default(), scale);
         let of = |kind| {
@@ -615,15 +616,32 @@ mod tests {
     fn a_scale_is_read_from_service_counts_and_refused_when_it_cannot_work() {
         let d = Scale::default();
         assert_eq!(d.parse_onto("consumer=2").unwrap().ingest, 1);
-        assert_eq!(d.parse_onto("ingest=2").unwrap().parse_onto("consumer=3").unwrap().ingest, 2);
+        assert_eq!(
+            d.parse_onto("ingest=2")
+                .unwrap()
+                .parse_onto("consumer=3")
+                .unwrap()
+                .ingest,
+            2
+        );
         for bad in ["kafka=2", "ingest", "ingest=0", "ingest=9", "consumer=x"] {
             assert!(d.parse_onto(bad).is_err(), "{bad}");
         }
         let four = d.parse_onto("consumer=4").unwrap();
         let e = four.check().unwrap_err();
         assert!(e.contains("--partitions 4"), "{e}");
-        assert!(Scale { partitions: Some(6), ..four }.check().is_ok());
-        assert!(Scale { partitions: Some(3), ..four }.check().is_err());
+        assert!(Scale {
+            partitions: Some(6),
+            ..four
+        }
+        .check()
+        .is_ok());
+        assert!(Scale {
+            partitions: Some(3),
+            ..four
+        }
+        .check()
+        .is_err());
         assert!(d.parse_onto("consumer=3").unwrap().check().is_ok());
     }
 

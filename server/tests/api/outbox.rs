@@ -219,13 +219,18 @@ async fn several_relays_share_the_outbox_and_publish_each_event_once() {
         let events = a.read_topic(topic).await;
         let mut seen: HashMap<String, usize> = HashMap::new();
         for e in &events {
-            *seen.entry(e["eventId"].as_str().unwrap().to_owned()).or_default() += 1;
+            *seen
+                .entry(e["eventId"].as_str().unwrap().to_owned())
+                .or_default() += 1;
         }
         let doubled: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
         assert!(doubled.is_empty(), "{topic}: published twice: {doubled:?}");
         assert_eq!(seen.len(), PAYMENTS, "{topic}: every event, once");
         for id in &ids {
-            assert!(events.iter().any(|e| e["paymentId"] == id.as_str()), "{topic}: {id}");
+            assert!(
+                events.iter().any(|e| e["paymentId"] == id.as_str()),
+                "{topic}: {id}"
+            );
         }
     }
     let shares: Vec<f64> = apps
@@ -237,7 +242,10 @@ async fn several_relays_share_the_outbox_and_publish_each_event_once() {
         (2 * PAYMENTS) as f64,
         "the relays' counts add up to the events: {shares:?}"
     );
-    assert!(shares.iter().all(|n| *n > 0.0), "each relay publishes: {shares:?}");
+    assert!(
+        shares.iter().all(|n| *n > 0.0),
+        "each relay publishes: {shares:?}"
+    );
     c.stop().await;
     b.stop().await;
 }

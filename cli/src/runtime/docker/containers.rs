@@ -499,7 +499,12 @@ mod tests {
             grafana_password: "grafana".into(),
             store_key: Some("sk_store".into()),
         };
-        containers(&plan(&ports, Scale::ingest(ingest), &[]), network, &images, &secrets)
+        containers(
+            &plan(&ports, Scale::ingest(ingest), &[]),
+            network,
+            &images,
+            &secrets,
+        )
     }
 
     fn env<'a>(c: &'a Container, key: &str) -> &'a str {
