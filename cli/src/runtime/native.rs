@@ -385,20 +385,20 @@ async fn follow_scale(
     Ok(())
 }
 
-/// The share of the partitions a ledger consumer reads when there are several (`K/N`), instead of
-/// taking part in the group's rebalancing. tansu 0.6.0's group coordinator cannot rebalance a group
-/// that lost a member (docs/SCALING.md §1 has the source lines): a killed consumer's partitions are
-/// never handed to the others, and a member that comes back may get none, which stalls the ledger. A
-/// fixed share cannot be orphaned: a consumer that dies keeps its share until it is started again
-/// (`payctl start`, or chaos's restart), then goes on from the group's committed offsets. One
-/// consumer stays a plain (static) member of the group.
+/// The share of the partitions a ledger consumer reads (`K/N` of N consumers; `1/1`, all of them,
+/// for one), instead of taking part in the group's rebalancing. tansu 0.6.0's group coordinator
+/// cannot rebalance a group that lost a member (docs/SCALING.md §1 has the source lines): a killed
+/// consumer's partitions are never handed to the others, and a member that comes back may get none,
+/// which stalls the ledger — even a lone consumer restarted under load sometimes waited for ever. A
+/// fixed share cannot be stranded: a consumer that dies keeps its share until it is started again
+/// (`payctl start`, chaos's restart) and goes on from the group's committed offsets at once.
 fn partition_share(svc: &Svc, stack: &[Svc]) -> Option<String> {
     if svc.kind != Kind::Consumer {
         return None;
     }
     let consumers: Vec<&Svc> = stack.iter().filter(|s| s.kind == Kind::Consumer).collect();
     let index = consumers.iter().position(|s| s.name == svc.name)?;
-    (consumers.len() > 1).then(|| format!("{}/{}", index + 1, consumers.len()))
+    Some(format!("{}/{}", index + 1, consumers.len()))
 }
 
 /// The application's database and its own user with a generated password (root stays local-only).
@@ -658,7 +658,8 @@ async fn start_service(
             if let (Kind::Ingest, Some(p)) = (kind, partitions) {
                 cmd.env("APP_KAFKA_PARTITIONS", p.to_string());
             }
-            // Static group membership: a restarted consumer takes its own partitions back at once.
+            // Static group membership (the settlement worker's; a consumer with a share of the
+            // partitions does not join the group).
             cmd.env("APP_CONSUMER_INSTANCE_ID", format!("payctl-{name}"));
             match partition_share(svc, stack) {
                 Some(share) => cmd.env("APP_CONSUMER_PARTITION_SHARE", share),
@@ -957,7 +958,7 @@ mod tests {
     }
 
     #[test]
-    fn several_consumers_each_read_their_share_and_one_stays_a_group_member() {
+    fn each_consumer_reads_its_share_of_the_partitions() {
         use crate::stack::Scale;
         let shares = |consumer| {
             let stack = plan(
@@ -972,7 +973,7 @@ mod tests {
                 .filter_map(|s| partition_share(s, &stack).map(|share| (s.name.clone(), share)))
                 .collect::<Vec<_>>()
         };
-        assert!(shares(1).is_empty());
+        assert_eq!(shares(1), [("consumer".to_owned(), "1/1".to_owned())]);
         assert_eq!(
             shares(3),
             [
