@@ -864,3 +864,71 @@ async fn apply_returns_an_operational_refusal_for_retry_and_isolates_a_data_erro
     assert!(rejected.message.contains("4025"), "{}", rejected.message);
     assert_eq!(legs_of(&env, &batch[1]).await, vec![]);
 }
+
+/// The partitions a running consumer reads, by topic, from its `/ready`.
+async fn assigned(c: &helpers::Running) -> std::collections::BTreeMap<String, Vec<i32>> {
+    let ready: serde_json::Value = reqwest::get(format!("{}/ready", c.address))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    serde_json::from_value(ready["components"]["kafka"]["partitions"].clone()).unwrap()
+}
+
+/// Two consumers with fixed partition shares (how the native runtime runs several): each reads only
+/// its share, together they apply every event once; one stopped and started again goes on from the
+/// group's committed offsets, and the ledger ends with every event exactly once.
+#[tokio::test]
+async fn consumers_with_partition_shares_split_the_partitions_and_resume_after_a_restart() {
+    let env = &env().await;
+    let share = |s: &str| {
+        let mut c = env.config();
+        c.partition_share = Some(s.parse().unwrap());
+        c
+    };
+    let first = env.start_consumer_with(share("1/2")).await;
+    let second = env.start_consumer_with(share("2/2")).await;
+    let (a, b) = (assigned(&first).await, assigned(&second).await);
+    assert_eq!(a.len(), EventType::ALL.len(), "every topic: {a:?}");
+    for (topic, partitions) in &a {
+        assert_eq!(partitions, &[0], "{topic}");
+        assert_eq!(b[topic], [1], "{topic}");
+    }
+    let batch = |n: usize| async move {
+        let ids = env.payments(n, 700).await;
+        let events: Vec<_> = ids
+            .iter()
+            .map(|id| event(EventType::PaymentAuthorized, *id, 700))
+            .collect();
+        env.produce_all(&events).await;
+    };
+    batch(300).await;
+    env.eventually("the first batch applied", Duration::from_secs(60), || async {
+        env.legs().await == 600
+    })
+    .await;
+    let read = |c: &helpers::Running| c.metric("consumer_events_consumed_total");
+    assert!(
+        read(&first) > 0.0 && read(&second) > 0.0,
+        "both read a share: {} and {}",
+        read(&first),
+        read(&second)
+    );
+    assert_eq!(read(&first) + read(&second), 300.0, "each event read once");
+    second.stop().await;
+    batch(300).await;
+    let second = env.start_consumer_with(share("2/2")).await;
+    env.eventually("the second batch applied", Duration::from_secs(60), || async {
+        env.legs().await == 1200
+    })
+    .await;
+    assert_eq!(
+        env.count("SELECT COUNT(DISTINCT event_id) FROM ledger_entries")
+            .await,
+        600
+    );
+    assert!(env.dlq().await.is_empty());
+    first.stop().await;
+    second.stop().await;
+}
