@@ -904,9 +904,11 @@ async fn consumers_with_partition_shares_split_the_partitions_and_resume_after_a
         env.produce_all(&events).await;
     };
     batch(300).await;
-    env.eventually("the first batch applied", Duration::from_secs(60), || async {
-        env.legs().await == 600
-    })
+    env.eventually(
+        "the first batch applied",
+        Duration::from_secs(60),
+        || async { env.legs().await == 600 },
+    )
     .await;
     let read = |c: &helpers::Running| c.metric("consumer_events_consumed_total");
     assert!(
@@ -919,9 +921,11 @@ async fn consumers_with_partition_shares_split_the_partitions_and_resume_after_a
     second.stop().await;
     batch(300).await;
     let second = env.start_consumer_with(share("2/2")).await;
-    env.eventually("the second batch applied", Duration::from_secs(60), || async {
-        env.legs().await == 1200
-    })
+    env.eventually(
+        "the second batch applied",
+        Duration::from_secs(60),
+        || async { env.legs().await == 1200 },
+    )
     .await;
     assert_eq!(
         env.count("SELECT COUNT(DISTINCT event_id) FROM ledger_entries")
