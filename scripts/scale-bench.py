@@ -27,8 +27,10 @@ def sh(payctl, *args, capture=False):
     cmd = [payctl, *args]
     print("$ " + " ".join(cmd), file=sys.stderr, flush=True)
     if capture:
-        return subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
-    subprocess.run(cmd, check=True)
+        # bench exits 1 when a step missed its limits: the report is what is wanted all the same.
+        return subprocess.run(cmd, stdout=subprocess.PIPE, text=True).stdout
+    # Their progress is for people: on stderr, so that stdout holds only the figures.
+    subprocess.run(cmd, check=True, stdout=sys.stderr)
     return None
 
 
@@ -46,7 +48,9 @@ def metric_sum(port, name):
 
 
 def status(payctl):
-    return json.loads(sh(payctl, "status", "--json", capture=True) or "{}")
+    """`payctl status --json` (exit 3 only says something is not healthy: the stopped settlement worker)."""
+    out = subprocess.run([payctl, "status", "--json"], stdout=subprocess.PIPE, text=True).stdout
+    return json.loads(out or "{}")
 
 
 def summary(n, report):
@@ -72,13 +76,13 @@ def main():
     p.add_argument("--full-rates", default="300,400,500")
     p.add_argument("--ingest", default="1,2,3")
     p.add_argument("--consumers", default="1,2")
-    p.add_argument("--backlog-rate", type=int, default=400)
-    p.add_argument("--backlog-seconds", type=int, default=40)
+    p.add_argument("--backlog-rate", type=int, default=300)
+    p.add_argument("--backlog-seconds", type=int, default=100)
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
     out = {"api": [], "consumers": []}
 
-    for n in [int(x) for x in a.ingest.split(",") if x]:
+    for n in [int(x) for x in a.ingest.split(",") if x.strip()]:
         sh(a.payctl, "up", "--runtime", "native", "--scale", f"ingest={n},consumer=1", "--partitions", "6")
         for svc in ("settlement", "acquirer"):
             sh(a.payctl, "stop", svc)
@@ -94,7 +98,7 @@ def main():
         except (KeyError, TypeError) as e:
             print(f"(no summary: {e!r}; the whole report is in --json)", flush=True)
 
-    for c in [int(x) for x in a.consumers.split(",") if x]:
+    for c in [int(x) for x in a.consumers.split(",") if x.strip()]:
         sh(a.payctl, "up", "--runtime", "native", "--scale", f"ingest=1,consumer={c}", "--partitions", "6")
         for svc in ("settlement", "acquirer"):
             sh(a.payctl, "stop", svc)
@@ -103,21 +107,26 @@ def main():
         for name in names:
             sh(a.payctl, "stop", name)
         # The backlog: its events are published to Kafka and wait there for the consumers.
+        # Only the backlog matters here, not k6's latency (k6 costs the platform CPU): a loose threshold.
         sh(a.payctl, "load", "--rate", str(a.backlog_rate), "--duration", f"{a.backlog_seconds}s", "--flow", "full",
-           "--no-reconcile", "--catch-up-seconds", "0")
+           "--no-reconcile", "--catch-up-seconds", "0", "--p99-ms", "10000")
         time.sleep(3)  # the relay's last batch
         started = time.monotonic()
         for name in names:
             sh(a.payctl, "start", name)
         ready = time.monotonic() - started
         # Read from the start of the backlog: each consumer counts from its own start.
-        last, still = -1.0, time.monotonic()
+        last, still, first = None, time.monotonic(), None
         while True:
             consumed = {n: metric_sum(ports[n], "consumer_events_consumed_total") for n in names}
             lag = sum(metric_sum(ports[n], "consumer_lag") for n in names)
             total = sum(consumed.values())
-            if total != last:
-                last, still = total, time.monotonic()
+            # Read is counted before a batch is applied: the end is when the legs stop growing too.
+            legs = sum(metric_sum(ports[n], "ledger_legs_written_total") for n in names)
+            if (total, legs) != last:
+                last, still = (total, legs), time.monotonic()
+                if first is None and total > 0:
+                    first = time.monotonic()
             if lag == 0 and total > 0 and time.monotonic() - still > 2:
                 break
             if time.monotonic() - started > 600:
@@ -125,8 +134,11 @@ def main():
                 break
             time.sleep(0.25)
         took = still - started
-        row = {"consumers": c, "events": total, "seconds": round(took, 2), "readySeconds": round(ready, 2),
-               "eventsPerSecond": round(total / took, 1) if took > 0 else None, "perConsumer": consumed}
+        # From the first event read to the last: the rate of reading, without the start.
+        reading = still - (first or started)
+        row = {"consumers": c, "events": total, "legs": legs, "seconds": round(took, 2), "readySeconds": round(ready, 2),
+               "readingSeconds": round(reading, 2),
+               "eventsPerSecond": round(total / reading, 1) if reading > 0 else None, "perConsumer": consumed}
         out["consumers"].append(row)
         print(json.dumps(row), flush=True)
 

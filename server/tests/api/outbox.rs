@@ -249,3 +249,28 @@ async fn several_relays_share_the_outbox_and_publish_each_event_once() {
     c.stop().await;
     b.stop().await;
 }
+
+/// `up --partitions` on topics that exist with fewer: pay-server asks the broker for more partitions.
+/// tansu cannot add any (Kafka can); that is said in the log, not fatal — the instance still publishes
+/// to the partitions there are, and nothing waits for ever.
+#[tokio::test]
+async fn asking_for_more_partitions_than_the_broker_can_add_still_publishes() {
+    let app = spawn_app().await;
+    let first = app.authorized_payment(1200).await;
+    let more = app.peer(|c| c.kafka.partitions = 6).await;
+    // Only the new instance's relay is left to publish.
+    app.stop().await;
+    let second = more.authorized_payment(1300).await;
+    more.eventually("the outbox drained", Duration::from_secs(30), || async {
+        more.unpublished().await == 0
+    })
+    .await;
+    let published = more.read_topic("payment.authorized").await;
+    for id in [&first, &second] {
+        assert!(
+            published.iter().any(|e| e["paymentId"] == id.as_str()),
+            "{id} published"
+        );
+    }
+    more.stop().await;
+}
