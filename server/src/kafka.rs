@@ -59,7 +59,24 @@ pub async fn ensure_topics(config: &KafkaConfig) -> anyhow::Result<()> {
     if existing.is_empty() {
         return Ok(());
     }
-    let counts = partition_counts(&config.bootstrap, &existing).await?;
+    // Growing is best effort: the topics are there, so the relay can publish either way.
+    if let Err(e) = grow_partitions(&admin, config, &existing, &options).await {
+        tracing::error!(
+            error = %e, asked = config.partitions,
+            "cannot grow the topics' partitions: they keep what they have; consumers beyond that stay idle (recreate the topics to change it)"
+        );
+    }
+    Ok(())
+}
+
+/// Asks the broker to give each of `existing` `config.partitions` partitions, where it has fewer.
+async fn grow_partitions(
+    admin: &AdminClient<DefaultClientContext>,
+    config: &KafkaConfig,
+    existing: &[String],
+    options: &AdminOptions,
+) -> anyhow::Result<()> {
+    let counts = partition_counts(&config.bootstrap, existing).await?;
     let grow: Vec<NewPartitions<'_>> = counts
         .iter()
         .filter(|(_, n)| *n < config.partitions)
@@ -68,7 +85,7 @@ pub async fn ensure_topics(config: &KafkaConfig) -> anyhow::Result<()> {
     if grow.is_empty() {
         return Ok(());
     }
-    for result in admin.create_partitions(&grow, &options).await? {
+    for result in admin.create_partitions(&grow, options).await? {
         match result {
             Ok(topic) => tracing::info!(
                 %topic, partitions = config.partitions, "grew the topic's partitions"
@@ -78,10 +95,7 @@ pub async fn ensure_topics(config: &KafkaConfig) -> anyhow::Result<()> {
                     .iter()
                     .find(|(t, _)| *t == topic)
                     .map_or(0, |(_, n)| *n);
-                tracing::error!(
-                    %topic, had, asked = config.partitions, %code,
-                    "the broker cannot add partitions to this topic: it keeps {had}; consumers beyond {had} stay idle (recreate the topics to change it)"
-                );
+                anyhow::bail!("{topic} keeps {had} partitions: the broker answered {code}");
             }
         }
     }
