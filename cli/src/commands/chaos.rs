@@ -94,11 +94,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 /// A service chaos may fault: one of [`SERVICES`], an instance of a scaled one (`ingest-2`,
 /// `consumer-2`: `up --scale`), or `none`.
 fn parse_service(s: &str) -> Result<String, String> {
-    let instance = ["ingest-", "consumer-"].iter().any(|p| {
-        s.strip_prefix(p)
-            .is_some_and(|n| n.parse::<u16>().is_ok_and(|n| n >= 2))
-    });
-    if s == "none" || SERVICES.contains(&s) || instance {
+    if s == "none" || SERVICES.contains(&s) || crate::stack::is_extra_instance(s) {
         Ok(s.to_owned())
     } else {
         Err(format!(

@@ -13,9 +13,7 @@ use crate::output;
 use crate::stack::config::{nginx_conf, prometheus_targets, NginxLayout};
 use crate::stack::health::healthy;
 use crate::stack::secrets::{database_url, secret, write_private, DATABASE, DB_USER};
-use crate::stack::{
-    self, plan, port_clash, saved, saved_plan, saved_service, Kind, Ports, Scale, Svc,
-};
+use crate::stack::{self, plan, saved, saved_plan, saved_service, Kind, Ports, Scale, Svc};
 use anyhow::{bail, Context};
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -237,14 +235,7 @@ async fn up(home: &Path, ports: &Ports, scale: Scale, no_install: bool) -> anyho
     std::fs::create_dir_all(home)?;
     let home = &home.canonicalize()?;
     let stack = plan(ports, scale);
-    if let Some((a, b)) = port_clash(&stack) {
-        bail!(
-            "{} and {} would both listen on port {}; choose other ports (--ingest-port, --consumer-port, …)",
-            a.name,
-            b.name,
-            a.port
-        );
-    }
+    stack::refuse_port_clash(&stack)?;
     // Check every port before starting anything.
     for svc in &stack {
         if running_pid(home, &svc.name).is_none() && ports::is_listening(svc.port) {

@@ -254,8 +254,21 @@ pub fn plan(ports: &Ports, scale: Scale) -> Vec<Svc> {
     v
 }
 
-/// The first two services of `stack` that would listen on one port (the API's instances run into
-/// the consumer's port past eleven of them, for one), for `up` to refuse before it starts anything.
+/// Refuses, before anything starts, a plan with two services on one port (moved ports can make the
+/// API's instances run into another service's).
+pub fn refuse_port_clash(stack: &[Svc]) -> anyhow::Result<()> {
+    if let Some((a, b)) = port_clash(stack) {
+        anyhow::bail!(
+            "{} and {} would both use port {}; choose other ports (--ingest-port, --consumer-port, …)",
+            a.name,
+            b.name,
+            a.port
+        );
+    }
+    Ok(())
+}
+
+/// The first two services of `stack` that would listen on one port.
 pub fn port_clash(stack: &[Svc]) -> Option<(&Svc, &Svc)> {
     stack.iter().enumerate().find_map(|(i, a)| {
         stack[i + 1..]
@@ -429,14 +442,22 @@ pub const SERVICE_NAMES: [&str; 10] = [
     "grafana",
 ];
 
+/// The services `--scale` runs several instances of.
+pub const SCALED: [&str; 2] = ["ingest", "consumer"];
+
+/// Whether `s` names an instance after the first of a service that scales: `ingest-2`, `consumer-3`.
+pub fn is_extra_instance(s: &str) -> bool {
+    SCALED.iter().any(|base| {
+        s.strip_prefix(base)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|n| n.parse::<u16>().is_ok_and(|n| n >= 2))
+    })
+}
+
 /// clap's value parser for a service name: one of [`SERVICE_NAMES`], or `ingest-N` / `consumer-N`
 /// (N ≥ 2) for the instances after the first.
 pub fn service_name(s: &str) -> Result<String, String> {
-    let instance = ["ingest-", "consumer-"].iter().any(|prefix| {
-        s.strip_prefix(prefix)
-            .is_some_and(|n| n.parse::<u16>().is_ok_and(|n| n >= 2))
-    });
-    if SERVICE_NAMES.contains(&s) || instance {
+    if SERVICE_NAMES.contains(&s) || is_extra_instance(s) {
         Ok(s.to_owned())
     } else {
         Err(format!(
@@ -662,6 +683,7 @@ mod tests {
         assert_eq!(service_name("ingest-3").unwrap(), "ingest-3");
         assert!(service_name("consumer-1").is_err());
         assert!(service_name("kafka-2").is_err());
+        assert!(is_extra_instance("consumer-2") && !is_extra_instance("consumer"));
     }
 
     /// Ports no default uses, to tell a plan's own ports from the defaults.

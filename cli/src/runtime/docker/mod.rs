@@ -497,14 +497,7 @@ async fn up(home: &Path, ports: &Ports, scale: Scale, args: &DockerArgs) -> anyh
     let home = &home.canonicalize()?;
     let project = args.project.as_str();
     let stack = containers::plan(ports, scale, &args.without);
-    if let Some((a, b)) = stack::port_clash(&stack) {
-        bail!(
-            "{} and {} would both be published on port {}; choose other ports (--ingest-port, --consumer-port, …)",
-            a.name,
-            b.name,
-            a.port
-        );
-    }
+    stack::refuse_port_clash(&stack)?;
     let defs = containers::containers(
         &stack,
         args.network,

@@ -10,7 +10,7 @@
 use super::containers::Container;
 use super::owned::{self, Ours};
 use super::{log_lines, put_files, remove_container};
-use crate::stack::Svc;
+use crate::stack::{self, Svc};
 use anyhow::{bail, Context};
 use bollard::query_parameters::{KillContainerOptions, StopContainerOptions};
 use bollard::Docker as Engine;
@@ -20,13 +20,7 @@ use std::time::{Duration, Instant};
 /// Whether a service name is an instance of a service that scales: ingest, ingest-2, …, consumer,
 /// consumer-2, …
 fn is_instance(service: &str) -> bool {
-    ["ingest", "consumer"].iter().any(|base| {
-        service == *base
-            || service
-                .strip_prefix(base)
-                .and_then(|rest| rest.strip_prefix('-'))
-                .is_some_and(|n| n.parse::<u16>().is_ok())
-    })
+    stack::SCALED.contains(&service) || stack::is_extra_instance(service)
 }
 
 /// The stack's instances (API, consumer) that `stack` has no more.
